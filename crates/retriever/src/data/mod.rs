@@ -1,0 +1,354 @@
+//! Dataset loaders: BEIR, original HotpotQA JSON, and a plain QA format.
+//!
+//! Every loader returns a [`Dataset`]: the corpus, the queries of one split
+//! with their labels (graded judgements and/or answers), and a [`LoadReport`]
+//! that counts everything that did not fit (judgements for unknown documents,
+//! judged queries without text, …) — nothing is dropped silently.
+//!
+//! Splits: BEIR sets use their `qrels/<split>.tsv` files. Sets without split
+//! files (`hotpotqa`, `qa`) have `all` (the default) and a fixed, seeded
+//! partition into `train` (80 %) and `test` (20 %) by a hash of the query id,
+//! so the same question always lands in the same split.
+
+mod beir;
+mod hotpotqa;
+mod qa;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::{Document, Query, RetrieverError};
+
+/// The on-disk layout of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetFormat {
+    /// `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`.
+    Beir,
+    /// The original HotpotQA JSON (plus an optional `corpus.json` beside it).
+    Hotpotqa,
+    /// `corpus.jsonl` and `qa.jsonl` with answers and optional gold ids.
+    Qa,
+}
+
+impl fmt::Display for DatasetFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Beir => "beir",
+            Self::Hotpotqa => "hotpotqa",
+            Self::Qa => "qa",
+        })
+    }
+}
+
+impl FromStr for DatasetFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "beir" => Ok(Self::Beir),
+            "hotpotqa" => Ok(Self::Hotpotqa),
+            "qa" => Ok(Self::Qa),
+            other => Err(format!("unknown format `{other}` (expected beir, hotpotqa or qa)")),
+        }
+    }
+}
+
+impl DatasetFormat {
+    /// Recognise the format of a dataset path.
+    pub fn detect(path: &Path) -> Result<Self, RetrieverError> {
+        if path.is_file() {
+            return if path.extension().is_some_and(|e| e == "json") {
+                Ok(Self::Hotpotqa)
+            } else {
+                Err(RetrieverError::UnknownFormat {
+                    path: path.to_path_buf(),
+                    reason: "a file that is not HotpotQA `.json`".into(),
+                })
+            };
+        }
+        if !path.is_dir() {
+            return Err(RetrieverError::MissingFile {
+                path: path.to_path_buf(),
+                what: "dataset (no such file or directory)",
+            });
+        }
+        let has = |name: &str| path.join(name).is_file();
+        if has("corpus.jsonl") && has("queries.jsonl") {
+            Ok(Self::Beir)
+        } else if has("corpus.jsonl") && has("qa.jsonl") {
+            Ok(Self::Qa)
+        } else if hotpotqa::question_file(path).is_ok() {
+            Ok(Self::Hotpotqa)
+        } else {
+            Err(RetrieverError::UnknownFormat {
+                path: path.to_path_buf(),
+                reason: "no corpus.jsonl + queries.jsonl (beir), corpus.jsonl + qa.jsonl (qa) \
+                         or HotpotQA .json file"
+                    .into(),
+            })
+        }
+    }
+
+    /// The split used when none is given.
+    pub fn default_split(self) -> &'static str {
+        match self {
+            Self::Beir => "test",
+            Self::Hotpotqa | Self::Qa => "all",
+        }
+    }
+}
+
+/// What loading found that did not fit; reported, never silently dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    /// Judgements or gold ids that name a document not in the corpus (kept:
+    /// they count against recall, as in BEIR).
+    pub unknown_gold_docs: usize,
+    /// A few of those ids, for the message.
+    pub unknown_gold_examples: Vec<String>,
+    /// Judged query ids with no query text (these queries are skipped).
+    pub judged_queries_without_text: usize,
+    /// Judgement rows repeated for the same (query, document) pair (last wins).
+    pub duplicate_judgements: usize,
+    /// Paragraphs whose title repeats with different text (first kept).
+    pub conflicting_paragraphs: usize,
+    /// Questions with neither answers nor gold passages.
+    pub unlabelled_queries: usize,
+}
+
+impl LoadReport {
+    fn unknown_gold(&mut self, id: &str) {
+        self.unknown_gold_docs += 1;
+        if self.unknown_gold_examples.len() < 5 {
+            self.unknown_gold_examples.push(id.to_string());
+        }
+    }
+
+    /// One line per problem found; empty when the data was clean.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.unknown_gold_docs > 0 {
+            w.push(format!(
+                "{} gold/judged document ids are not in the corpus (e.g. {}); they stay in the \
+                 labels and count as misses",
+                self.unknown_gold_docs,
+                self.unknown_gold_examples.join(", ")
+            ));
+        }
+        if self.judged_queries_without_text > 0 {
+            w.push(format!(
+                "{} judged queries have no text in queries.jsonl and were skipped",
+                self.judged_queries_without_text
+            ));
+        }
+        if self.duplicate_judgements > 0 {
+            w.push(format!(
+                "{} repeated judgement rows (the last one was kept)",
+                self.duplicate_judgements
+            ));
+        }
+        if self.conflicting_paragraphs > 0 {
+            w.push(format!(
+                "{} paragraphs repeat a title with different text (the first was kept)",
+                self.conflicting_paragraphs
+            ));
+        }
+        if self.unlabelled_queries > 0 {
+            w.push(format!(
+                "{} questions have neither answers nor gold passages",
+                self.unlabelled_queries
+            ));
+        }
+        w
+    }
+}
+
+/// A loaded dataset split.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Name (the directory or file stem).
+    pub name: String,
+    /// The format it was read as.
+    pub format: DatasetFormat,
+    /// The split.
+    pub split: String,
+    /// The documents, in file order.
+    pub corpus: Vec<Document>,
+    /// The queries of the split, in file order.
+    pub queries: Vec<Query>,
+    /// What did not fit.
+    pub report: LoadReport,
+}
+
+impl Dataset {
+    /// Load `path`, detecting the format unless given, at `split` (the format's
+    /// default when `None`).
+    pub fn load(
+        path: &Path,
+        format: Option<DatasetFormat>,
+        split: Option<&str>,
+    ) -> Result<Self, RetrieverError> {
+        let format = match format {
+            Some(f) => f,
+            None => DatasetFormat::detect(path)?,
+        };
+        let split = split.unwrap_or(format.default_split());
+        let mut ds = match format {
+            DatasetFormat::Beir => beir::load(path, split)?,
+            DatasetFormat::Hotpotqa => hotpotqa::load(path)?,
+            DatasetFormat::Qa => qa::load(path)?,
+        };
+        if format != DatasetFormat::Beir {
+            ds.queries = hash_split(path, ds.queries, split)?;
+        }
+        ds.split = split.to_string();
+        if ds.corpus.is_empty() {
+            return Err(RetrieverError::EmptyCorpus {
+                path: path.to_path_buf(),
+            });
+        }
+        if ds.queries.is_empty() {
+            return Err(RetrieverError::EmptyQueries {
+                path: path.to_path_buf(),
+                split: split.to_string(),
+            });
+        }
+        ds.report.unlabelled_queries = ds
+            .queries
+            .iter()
+            .filter(|q| q.answers.is_empty() && q.qrels.is_empty())
+            .count();
+        Ok(ds)
+    }
+
+    /// Whether any query has gold answers.
+    pub fn has_answers(&self) -> bool {
+        self.queries.iter().any(|q| !q.answers.is_empty())
+    }
+
+    /// Whether any query has passage judgements.
+    pub fn has_judgements(&self) -> bool {
+        self.queries.iter().any(|q| !q.qrels.is_empty())
+    }
+}
+
+/// FNV-1a, fixed so that splits never change between builds or platforms.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Whether a query id falls in the 20 % `test` part of the hash split.
+pub fn in_test_split(query_id: &str) -> bool {
+    fnv1a(query_id) % 5 == 0
+}
+
+fn hash_split(path: &Path, queries: Vec<Query>, split: &str) -> Result<Vec<Query>, RetrieverError> {
+    match split {
+        "all" => Ok(queries),
+        "test" => Ok(queries.into_iter().filter(|q| in_test_split(&q.id)).collect()),
+        "train" => Ok(queries.into_iter().filter(|q| !in_test_split(&q.id)).collect()),
+        other => Err(RetrieverError::UnknownSplit {
+            path: path.to_path_buf(),
+            split: other.to_string(),
+            available: vec!["all".into(), "train".into(), "test".into()],
+        }),
+    }
+}
+
+/// Read a whole file, naming it in the error.
+fn read(path: &Path) -> Result<String, RetrieverError> {
+    std::fs::read_to_string(path).map_err(|source| RetrieverError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn require(path: PathBuf, what: &'static str) -> Result<PathBuf, RetrieverError> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(RetrieverError::MissingFile { path, what })
+    }
+}
+
+/// Parse each non-blank line of a JSONL file; a bad line is an error naming
+/// the file and the 1-based line number.
+fn read_jsonl<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> Result<Vec<(usize, T)>, RetrieverError> {
+    let text = read(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = serde_json::from_str(line).map_err(|e| RetrieverError::Malformed {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
+        out.push((i + 1, value));
+    }
+    Ok(out)
+}
+
+/// An id written as a JSON string or integer.
+fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        S(String),
+        I(i64),
+        U(u64),
+    }
+    Ok(match Id::deserialize(d)? {
+        Id::S(s) => s,
+        Id::I(i) => i.to_string(),
+        Id::U(u) => u.to_string(),
+    })
+}
+
+/// A list of ids written as JSON strings or integers.
+fn id_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "id_string")] String);
+    Ok(Vec::<Wrapped>::deserialize(d)?.into_iter().map(|w| w.0).collect())
+}
+
+/// The file or directory name, for reports.
+fn dataset_name(path: &Path) -> String {
+    let p = if path.is_file() {
+        path.file_stem()
+    } else {
+        path.file_name()
+    };
+    p.map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Add corpus documents, refusing a repeated id with its line.
+fn push_unique(
+    corpus: &mut Vec<Document>,
+    seen: &mut std::collections::HashSet<String>,
+    path: &Path,
+    line: usize,
+    doc: Document,
+) -> Result<(), RetrieverError> {
+    if !seen.insert(doc.id.clone()) {
+        return Err(RetrieverError::DuplicateId {
+            path: path.to_path_buf(),
+            line: Some(line),
+            id: doc.id,
+        });
+    }
+    corpus.push(doc);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

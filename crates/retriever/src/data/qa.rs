@@ -1,0 +1,70 @@
+//! QA: `corpus.jsonl` (`id`, `text`, optional `title`) and `qa.jsonl` (`id`,
+//! `question`, `answers`, optional `gold_ids`); other fields are ignored.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{Dataset, DatasetFormat, LoadReport, dataset_name, id_list, id_string, push_unique, read_jsonl, require};
+use crate::{Document, Query, RetrieverError};
+
+#[derive(Deserialize)]
+struct CorpusLine {
+    #[serde(deserialize_with = "id_string")]
+    id: String,
+    #[serde(default)]
+    title: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct QaLine {
+    #[serde(deserialize_with = "id_string")]
+    id: String,
+    question: String,
+    answers: Vec<String>,
+    #[serde(default, deserialize_with = "id_list")]
+    gold_ids: Vec<String>,
+}
+
+pub(super) fn load(dir: &Path) -> Result<Dataset, RetrieverError> {
+    let corpus_path = require(dir.join("corpus.jsonl"), "corpus.jsonl")?;
+    let qa_path = require(dir.join("qa.jsonl"), "qa.jsonl")?;
+    let mut corpus = Vec::new();
+    let mut seen = HashSet::new();
+    for (line, d) in read_jsonl::<CorpusLine>(&corpus_path)? {
+        push_unique(&mut corpus, &mut seen, &corpus_path, line, Document::new(d.id, d.title, d.text))?;
+    }
+    let mut report = LoadReport::default();
+    let mut queries = Vec::new();
+    let mut seen_queries = HashSet::new();
+    for (line, q) in read_jsonl::<QaLine>(&qa_path)? {
+        if !seen_queries.insert(q.id.clone()) {
+            return Err(RetrieverError::DuplicateId {
+                path: qa_path,
+                line: Some(line),
+                id: q.id,
+            });
+        }
+        for g in &q.gold_ids {
+            if !seen.contains(g) {
+                report.unknown_gold(g);
+            }
+        }
+        queries.push(Query {
+            id: q.id,
+            text: q.question,
+            answers: q.answers,
+            qrels: q.gold_ids.into_iter().map(|g| (g, 1)).collect(),
+        });
+    }
+    Ok(Dataset {
+        name: dataset_name(dir),
+        format: DatasetFormat::Qa,
+        split: String::new(),
+        corpus,
+        queries,
+        report,
+    })
+}

@@ -1,0 +1,36 @@
+//! Retrieval for rlrag: documents and queries, dataset loaders for the BEIR,
+//! HotpotQA and QA formats, and indexes, starting with Okapi BM25.
+//!
+//! Indexes implement [`Retriever`] and return scored [`Hit`]s; they save to a
+//! versioned, checksummed file ([`persist`]) and accept document additions and
+//! removals without a rebuild.
+//!
+//! ```
+//! use rlrag_retriever::{Bm25Index, Document, Retriever};
+//!
+//! let mut index = Bm25Index::default();
+//! index.add_documents(&[
+//!     Document::new("d1", "Eiffel Tower", "A wrought-iron tower in Paris, completed in 1889."),
+//!     Document::new("d2", "Big Ben", "The clock tower at the Palace of Westminster in London."),
+//! ])?;
+//! let hits = index.search("towers of Paris", 10)?;
+//! assert_eq!(hits[0].id, "d1");
+//!
+//! // Save, load, and get the same ranking back.
+//! let restored = Bm25Index::from_bytes(&index.to_bytes()?)?;
+//! assert_eq!(restored.search("towers of Paris", 10)?, hits);
+//! # Ok::<(), rlrag_retriever::RetrieverError>(())
+//! ```
+
+pub mod analyzer;
+pub mod bm25;
+pub mod data;
+mod error;
+pub mod persist;
+mod types;
+
+pub use analyzer::{Analyzer, AnalyzerConfig};
+pub use bm25::{Bm25Index, Bm25Params};
+pub use data::{Dataset, DatasetFormat, LoadReport};
+pub use error::{IndexFileError, RetrieverError};
+pub use types::{Document, Hit, Query, Retriever};

@@ -1,0 +1,170 @@
+//! The saved-index container shared by every index kind.
+//!
+//! Layout (little-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `RLRAGIDX` |
+//! | 2 | container version (1) |
+//! | 1 + n | kind name length and UTF-8 bytes (`bm25`, …) |
+//! | 2 | payload version of that kind |
+//! | 8 | payload length |
+//! | len | payload ([postcard](https://docs.rs/postcard) encoding of the kind's snapshot) |
+//! | 4 | CRC-32 of every byte before it |
+//!
+//! A file that is foreign, truncated, padded, corrupt or of a newer version is
+//! refused whole with an [`IndexFileError`] that says which.
+
+use crate::IndexFileError;
+
+/// The first bytes of every rlrag index file.
+pub const MAGIC: &[u8; 8] = b"RLRAGIDX";
+/// The container version this build writes and reads.
+pub const CONTAINER_VERSION: u16 = 1;
+
+/// Frame a payload of `kind` at `payload_version`.
+pub fn encode(kind: &str, payload_version: u16, payload: &[u8]) -> Result<Vec<u8>, IndexFileError> {
+    let kind_len = u8::try_from(kind.len())
+        .map_err(|_| IndexFileError::InvalidPayload(format!("kind name `{kind}` is too long")))?;
+    let mut out = Vec::with_capacity(payload.len() + 32 + kind.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&CONTAINER_VERSION.to_le_bytes());
+    out.push(kind_len);
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(&payload_version.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// A little reader that reports truncation in terms of the whole file.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], IndexFileError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
+        match end {
+            Some(end) => {
+                let s = &self.bytes[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(IndexFileError::Truncated {
+                needed: (self.pos as u64).saturating_add(n as u64),
+                have: self.bytes.len() as u64,
+            }),
+        }
+    }
+
+    fn u16(&mut self) -> Result<u16, IndexFileError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+}
+
+/// Check the frame and return the payload of an index of `kind`, which must be
+/// at `payload_version`.
+pub fn decode<'a>(
+    bytes: &'a [u8],
+    kind: &str,
+    payload_version: u16,
+) -> Result<&'a [u8], IndexFileError> {
+    let mut c = Cursor { bytes, pos: 0 };
+    let magic = c.take(MAGIC.len()).map_err(|_| IndexFileError::BadMagic)?;
+    if magic != MAGIC {
+        return Err(IndexFileError::BadMagic);
+    }
+    let container = c.u16()?;
+    if container != CONTAINER_VERSION {
+        return Err(IndexFileError::UnsupportedVersion {
+            what: "container",
+            found: container,
+            supported: CONTAINER_VERSION,
+        });
+    }
+    let kind_len = usize::from(c.take(1)?[0]);
+    let found_kind = String::from_utf8_lossy(c.take(kind_len)?).into_owned();
+    let version = c.u16()?;
+    let len_bytes = c.take(8)?;
+    let mut len = [0u8; 8];
+    len.copy_from_slice(len_bytes);
+    let len = u64::from_le_bytes(len);
+    let needed = (c.pos as u64).saturating_add(len).saturating_add(4);
+    if needed > bytes.len() as u64 {
+        return Err(IndexFileError::Truncated {
+            needed,
+            have: bytes.len() as u64,
+        });
+    }
+    if needed < bytes.len() as u64 {
+        return Err(IndexFileError::TrailingBytes {
+            extra: bytes.len() as u64 - needed,
+        });
+    }
+    // `needed` fits in the slice, so the payload length fits in usize.
+    let payload = c.take(len as usize)?;
+    let body_end = c.pos;
+    let stored = c.take(4)?;
+    let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+    let computed = crc32fast::hash(&bytes[..body_end]);
+    if stored != computed {
+        return Err(IndexFileError::Checksum { stored, computed });
+    }
+    if found_kind != kind {
+        return Err(IndexFileError::WrongKind {
+            expected: kind.to_string(),
+            found: found_kind,
+        });
+    }
+    if version != payload_version {
+        return Err(IndexFileError::UnsupportedVersion {
+            what: "payload",
+            found: version,
+            supported: payload_version,
+        });
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_every_refusal() {
+        let file = encode("demo", 3, b"hello").expect("encodes");
+        assert_eq!(decode(&file, "demo", 3), Ok(&b"hello"[..]));
+
+        assert_eq!(decode(b"PK\x03\x04zipfile", "demo", 3), Err(IndexFileError::BadMagic));
+        assert_eq!(decode(b"RLR", "demo", 3), Err(IndexFileError::BadMagic));
+        for cut in [10, 20, file.len() - 1] {
+            assert!(matches!(
+                decode(&file[..cut], "demo", 3),
+                Err(IndexFileError::Truncated { .. })
+            ), "cut at {cut}");
+        }
+        let mut padded = file.clone();
+        padded.push(0);
+        assert_eq!(decode(&padded, "demo", 3), Err(IndexFileError::TrailingBytes { extra: 1 }));
+        let mut flipped = file.clone();
+        let mid = flipped.len() - 6;
+        flipped[mid] ^= 0x40;
+        assert!(matches!(decode(&flipped, "demo", 3), Err(IndexFileError::Checksum { .. })));
+        assert!(matches!(decode(&file, "other", 3), Err(IndexFileError::WrongKind { .. })));
+        assert!(matches!(
+            decode(&file, "demo", 2),
+            Err(IndexFileError::UnsupportedVersion { what: "payload", found: 3, supported: 2 })
+        ));
+        let mut future = file;
+        future[8] = 9;
+        assert!(matches!(
+            decode(&future, "demo", 3),
+            Err(IndexFileError::UnsupportedVersion { what: "container", .. })
+        ));
+    }
+}
