@@ -75,7 +75,9 @@ pub struct Analyzer {
 
 impl fmt::Debug for Analyzer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Analyzer").field("config", &self.config).finish()
+        f.debug_struct("Analyzer")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -166,7 +168,10 @@ mod tests {
             a.terms("The Running dogs are in a 3-D world_wide, e.g. I x"),
             ["run", "dog", "world_wid"]
         );
-        assert_eq!(a.terms("Généralités: über Häuser"), ["généralité", "über", "häuser"]);
+        assert_eq!(
+            a.terms("Généralités: über Häuser"),
+            ["généralité", "über", "häuser"]
+        );
         assert!(a.terms("").is_empty());
         assert!(a.terms("the a an ,,, !").is_empty());
     }

@@ -326,7 +326,11 @@ impl Bm25Index {
             .map(|s| Slot {
                 id: s.id.clone(),
                 len: s.len,
-                terms: s.terms.iter().map(|&(t, tf)| (remap[t as usize], tf)).collect(),
+                terms: s
+                    .terms
+                    .iter()
+                    .map(|&(t, tf)| (remap[t as usize], tf))
+                    .collect(),
             })
             .collect();
         let snapshot = Snapshot {
@@ -365,7 +369,10 @@ impl Bm25Index {
             let mut prev: Option<u32> = None;
             for &(t, tf) in &doc.terms {
                 if u64::from(t) >= n_terms || tf == 0 || prev.is_some_and(|p| p >= t) {
-                    return Err(invalid(format!("document `{}` has a bad term list", doc.id)));
+                    return Err(invalid(format!(
+                        "document `{}` has a bad term list",
+                        doc.id
+                    )));
                 }
                 prev = Some(t);
                 sum += u64::from(tf);

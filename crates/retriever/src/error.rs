@@ -23,7 +23,9 @@ pub enum IndexFileError {
         extra: u64,
     },
     /// The stored checksum does not match the content.
-    #[error("index file checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt")]
+    #[error(
+        "index file checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt"
+    )]
     Checksum {
         /// Checksum in the file.
         stored: u32,

@@ -140,31 +140,53 @@ mod tests {
         let file = encode("demo", 3, b"hello").expect("encodes");
         assert_eq!(decode(&file, "demo", 3), Ok(&b"hello"[..]));
 
-        assert_eq!(decode(b"PK\x03\x04zipfile", "demo", 3), Err(IndexFileError::BadMagic));
+        assert_eq!(
+            decode(b"PK\x03\x04zipfile", "demo", 3),
+            Err(IndexFileError::BadMagic)
+        );
         assert_eq!(decode(b"RLR", "demo", 3), Err(IndexFileError::BadMagic));
         for cut in [10, 20, file.len() - 1] {
-            assert!(matches!(
-                decode(&file[..cut], "demo", 3),
-                Err(IndexFileError::Truncated { .. })
-            ), "cut at {cut}");
+            assert!(
+                matches!(
+                    decode(&file[..cut], "demo", 3),
+                    Err(IndexFileError::Truncated { .. })
+                ),
+                "cut at {cut}"
+            );
         }
         let mut padded = file.clone();
         padded.push(0);
-        assert_eq!(decode(&padded, "demo", 3), Err(IndexFileError::TrailingBytes { extra: 1 }));
+        assert_eq!(
+            decode(&padded, "demo", 3),
+            Err(IndexFileError::TrailingBytes { extra: 1 })
+        );
         let mut flipped = file.clone();
         let mid = flipped.len() - 6;
         flipped[mid] ^= 0x40;
-        assert!(matches!(decode(&flipped, "demo", 3), Err(IndexFileError::Checksum { .. })));
-        assert!(matches!(decode(&file, "other", 3), Err(IndexFileError::WrongKind { .. })));
+        assert!(matches!(
+            decode(&flipped, "demo", 3),
+            Err(IndexFileError::Checksum { .. })
+        ));
+        assert!(matches!(
+            decode(&file, "other", 3),
+            Err(IndexFileError::WrongKind { .. })
+        ));
         assert!(matches!(
             decode(&file, "demo", 2),
-            Err(IndexFileError::UnsupportedVersion { what: "payload", found: 3, supported: 2 })
+            Err(IndexFileError::UnsupportedVersion {
+                what: "payload",
+                found: 3,
+                supported: 2
+            })
         ));
         let mut future = file;
         future[8] = 9;
         assert!(matches!(
             decode(&future, "demo", 3),
-            Err(IndexFileError::UnsupportedVersion { what: "container", .. })
+            Err(IndexFileError::UnsupportedVersion {
+                what: "container",
+                ..
+            })
         ));
     }
 }

@@ -41,7 +41,10 @@ pub fn normalize_answer(text: &str) -> String {
         }
     }
     flush(&mut word, &mut without_articles);
-    without_articles.split_whitespace().collect::<Vec<_>>().join(" ")
+    without_articles
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Exact match after normalisation.

@@ -95,9 +95,9 @@ impl RewardConfig {
     /// The correctness term alone.
     pub fn correctness(&self, episode: &Episode<'_>) -> f64 {
         match self.correctness {
-            Correctness::ExactMatch => episode
-                .prediction
-                .map_or(0.0, |p| f64::from(u8::from(exact_match_any(p, episode.answers)))),
+            Correctness::ExactMatch => episode.prediction.map_or(0.0, |p| {
+                f64::from(u8::from(exact_match_any(p, episode.answers)))
+            }),
             Correctness::F1 => episode
                 .prediction
                 .map_or(0.0, |p| token_f1_max(p, episode.answers)),
@@ -197,7 +197,10 @@ mod tests {
         };
         assert!(matches!(
             cfg.reward(&Episode::default()),
-            Err(RewardError::InvalidConfig { field: "lambda", .. })
+            Err(RewardError::InvalidConfig {
+                field: "lambda",
+                ..
+            })
         ));
         let ok = RewardConfig::default();
         let ep = Episode {
@@ -212,9 +215,10 @@ mod tests {
 
     #[test]
     fn config_reads_from_json_with_defaults_and_refuses_unknown_fields() {
-        let cfg: RewardConfig =
-            serde_json::from_str(r#"{"correctness":"exact_match","lambda":0.3,"cost":{"network_call":2.0}}"#)
-                .expect("parses");
+        let cfg: RewardConfig = serde_json::from_str(
+            r#"{"correctness":"exact_match","lambda":0.3,"cost":{"network_call":2.0}}"#,
+        )
+        .expect("parses");
         assert_eq!(cfg.correctness, Correctness::ExactMatch);
         assert_eq!(cfg.lambda, 0.3);
         assert_eq!(cfg.cost.network_call, 2.0);

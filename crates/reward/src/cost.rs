@@ -102,7 +102,10 @@ mod tests {
         w.round = -1.0;
         assert!(matches!(
             w.validate(),
-            Err(RewardError::InvalidConfig { field: "cost.round", .. })
+            Err(RewardError::InvalidConfig {
+                field: "cost.round",
+                ..
+            })
         ));
         w.round = f64::NAN;
         assert!(w.validate().is_err());

@@ -80,7 +80,10 @@ mod tests {
         assert_eq!(f.score("<answer>Paris</answer>"), 0.5);
         assert_eq!(f.score("<answer>Paris</answer><think>x</think>"), 0.0);
         assert_eq!(f.score("<think> </think><answer>Paris</answer>"), 0.5);
-        assert_eq!(f.score("<think>a</think><answer>1</answer><answer>2</answer>"), 0.5);
+        assert_eq!(
+            f.score("<think>a</think><answer>1</answer><answer>2</answer>"),
+            0.5
+        );
         assert_eq!(f.score("no tags"), 0.0);
         assert_eq!(f.score("</answer>x<answer>"), 0.0);
         assert_eq!(TagFormat::new(Vec::<String>::new()).score("anything"), 1.0);
@@ -88,8 +91,14 @@ mod tests {
 
     #[test]
     fn extract_tag_returns_trimmed_content() {
-        assert_eq!(extract_tag("x <answer> Paris </answer>", "answer"), Some("Paris"));
-        assert_eq!(extract_tag("<answer>a</answer><answer>b</answer>", "answer"), None);
+        assert_eq!(
+            extract_tag("x <answer> Paris </answer>", "answer"),
+            Some("Paris")
+        );
+        assert_eq!(
+            extract_tag("<answer>a</answer><answer>b</answer>", "answer"),
+            None
+        );
         assert_eq!(extract_tag("<answer>open", "answer"), None);
     }
 }

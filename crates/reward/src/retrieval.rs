@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 pub type Qrels = BTreeMap<String, i32>;
 
 /// The first `k` distinct ids of a ranking.
-fn top_k<'a, S: AsRef<str>>(ranked: &'a [S], k: usize) -> impl Iterator<Item = &'a str> {
+fn top_k<S: AsRef<str>>(ranked: &[S], k: usize) -> impl Iterator<Item = &str> {
     let mut seen = HashSet::new();
     ranked
         .iter()
@@ -51,9 +51,7 @@ pub fn ndcg_at_k<S: AsRef<str>>(ranked: &[S], qrels: &Qrels, k: usize) -> f64 {
 
 /// Relevant documents among the first `k`.
 fn hits_at_k<S: AsRef<str>>(ranked: &[S], qrels: &Qrels, k: usize) -> usize {
-    top_k(ranked, k)
-        .filter(|id| grade(qrels, id) >= 1)
-        .count()
+    top_k(ranked, k).filter(|id| grade(qrels, id) >= 1).count()
 }
 
 /// Recall@k: relevant documents in the top `k` over all relevant documents

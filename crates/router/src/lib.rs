@@ -119,7 +119,10 @@ mod tests {
             decisions: vec![hop(0, Action::Local, 0), hop(1, Action::Both, 1)],
         };
         let total = trace.total_cost();
-        assert_eq!((total.local_calls, total.network_calls, total.rounds), (2, 1, 2));
+        assert_eq!(
+            (total.local_calls, total.network_calls, total.rounds),
+            (2, 1, 2)
+        );
         assert_eq!(total.latency_ms, 5.0);
         let json = serde_json::to_string(&trace).expect("serialises");
         assert!(json.contains("\"action\":\"both\""));

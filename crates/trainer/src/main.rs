@@ -1,1 +1,105 @@
-fn main() {}
+//! `trainer`: the rlrag command line. Today: `eval` of a retriever on a
+//! dataset; training commands arrive with the trainer issue.
+
+mod eval;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use rlrag_retriever::DatasetFormat;
+
+#[derive(Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "Train and evaluate rlrag retrievers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate a retriever on a dataset split and print (and optionally save) the metrics.
+    Eval(EvalArgs),
+}
+
+/// Retrievers `eval` can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RetrieverKind {
+    /// Okapi BM25 (Lucene idf) over title + text.
+    Bm25,
+}
+
+#[derive(clap::Args, Debug)]
+struct EvalArgs {
+    /// Dataset: a BEIR or QA directory, or a HotpotQA .json file (or its directory).
+    #[arg(long)]
+    data: PathBuf,
+    /// Dataset format; detected from the path when omitted.
+    #[arg(long, value_parser = parse_format)]
+    format: Option<DatasetFormat>,
+    /// Split: BEIR qrels file name (default `test`); `all` (default), `train` or `test` otherwise.
+    #[arg(long)]
+    split: Option<String>,
+    /// Which retriever to evaluate.
+    #[arg(long, value_enum)]
+    retriever: RetrieverKind,
+    /// Retrieval depth per query.
+    #[arg(long, default_value_t = 100)]
+    k: usize,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// BM25 term-frequency saturation.
+    #[arg(long, default_value_t = rlrag_retriever::Bm25Params::default().k1)]
+    k1: f32,
+    /// BM25 length normalisation.
+    #[arg(long, default_value_t = rlrag_retriever::Bm25Params::default().b)]
+    b: f32,
+}
+
+fn parse_format(s: &str) -> Result<DatasetFormat, String> {
+    s.parse()
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Eval(args) => {
+            let config = eval::EvalConfig {
+                data: args.data,
+                format: args.format,
+                split: args.split,
+                retriever: args.retriever,
+                k: args.k,
+                bm25: rlrag_retriever::Bm25Params {
+                    k1: args.k1,
+                    b: args.b,
+                },
+            };
+            let report = eval::run(&config)?;
+            print!("{}", report.table());
+            if let Some(path) = args.json {
+                let json = serde_json::to_string_pretty(&report.json)?;
+                std::fs::write(&path, json + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

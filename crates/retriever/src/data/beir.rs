@@ -56,7 +56,13 @@ pub(super) fn load(dir: &Path, split: &str) -> Result<Dataset, RetrieverError> {
     let mut corpus = Vec::new();
     let mut seen = HashSet::new();
     for (line, d) in read_jsonl::<CorpusLine>(&corpus_path)? {
-        push_unique(&mut corpus, &mut seen, &corpus_path, line, Document::new(d.id, d.title, d.text))?;
+        push_unique(
+            &mut corpus,
+            &mut seen,
+            &corpus_path,
+            line,
+            Document::new(d.id, d.title, d.text),
+        )?;
     }
 
     let mut report = LoadReport::default();
@@ -103,7 +109,10 @@ pub(super) fn load(dir: &Path, split: &str) -> Result<Dataset, RetrieverError> {
 }
 
 /// Read a qrels TSV (tab- or space-separated) into query → judgements.
-fn read_qrels(path: &Path, report: &mut LoadReport) -> Result<HashMap<String, Qrels>, RetrieverError> {
+fn read_qrels(
+    path: &Path,
+    report: &mut LoadReport,
+) -> Result<HashMap<String, Qrels>, RetrieverError> {
     let text = read(path)?;
     let mut out: HashMap<String, Qrels> = HashMap::new();
     for (i, line) in text.lines().enumerate() {
@@ -126,7 +135,12 @@ fn read_qrels(path: &Path, report: &mut LoadReport) -> Result<HashMap<String, Qr
             Ok(s) => s,
             // The first line may be the header `query-id corpus-id score`.
             Err(_) if i == 0 => continue,
-            Err(_) => return Err(malformed(format!("score `{}` is not an integer", fields[2]))),
+            Err(_) => {
+                return Err(malformed(format!(
+                    "score `{}` is not an integer",
+                    fields[2]
+                )));
+            }
         };
         let previous = out
             .entry(fields[0].to_string())

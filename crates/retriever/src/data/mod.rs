@@ -52,7 +52,9 @@ impl FromStr for DatasetFormat {
             "beir" => Ok(Self::Beir),
             "hotpotqa" => Ok(Self::Hotpotqa),
             "qa" => Ok(Self::Qa),
-            other => Err(format!("unknown format `{other}` (expected beir, hotpotqa or qa)")),
+            other => Err(format!(
+                "unknown format `{other}` (expected beir, hotpotqa or qa)"
+            )),
         }
     }
 }
@@ -245,14 +247,20 @@ fn fnv1a(s: &str) -> u64 {
 
 /// Whether a query id falls in the 20 % `test` part of the hash split.
 pub fn in_test_split(query_id: &str) -> bool {
-    fnv1a(query_id) % 5 == 0
+    fnv1a(query_id).is_multiple_of(5)
 }
 
 fn hash_split(path: &Path, queries: Vec<Query>, split: &str) -> Result<Vec<Query>, RetrieverError> {
     match split {
         "all" => Ok(queries),
-        "test" => Ok(queries.into_iter().filter(|q| in_test_split(&q.id)).collect()),
-        "train" => Ok(queries.into_iter().filter(|q| !in_test_split(&q.id)).collect()),
+        "test" => Ok(queries
+            .into_iter()
+            .filter(|q| in_test_split(&q.id))
+            .collect()),
+        "train" => Ok(queries
+            .into_iter()
+            .filter(|q| !in_test_split(&q.id))
+            .collect()),
         other => Err(RetrieverError::UnknownSplit {
             path: path.to_path_buf(),
             split: other.to_string(),
@@ -318,7 +326,10 @@ fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 fn id_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     struct Wrapped(#[serde(deserialize_with = "id_string")] String);
-    Ok(Vec::<Wrapped>::deserialize(d)?.into_iter().map(|w| w.0).collect())
+    Ok(Vec::<Wrapped>::deserialize(d)?
+        .into_iter()
+        .map(|w| w.0)
+        .collect())
 }
 
 /// The file or directory name, for reports.
@@ -328,7 +339,10 @@ fn dataset_name(path: &Path) -> String {
     } else {
         path.file_name()
     };
-    p.map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Add corpus documents, refusing a repeated id with its line.

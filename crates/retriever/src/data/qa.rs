@@ -6,7 +6,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Dataset, DatasetFormat, LoadReport, dataset_name, id_list, id_string, push_unique, read_jsonl, require};
+use super::{
+    Dataset, DatasetFormat, LoadReport, dataset_name, id_list, id_string, push_unique, read_jsonl,
+    require,
+};
 use crate::{Document, Query, RetrieverError};
 
 #[derive(Deserialize)]
@@ -34,7 +37,13 @@ pub(super) fn load(dir: &Path) -> Result<Dataset, RetrieverError> {
     let mut corpus = Vec::new();
     let mut seen = HashSet::new();
     for (line, d) in read_jsonl::<CorpusLine>(&corpus_path)? {
-        push_unique(&mut corpus, &mut seen, &corpus_path, line, Document::new(d.id, d.title, d.text))?;
+        push_unique(
+            &mut corpus,
+            &mut seen,
+            &corpus_path,
+            line,
+            Document::new(d.id, d.title, d.text),
+        )?;
     }
     let mut report = LoadReport::default();
     let mut queries = Vec::new();

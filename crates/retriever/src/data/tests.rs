@@ -35,7 +35,10 @@ fn beir_dir() -> tempfile::TempDir {
 #[test]
 fn beir_loads_judgements_and_reports_what_does_not_fit() {
     let dir = beir_dir();
-    assert_eq!(DatasetFormat::detect(dir.path()).expect("detects"), DatasetFormat::Beir);
+    assert_eq!(
+        DatasetFormat::detect(dir.path()).expect("detects"),
+        DatasetFormat::Beir
+    );
     let ds = Dataset::load(dir.path(), None, None).expect("loads");
     assert_eq!(ds.split, "test");
     assert_eq!(ds.corpus.len(), 2);
@@ -57,23 +60,47 @@ fn beir_loads_judgements_and_reports_what_does_not_fit() {
 #[test]
 fn beir_errors_name_file_and_line() {
     let dir = beir_dir();
-    write(dir.path(), "corpus.jsonl", "{\"_id\": \"d1\", \"text\": \"ok\"}\n{\"_id\": \"d2\", \"text\": \n");
+    write(
+        dir.path(),
+        "corpus.jsonl",
+        "{\"_id\": \"d1\", \"text\": \"ok\"}\n{\"_id\": \"d2\", \"text\": \n",
+    );
     let err = Dataset::load(dir.path(), None, None).expect_err("malformed");
     let msg = err.to_string();
-    assert!(matches!(err, RetrieverError::Malformed { line: 2, .. }), "{msg}");
+    assert!(
+        matches!(err, RetrieverError::Malformed { line: 2, .. }),
+        "{msg}"
+    );
     assert!(msg.contains("corpus.jsonl:2:"), "{msg}");
 
-    write(dir.path(), "corpus.jsonl", "{\"_id\": \"d1\", \"text\": \"a\"}\n{\"_id\": \"d1\", \"text\": \"b\"}\n");
+    write(
+        dir.path(),
+        "corpus.jsonl",
+        "{\"_id\": \"d1\", \"text\": \"a\"}\n{\"_id\": \"d1\", \"text\": \"b\"}\n",
+    );
     let err = Dataset::load(dir.path(), None, None).expect_err("duplicate");
-    assert!(matches!(err, RetrieverError::DuplicateId { line: Some(2), .. }), "{err}");
+    assert!(
+        matches!(err, RetrieverError::DuplicateId { line: Some(2), .. }),
+        "{err}"
+    );
 
-    write(dir.path(), "corpus.jsonl", "{\"_id\": \"d1\", \"text\": \"a\"}\n");
+    write(
+        dir.path(),
+        "corpus.jsonl",
+        "{\"_id\": \"d1\", \"text\": \"a\"}\n",
+    );
     write(dir.path(), "qrels/test.tsv", "q1\td1\t1\nq2 d1\n");
     let err = Dataset::load(dir.path(), None, None).expect_err("short qrels row");
-    assert!(err.to_string().contains("test.tsv:2: expected 3 fields"), "{err}");
+    assert!(
+        err.to_string().contains("test.tsv:2: expected 3 fields"),
+        "{err}"
+    );
     write(dir.path(), "qrels/test.tsv", "q1\td1\t1\nq2\td1\thigh\n");
     let err = Dataset::load(dir.path(), None, None).expect_err("bad score");
-    assert!(err.to_string().contains("test.tsv:2: score `high`"), "{err}");
+    assert!(
+        err.to_string().contains("test.tsv:2: score `high`"),
+        "{err}"
+    );
 
     let err = Dataset::load(dir.path(), None, Some("dev")).expect_err("no such split");
     match err {
@@ -101,13 +128,20 @@ fn empty_corpus_and_empty_split_are_errors() {
 #[test]
 fn qa_reads_answers_gold_and_ignores_unknown_fields() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write(dir.path(), "corpus.jsonl", "{\"id\": 0, \"text\": \"Paris is in France\", \"extra\": 1}\n{\"id\": \"p1\", \"title\": \"T\", \"text\": \"x\"}\n");
+    write(
+        dir.path(),
+        "corpus.jsonl",
+        "{\"id\": 0, \"text\": \"Paris is in France\", \"extra\": 1}\n{\"id\": \"p1\", \"title\": \"T\", \"text\": \"x\"}\n",
+    );
     write(
         dir.path(),
         "qa.jsonl",
         "{\"id\": 7, \"question\": \"Where is Paris?\", \"answers\": [\"France\"], \"gold_ids\": [0, \"nope\"], \"retrieved_doc_ids\": [1]}\n{\"id\": 8, \"question\": \"?\", \"answers\": []}\n",
     );
-    assert_eq!(DatasetFormat::detect(dir.path()).expect("detects"), DatasetFormat::Qa);
+    assert_eq!(
+        DatasetFormat::detect(dir.path()).expect("detects"),
+        DatasetFormat::Qa
+    );
     let ds = Dataset::load(dir.path(), None, None).expect("loads");
     assert_eq!(ds.split, "all");
     assert_eq!(ds.queries[0].id, "7");
@@ -118,7 +152,11 @@ fn qa_reads_answers_gold_and_ignores_unknown_fields() {
 
     write(dir.path(), "qa.jsonl", "{\"id\": 7, \"question\": \"q\"}\n");
     let err = Dataset::load(dir.path(), None, None).expect_err("answers missing");
-    assert!(err.to_string().contains("qa.jsonl:1: missing field `answers`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("qa.jsonl:1: missing field `answers`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -133,7 +171,10 @@ fn hotpotqa_union_of_contexts_or_corpus_file() {
        "context": [["Alpha", ["Different."]], ["Delta", ["D."]]]}
     ]"#;
     write(dir.path(), "dev.json", questions);
-    assert_eq!(DatasetFormat::detect(dir.path()).expect("detects"), DatasetFormat::Hotpotqa);
+    assert_eq!(
+        DatasetFormat::detect(dir.path()).expect("detects"),
+        DatasetFormat::Hotpotqa
+    );
     let ds = Dataset::load(dir.path(), None, None).expect("loads");
     assert_eq!(ds.name, "dev");
     let titles: Vec<&str> = ds.corpus.iter().map(|d| d.id.as_str()).collect();
@@ -144,15 +185,26 @@ fn hotpotqa_union_of_contexts_or_corpus_file() {
     assert_eq!(ds.report.unknown_gold_docs, 1);
     assert_eq!(ds.queries[1].answers, ["no"]);
 
-    write(dir.path(), "corpus.json", r#"{"Gamma": ["G."], "Alpha": ["A."]}"#);
+    write(
+        dir.path(),
+        "corpus.json",
+        r#"{"Gamma": ["G."], "Alpha": ["A."]}"#,
+    );
     let ds = Dataset::load(&dir.path().join("dev.json"), None, None).expect("loads");
     let titles: Vec<&str> = ds.corpus.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(titles, ["Alpha", "Gamma"]);
     assert_eq!(ds.report.unknown_gold_docs, 1, "Beta is not in corpus.json");
 
-    write(dir.path(), "dev.json", "[{\"_id\": \"a\",\n \"question\": 3}]");
+    write(
+        dir.path(),
+        "dev.json",
+        "[{\"_id\": \"a\",\n \"question\": 3}]",
+    );
     let err = Dataset::load(dir.path(), None, None).expect_err("malformed");
-    assert!(matches!(err, RetrieverError::Malformed { line: 2, .. }), "{err}");
+    assert!(
+        matches!(err, RetrieverError::Malformed { line: 2, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -166,11 +218,15 @@ fn hash_split_is_stable_and_partitions() {
     let train = Dataset::load(dir.path(), None, Some("train")).expect("train");
     let test = Dataset::load(dir.path(), None, Some("test")).expect("test");
     assert_eq!(train.queries.len() + test.queries.len(), 200);
-    assert!((25..=55).contains(&test.queries.len()), "{}", test.queries.len());
+    assert!(
+        (25..=55).contains(&test.queries.len()),
+        "{}",
+        test.queries.len()
+    );
     let train_ids: HashSet<_> = train.queries.iter().map(|q| q.id.clone()).collect();
     assert!(test.queries.iter().all(|q| !train_ids.contains(&q.id)));
     // Fixed hash: these ids are in the test part on every platform.
-    assert_eq!(in_test_split("0"), fnv1a("0") % 5 == 0);
+    assert_eq!(in_test_split("0"), fnv1a("0").is_multiple_of(5));
     assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
     assert!(matches!(

@@ -1,0 +1,231 @@
+//! `trainer eval`: index a dataset's corpus, run its queries, and report the
+//! metrics of the reward crate with per-query latency.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use rlrag_retriever::{
+    AnalyzerConfig, Bm25Index, Bm25Params, Dataset, DatasetFormat, Document, Retriever,
+};
+use rlrag_reward::answer::NormalizedText;
+use rlrag_reward::retrieval::{all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
+use serde::Serialize;
+
+use crate::RetrieverKind;
+use crate::progress::LazyBar;
+
+/// What to evaluate.
+pub struct EvalConfig {
+    pub data: PathBuf,
+    pub format: Option<DatasetFormat>,
+    pub split: Option<String>,
+    pub retriever: RetrieverKind,
+    pub k: usize,
+    pub bm25: Bm25Params,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+}
+
+/// The JSON report (the `eval --json` contract).
+#[derive(Debug, Serialize)]
+pub struct ReportJson {
+    pub dataset: String,
+    pub retriever: String,
+    pub queries: usize,
+    pub metrics: BTreeMap<&'static str, f64>,
+    pub latency_ms: Latency,
+    pub split: String,
+    pub k: usize,
+    pub documents: usize,
+    pub warnings: Vec<String>,
+}
+
+/// A finished evaluation.
+pub struct Report {
+    pub json: ReportJson,
+    pub format: DatasetFormat,
+    pub index_seconds: f64,
+    pub settings: String,
+}
+
+/// The contract's metrics, in the order the table shows them.
+const METRIC_ORDER: [&str; 6] = [
+    "ndcg@10",
+    "recall@10",
+    "recall@100",
+    "mrr@10",
+    "containment@10",
+    "all_gold@10",
+];
+
+/// Nearest-rank percentile of sorted values (`p` in `[0, 1]`).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Mean of per-query values under one metric name.
+#[derive(Default)]
+struct Means(BTreeMap<&'static str, (f64, usize)>);
+
+impl Means {
+    fn add(&mut self, name: &'static str, value: f64) {
+        let e = self.0.entry(name).or_default();
+        e.0 += value;
+        e.1 += 1;
+    }
+
+    fn finish(self) -> BTreeMap<&'static str, f64> {
+        self.0
+            .into_iter()
+            .map(|(k, (sum, n))| (k, sum / n as f64))
+            .collect()
+    }
+}
+
+fn build_index(config: &EvalConfig, corpus: &[Document]) -> anyhow::Result<Box<dyn Retriever>> {
+    match config.retriever {
+        RetrieverKind::Bm25 => {
+            let mut index = Bm25Index::new(config.bm25, AnalyzerConfig::default())?;
+            let mut bar = LazyBar::new(corpus.len() as u64, "indexing");
+            for chunk in corpus.chunks(512) {
+                index.add_documents(chunk)?;
+                bar.inc(chunk.len() as u64);
+            }
+            bar.finish();
+            Ok(Box::new(index))
+        }
+    }
+}
+
+/// Run an evaluation.
+pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
+    if config.k == 0 {
+        anyhow::bail!("--k must be at least 1");
+    }
+    let ds = Dataset::load(&config.data, config.format, config.split.as_deref())
+        .with_context(|| format!("cannot load dataset {}", config.data.display()))?;
+    let warnings = ds.report.warnings();
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+
+    let started = Instant::now();
+    let index = build_index(config, &ds.corpus)?;
+    let index_seconds = started.elapsed().as_secs_f64();
+    let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
+
+    let mut means = Means::default();
+    let mut latencies = Vec::with_capacity(ds.queries.len());
+    let mut bar = LazyBar::new(ds.queries.len() as u64, "querying");
+    for q in &ds.queries {
+        let t = Instant::now();
+        let hits = index.search(&q.text, config.k)?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        let ranked: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        if !q.qrels.is_empty() {
+            means.add("ndcg@10", ndcg_at_k(&ranked, &q.qrels, 10));
+            means.add("recall@10", recall_at_k(&ranked, &q.qrels, 10));
+            if config.k >= 100 {
+                means.add("recall@100", recall_at_k(&ranked, &q.qrels, 100));
+            }
+            means.add("mrr@10", mrr_at_k(&ranked, &q.qrels, 10));
+            means.add("all_gold@10", all_gold_at_k(&ranked, &q.qrels, 10));
+        }
+        if !q.answers.is_empty() {
+            let found = ranked.iter().take(10).any(|id| {
+                by_id
+                    .get(id)
+                    .is_some_and(|d| NormalizedText::new(&d.full_text()).contains_any(&q.answers))
+            });
+            means.add("containment@10", f64::from(u8::from(found)));
+        }
+        bar.inc(1);
+    }
+    bar.finish();
+    latencies.sort_by(f64::total_cmp);
+
+    let settings = match config.retriever {
+        RetrieverKind::Bm25 => format!("k1 {}, b {}", config.bm25.k1, config.bm25.b),
+    };
+    Ok(Report {
+        json: ReportJson {
+            dataset: ds.name.clone(),
+            retriever: index.name().to_string(),
+            queries: ds.queries.len(),
+            metrics: means.finish(),
+            latency_ms: Latency {
+                p50: percentile(&latencies, 0.50),
+                p95: percentile(&latencies, 0.95),
+            },
+            split: ds.split.clone(),
+            k: config.k,
+            documents: ds.corpus.len(),
+            warnings,
+        },
+        format: ds.format,
+        index_seconds,
+        settings,
+    })
+}
+
+impl Report {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let j = &self.json;
+        let mut out = String::new();
+        let docs_per_s = j.documents as f64 / self.index_seconds.max(1e-9);
+        let _ = writeln!(
+            out,
+            "dataset    {} ({}, split {}, {} queries, {} documents)",
+            j.dataset, self.format, j.split, j.queries, j.documents
+        );
+        let _ = writeln!(
+            out,
+            "retriever  {} ({}), k {}",
+            j.retriever, self.settings, j.k
+        );
+        let _ = writeln!(
+            out,
+            "indexing   {:.2} s ({docs_per_s:.0} docs/s)",
+            self.index_seconds
+        );
+        let _ = writeln!(out, "+----------------+---------+");
+        let _ = writeln!(out, "| metric         |   value |");
+        let _ = writeln!(out, "+----------------+---------+");
+        for name in METRIC_ORDER {
+            if let Some(value) = j.metrics.get(name) {
+                let _ = writeln!(out, "| {name:<14} | {value:>7.4} |");
+            }
+        }
+        let _ = writeln!(out, "| latency p50 ms | {:>7.3} |", j.latency_ms.p50);
+        let _ = writeln!(out, "| latency p95 ms | {:>7.3} |", j.latency_ms.p95);
+        let _ = writeln!(out, "+----------------+---------+");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 10.0);
+        assert_eq!(percentile(&v, 0.95), 19.0);
+        assert_eq!(percentile(&[3.0], 0.95), 3.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}

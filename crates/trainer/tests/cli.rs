@@ -1,0 +1,167 @@
+//! The `trainer eval` command as a user runs it: the JSON contract on each
+//! vendored dataset format, and clear errors (never a panic) on bad input.
+#![allow(missing_docs, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(name)
+}
+
+fn trainer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .output()
+        .expect("runs the trainer binary")
+}
+
+fn eval_json(data_path: &Path, extra: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("report.json");
+    let mut args = vec![
+        "eval",
+        "--data",
+        data_path.to_str().expect("utf-8 path"),
+        "--retriever",
+        "bm25",
+        "--json",
+        out.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let o = trainer(&args);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("| metric"), "table: {table}");
+    serde_json::from_str(&std::fs::read_to_string(out).expect("json written")).expect("valid json")
+}
+
+fn metric_names(report: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = report["metrics"]
+        .as_object()
+        .expect("metrics object")
+        .keys()
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn hotpotqa_report_has_every_metric() {
+    let r = eval_json(&data("hotpotqa100"), &[]);
+    assert_eq!(r["dataset"], "hotpotqa100");
+    assert_eq!(r["retriever"], "bm25");
+    assert_eq!(r["queries"], 100);
+    assert_eq!(
+        metric_names(&r),
+        [
+            "all_gold@10",
+            "containment@10",
+            "mrr@10",
+            "ndcg@10",
+            "recall@10",
+            "recall@100"
+        ]
+    );
+    for (_, v) in r["metrics"].as_object().expect("metrics") {
+        let v = v.as_f64().expect("number");
+        assert!((0.0..=1.0).contains(&v));
+    }
+    let p50 = r["latency_ms"]["p50"].as_f64().expect("p50");
+    let p95 = r["latency_ms"]["p95"].as_f64().expect("p95");
+    assert!(p50 > 0.0 && p95 >= p50);
+}
+
+#[test]
+fn answer_only_set_reports_containment_only_and_small_k_drops_recall_at_100() {
+    let r = eval_json(
+        &data("2wiki500"),
+        &["--format", "qa", "--k", "10", "--split", "test"],
+    );
+    assert_eq!(metric_names(&r), ["containment@10"]);
+    assert_eq!(r["split"], "test");
+    let q = r["queries"].as_u64().expect("count");
+    assert!((60..=140).contains(&q), "{q} test questions of 500");
+
+    let r = eval_json(&data("hotpotqa100/hotpotqa100.json"), &["--k", "10"]);
+    assert!(r["metrics"].get("recall@100").is_none());
+    assert!(r["metrics"].get("ndcg@10").is_some());
+}
+
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "should fail");
+    assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+}
+
+#[test]
+fn bad_input_fails_with_a_clear_message() {
+    let o = trainer(&["eval", "--data", "/no/such/dir", "--retriever", "bm25"]);
+    assert_clean_failure(&o, "/no/such/dir");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("corpus.jsonl"),
+        "{\"id\": 1, \"text\": \"a\"}\nnot json\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("qa.jsonl"),
+        "{\"id\": 1, \"question\": \"q\", \"answers\": [\"a\"]}\n",
+    )
+    .expect("write");
+    let path = dir.path().to_str().expect("utf-8");
+    let o = trainer(&["eval", "--data", path, "--retriever", "bm25"]);
+    assert_clean_failure(&o, "corpus.jsonl:2:");
+
+    std::fs::write(dir.path().join("corpus.jsonl"), "").expect("write");
+    let o = trainer(&["eval", "--data", path, "--retriever", "bm25"]);
+    assert_clean_failure(&o, "corpus is empty");
+
+    let scifact = data("scifact");
+    let scifact = scifact.to_str().expect("utf-8");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        scifact,
+        "--retriever",
+        "bm25",
+        "--split",
+        "dev",
+    ]);
+    assert_clean_failure(&o, "no split `dev` (available: test, train)");
+    let o = trainer(&["eval", "--data", scifact, "--retriever", "bm25", "--k", "0"]);
+    assert_clean_failure(&o, "--k must be at least 1");
+    let o = trainer(&["eval", "--data", scifact, "--retriever", "bm25", "--b", "2"]);
+    assert_clean_failure(&o, "invalid parameter `b`");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        scifact,
+        "--retriever",
+        "bm25",
+        "--format",
+        "bier",
+    ]);
+    assert_clean_failure(&o, "unknown format `bier`");
+    let o = trainer(&["eval", "--data", scifact, "--retriever", "nope"]);
+    assert_clean_failure(&o, "invalid value 'nope'");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        scifact,
+        "--retriever",
+        "bm25",
+        "--json",
+        "/no/such/dir/out.json",
+    ]);
+    assert_clean_failure(&o, "cannot write /no/such/dir/out.json");
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command (README, CI): sets up its prerequisites, then formatting,
+# lints, every test of the workspace, and the wasm32 build of the library crates.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test --workspace"
+cargo test --workspace --locked
+echo "== wasm32 build of the library crates"
+cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward -p rlrag-retriever -p rlrag-router
+echo "== all checks passed"
