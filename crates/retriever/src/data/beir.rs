@@ -7,20 +7,11 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    Dataset, DatasetFormat, LoadReport, dataset_name, id_string, push_unique, read, read_jsonl,
-    require,
+    Dataset, DatasetFormat, LoadReport, dataset_name, id_string, insert_unique, read, read_corpus,
+    read_jsonl, require,
 };
-use crate::{Document, Query, RetrieverError};
+use crate::{Query, RetrieverError};
 use rlrag_reward::retrieval::Qrels;
-
-#[derive(Deserialize)]
-struct CorpusLine {
-    #[serde(rename = "_id", deserialize_with = "id_string")]
-    id: String,
-    #[serde(default)]
-    title: String,
-    text: String,
-}
 
 #[derive(Deserialize)]
 struct QueryLine {
@@ -53,17 +44,7 @@ pub(super) fn load(dir: &Path, split: &str) -> Result<Dataset, RetrieverError> {
     let corpus_path = require(dir.join("corpus.jsonl"), "corpus.jsonl")?;
     let queries_path = require(dir.join("queries.jsonl"), "queries.jsonl")?;
 
-    let mut corpus = Vec::new();
-    let mut seen = HashSet::new();
-    for (line, d) in read_jsonl::<CorpusLine>(&corpus_path)? {
-        push_unique(
-            &mut corpus,
-            &mut seen,
-            &corpus_path,
-            line,
-            Document::new(d.id, d.title, d.text),
-        )?;
-    }
+    let (corpus, seen) = read_corpus(&corpus_path)?;
 
     let mut report = LoadReport::default();
     let judgements = read_qrels(&qrels_path, &mut report)?;
@@ -71,13 +52,7 @@ pub(super) fn load(dir: &Path, split: &str) -> Result<Dataset, RetrieverError> {
     let mut queries = Vec::new();
     let mut seen_queries = HashSet::new();
     for (line, q) in read_jsonl::<QueryLine>(&queries_path)? {
-        if !seen_queries.insert(q.id.clone()) {
-            return Err(RetrieverError::DuplicateId {
-                path: queries_path,
-                line: Some(line),
-                id: q.id,
-            });
-        }
+        insert_unique(&mut seen_queries, &queries_path, line, &q.id)?;
         if let Some(qrels) = judgements.get(&q.id) {
             queries.push(Query {
                 id: q.id,

@@ -14,6 +14,7 @@ mod beir;
 mod hotpotqa;
 mod qa;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -345,23 +346,45 @@ fn dataset_name(path: &Path) -> String {
     )
 }
 
-/// Add corpus documents, refusing a repeated id with its line.
-fn push_unique(
-    corpus: &mut Vec<Document>,
-    seen: &mut std::collections::HashSet<String>,
+/// Record `id` as seen, refusing a repeat with its file and line.
+fn insert_unique(
+    seen: &mut HashSet<String>,
     path: &Path,
     line: usize,
-    doc: Document,
+    id: &str,
 ) -> Result<(), RetrieverError> {
-    if !seen.insert(doc.id.clone()) {
-        return Err(RetrieverError::DuplicateId {
+    if seen.insert(id.to_string()) {
+        Ok(())
+    } else {
+        Err(RetrieverError::DuplicateId {
             path: path.to_path_buf(),
             line: Some(line),
-            id: doc.id,
-        });
+            id: id.to_string(),
+        })
     }
-    corpus.push(doc);
-    Ok(())
+}
+
+/// A corpus line of the `beir` (`_id`) and `qa` (`id`) formats.
+#[derive(Deserialize)]
+struct CorpusLine {
+    #[serde(alias = "_id", deserialize_with = "id_string")]
+    id: String,
+    #[serde(default)]
+    title: String,
+    text: String,
+}
+
+/// Read a JSONL corpus; ids must be unique. Returns the documents in file
+/// order and the set of their ids.
+fn read_corpus(path: &Path) -> Result<(Vec<Document>, HashSet<String>), RetrieverError> {
+    let mut corpus = Vec::new();
+    let mut seen = HashSet::new();
+    for (line, l) in read_jsonl::<CorpusLine>(path)? {
+        let doc = Document::new(l.id, l.title, l.text);
+        insert_unique(&mut seen, path, line, &doc.id)?;
+        corpus.push(doc);
+    }
+    Ok((corpus, seen))
 }
 
 #[cfg(test)]

@@ -7,19 +7,10 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    Dataset, DatasetFormat, LoadReport, dataset_name, id_list, id_string, push_unique, read_jsonl,
-    require,
+    Dataset, DatasetFormat, LoadReport, dataset_name, id_list, id_string, insert_unique,
+    read_corpus, read_jsonl, require,
 };
-use crate::{Document, Query, RetrieverError};
-
-#[derive(Deserialize)]
-struct CorpusLine {
-    #[serde(deserialize_with = "id_string")]
-    id: String,
-    #[serde(default)]
-    title: String,
-    text: String,
-}
+use crate::{Query, RetrieverError};
 
 #[derive(Deserialize)]
 struct QaLine {
@@ -34,28 +25,12 @@ struct QaLine {
 pub(super) fn load(dir: &Path) -> Result<Dataset, RetrieverError> {
     let corpus_path = require(dir.join("corpus.jsonl"), "corpus.jsonl")?;
     let qa_path = require(dir.join("qa.jsonl"), "qa.jsonl")?;
-    let mut corpus = Vec::new();
-    let mut seen = HashSet::new();
-    for (line, d) in read_jsonl::<CorpusLine>(&corpus_path)? {
-        push_unique(
-            &mut corpus,
-            &mut seen,
-            &corpus_path,
-            line,
-            Document::new(d.id, d.title, d.text),
-        )?;
-    }
+    let (corpus, seen) = read_corpus(&corpus_path)?;
     let mut report = LoadReport::default();
     let mut queries = Vec::new();
     let mut seen_queries = HashSet::new();
     for (line, q) in read_jsonl::<QaLine>(&qa_path)? {
-        if !seen_queries.insert(q.id.clone()) {
-            return Err(RetrieverError::DuplicateId {
-                path: qa_path,
-                line: Some(line),
-                id: q.id,
-            });
-        }
+        insert_unique(&mut seen_queries, &qa_path, line, &q.id)?;
         for g in &q.gold_ids {
             if !seen.contains(g) {
                 report.unknown_gold(g);
