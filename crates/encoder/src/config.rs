@@ -1,0 +1,210 @@
+//! Model configuration: the Hugging Face BERT fields of `config.json` plus the
+//! rlrag head settings stored beside them under the `"rlrag"` key.
+
+use serde::{Deserialize, Serialize};
+
+use crate::EncoderError;
+
+/// The BERT architecture fields rlrag reads from a Hugging Face `config.json`
+/// (other fields are ignored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Hidden width.
+    pub hidden_size: usize,
+    /// Number of transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Feed-forward width.
+    pub intermediate_size: usize,
+    /// Longest supported input in tokens.
+    pub max_position_embeddings: usize,
+    /// Number of token types (segments).
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Feed-forward activation; only the exact `gelu` is supported.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Hugging Face class names, e.g. `BertForMaskedLM`.
+    #[serde(default)]
+    pub architectures: Vec<String>,
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+
+/// The activation of the learned-sparse head, applied to vocabulary logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SparseActivation {
+    /// `log(1 + relu(x))`, SPLADE's activation (what SPLADE checkpoints are trained with).
+    Log1pRelu,
+    /// `elu(x) + 1`, SiDR's activation: strictly positive, so every term gets
+    /// weight and top-k sparsification decides.
+    Elu1p,
+}
+
+impl SparseActivation {
+    /// Apply to one value.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Self::Log1pRelu => x.max(0.0).ln_1p(),
+            // elu(x) + 1 = e^x for x <= 0, computed without the cancellation
+            // of `expm1(x) + 1`, so weights stay positive down to e^-87.
+            Self::Elu1p => {
+                if x > 0.0 {
+                    x + 1.0
+                } else {
+                    x.exp()
+                }
+            }
+        }
+    }
+}
+
+/// How a dense head pools token states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean over non-padding tokens (sentence-transformers).
+    Mean,
+    /// The `[CLS]` token's state.
+    Cls,
+}
+
+/// The head on top of the BERT body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Head {
+    /// A sentence embedding.
+    Dense {
+        /// Token pooling.
+        pooling: Pooling,
+        /// L2-normalise the pooled vector.
+        normalize: bool,
+    },
+    /// A vocabulary-space vector from the MLM head, max-pooled over tokens.
+    Sparse {
+        /// Activation on the logits.
+        activation: SparseActivation,
+        /// Keep the `top_k` largest terms; `None` keeps every positive term.
+        top_k: Option<usize>,
+    },
+}
+
+/// rlrag's settings, stored under `"rlrag"` in `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RlragSettings {
+    /// The head.
+    pub head: Head,
+    /// Inputs are truncated to this many tokens (special tokens included).
+    pub max_length: usize,
+}
+
+/// A whole model configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// The architecture.
+    pub bert: BertConfig,
+    /// The head and input settings.
+    pub rlrag: RlragSettings,
+}
+
+impl ModelConfig {
+    /// Parse `config.json`. Without an `"rlrag"` section the head follows the
+    /// architecture: `BertForMaskedLM` → sparse (`log1p_relu`, all terms), else
+    /// dense (mean pooling, normalised); `max_length` = 512 capped by the positions.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EncoderError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| EncoderError::Config(e.to_string()))?;
+        let bert: BertConfig = serde_json::from_value(value.clone())
+            .map_err(|e| EncoderError::Config(e.to_string()))?;
+        let rlrag = match value.get("rlrag") {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| EncoderError::Config(format!("`rlrag` section: {e}")))?,
+            None => {
+                let head = if bert.architectures.iter().any(|a| a == "BertForMaskedLM") {
+                    Head::Sparse {
+                        activation: SparseActivation::Log1pRelu,
+                        top_k: None,
+                    }
+                } else {
+                    Head::Dense {
+                        pooling: Pooling::Mean,
+                        normalize: true,
+                    }
+                };
+                RlragSettings {
+                    head,
+                    max_length: bert.max_position_embeddings.min(512),
+                }
+            }
+        };
+        let config = Self { bert, rlrag };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `config.json` bytes: the BERT fields and the `"rlrag"` section.
+    pub fn to_json(&self) -> Result<Vec<u8>, EncoderError> {
+        let mut value =
+            serde_json::to_value(&self.bert).map_err(|e| EncoderError::Config(e.to_string()))?;
+        let rlrag =
+            serde_json::to_value(&self.rlrag).map_err(|e| EncoderError::Config(e.to_string()))?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("model_type".into(), "bert".into());
+            map.insert("rlrag".into(), rlrag);
+        }
+        serde_json::to_vec_pretty(&value).map_err(|e| EncoderError::Config(e.to_string()))
+    }
+
+    /// Check that the numbers describe a model this crate can run.
+    pub fn validate(&self) -> Result<(), EncoderError> {
+        let b = &self.bert;
+        let bad = |m: String| Err(EncoderError::Config(m));
+        if b.vocab_size == 0 || b.hidden_size == 0 || b.num_attention_heads == 0 {
+            return bad("vocab_size, hidden_size and num_attention_heads must be positive".into());
+        }
+        if !b.hidden_size.is_multiple_of(b.num_attention_heads) {
+            return bad(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                b.hidden_size, b.num_attention_heads
+            ));
+        }
+        if b.hidden_act != "gelu" {
+            return bad(format!(
+                "hidden_act `{}` is not supported (only `gelu`)",
+                b.hidden_act
+            ));
+        }
+        if !b.layer_norm_eps.is_finite() || b.layer_norm_eps <= 0.0 {
+            return bad(format!(
+                "layer_norm_eps must be positive, got {}",
+                b.layer_norm_eps
+            ));
+        }
+        let max = self.rlrag.max_length;
+        if max < 2 || max > b.max_position_embeddings {
+            return bad(format!(
+                "max_length {max} must be in 2..={} (max_position_embeddings)",
+                b.max_position_embeddings
+            ));
+        }
+        if let Head::Sparse { top_k: Some(0), .. } = self.rlrag.head {
+            return bad("top_k must be at least 1".into());
+        }
+        Ok(())
+    }
+}

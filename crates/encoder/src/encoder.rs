@@ -1,0 +1,293 @@
+//! Text in, vectors out: tokenization, length-bucketed batching, and the
+//! dense and learned-sparse heads over [`BertModel`].
+
+use std::path::Path;
+
+use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::bert::{BertModel, hf_key_remapping};
+use crate::config::{Head, ModelConfig, Pooling, SparseActivation};
+use crate::{EncoderError, SparseVector};
+
+/// The three files of a model directory, as bytes (the browser fetches them;
+/// natively [`Encoder::from_dir`] reads them).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFiles<'a> {
+    /// `model.safetensors`.
+    pub weights: &'a [u8],
+    /// `config.json`.
+    pub config: &'a [u8],
+    /// `tokenizer.json`.
+    pub tokenizer: &'a [u8],
+}
+
+/// Most tokens (batch × padded length) in one dense forward pass.
+const DENSE_TOKEN_BUDGET: usize = 8192;
+/// Most tokens in one sparse forward pass: its logits are tokens × vocabulary floats.
+const SPARSE_TOKEN_BUDGET: usize = 2048;
+
+/// A loaded encoder: tokenizer, BERT weights and head settings.
+pub struct Encoder {
+    config: ModelConfig,
+    tokenizer: Tokenizer,
+    model: BertModel,
+    device: Device,
+    pad_id: u32,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("config", &self.config)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, EncoderError> {
+    std::fs::read(path).map_err(|source| EncoderError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn backend<E: std::fmt::Debug>(e: E) -> EncoderError {
+    EncoderError::Backend(format!("{e:?}"))
+}
+
+impl Encoder {
+    /// Load a model from its files on `device`.
+    pub fn load(files: ModelFiles<'_>, device: &Device) -> Result<Self, EncoderError> {
+        let config = ModelConfig::from_json(files.config)?;
+        let mut tokenizer = Tokenizer::from_bytes(files.tokenizer)
+            .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: config.rlrag.max_length,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+        let tokenizer_vocab = tokenizer.get_vocab_size(true);
+        if tokenizer_vocab > config.bert.vocab_size {
+            return Err(EncoderError::Tokenizer(format!(
+                "tokenizer has {tokenizer_vocab} tokens but the model only {}",
+                config.bert.vocab_size
+            )));
+        }
+        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
+
+        let mlm = matches!(config.rlrag.head, Head::Sparse { .. });
+        let mut model = config.bert.init(mlm, device);
+        let mut remapper = KeyRemapper::new();
+        for (from, to) in hf_key_remapping() {
+            remapper = remapper
+                .add_pattern(from, to)
+                .map_err(|e| EncoderError::Weights(e.to_string()))?;
+        }
+        let mut store = SafetensorsStore::from_bytes(Some(files.weights.to_vec()))
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .remap(remapper)
+            .allow_partial(true);
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| EncoderError::Weights(e.to_string()))?;
+        if !result.errors.is_empty() {
+            return Err(EncoderError::Weights(format!("{:?}", result.errors)));
+        }
+        if !result.missing.is_empty() {
+            let missing: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
+            return Err(EncoderError::Weights(format!(
+                "tensors missing for this architecture: {}",
+                missing.join(", ")
+            )));
+        }
+        Ok(Self {
+            config,
+            tokenizer,
+            model,
+            device: device.clone(),
+            pad_id,
+        })
+    }
+
+    /// Load `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, EncoderError> {
+        let weights = read(&dir.join("model.safetensors"))?;
+        let config = read(&dir.join("config.json"))?;
+        let tokenizer = read(&dir.join("tokenizer.json"))?;
+        Self::load(
+            ModelFiles {
+                weights: &weights,
+                config: &config,
+                tokenizer: &tokenizer,
+            },
+            device,
+        )
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The weights and architecture.
+    pub fn model(&self) -> &BertModel {
+        &self.model
+    }
+
+    /// The vocabulary string of a token id.
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.tokenizer.id_to_token(id)
+    }
+
+    /// Model input ids of each text: special tokens added, truncated to
+    /// `max_length`.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, EncoderError> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| e.get_ids().to_vec())
+            .collect())
+    }
+
+    /// The bag of tokens of a text: its distinct token ids without special
+    /// tokens and without truncation, sorted (what SiDR's bag-of-tokens index
+    /// stores; no model run).
+    pub fn bag_of_tokens(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
+        let encoding = self
+            .tokenizer
+            .encode_fast(text, false)
+            .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+        let mut ids: Vec<u32> = encoding.get_ids().to_vec();
+        for overflow in encoding.get_overflowing() {
+            ids.extend_from_slice(overflow.get_ids());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Group texts into batches of similar length within a token budget;
+    /// returns (indices, padded ids, padding mask) per batch.
+    fn batches(
+        &self,
+        ids: &[Vec<u32>],
+        budget: usize,
+    ) -> Vec<(Vec<usize>, Tensor<2, Int>, Tensor<2, Bool>)> {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < order.len() {
+            // Sorted longest first: the first text of a batch sets its padded length.
+            let len = ids[order[start]].len().max(1);
+            let count = (budget / len).clamp(1, order.len() - start);
+            let members: Vec<usize> = order[start..start + count].to_vec();
+            let mut flat = Vec::with_capacity(count * len);
+            let mut pad = Vec::with_capacity(count * len);
+            for &i in &members {
+                let row = &ids[i];
+                flat.extend(row.iter().map(|&t| i64::from(t)));
+                flat.extend(std::iter::repeat_n(i64::from(self.pad_id), len - row.len()));
+                pad.extend(std::iter::repeat_n(false, row.len()));
+                pad.extend(std::iter::repeat_n(true, len - row.len()));
+            }
+            let ids_t =
+                Tensor::<2, Int>::from_data(TensorData::new(flat, [count, len]), &self.device);
+            let pad_t =
+                Tensor::<2, Bool>::from_data(TensorData::new(pad, [count, len]), &self.device);
+            out.push((members, ids_t, pad_t));
+            start += count;
+        }
+        out
+    }
+
+    /// Dense embeddings of `texts`, in order (requires a dense head).
+    pub fn encode_dense(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let Head::Dense { pooling, normalize } = self.config.rlrag.head else {
+            return Err(EncoderError::Input(
+                "this model has a sparse head, not a dense one".into(),
+            ));
+        };
+        let ids = self.tokenize(texts)?;
+        let hidden = self.config.bert.hidden_size;
+        let mut out = vec![Vec::new(); texts.len()];
+        for (members, ids_t, pad_t) in self.batches(&ids, DENSE_TOKEN_BUDGET) {
+            let [b, _] = ids_t.dims();
+            let states = self.model.hidden(ids_t, pad_t.clone());
+            let pooled = match pooling {
+                Pooling::Mean => {
+                    let keep = pad_t.bool_not().float().unsqueeze_dim::<3>(2);
+                    let count = keep.clone().sum_dim(1).clamp_min(1e-9f32);
+                    (states * keep).sum_dim(1).div(count)
+                }
+                Pooling::Cls => states.narrow(1, 0, 1),
+            }
+            .reshape([b, hidden]);
+            let values = pooled.into_data().try_to_vec::<f32>().map_err(backend)?;
+            for (row, &i) in members.iter().enumerate() {
+                let mut v = values[row * hidden..(row + 1) * hidden].to_vec();
+                if normalize {
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                    v.iter_mut().for_each(|x| *x /= norm);
+                }
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Learned-sparse vectors of `texts`, in order (requires a sparse head):
+    /// vocabulary logits, max-pooled over the non-padding tokens, activated,
+    /// then the `top_k` largest positive terms.
+    pub fn encode_sparse(&self, texts: &[&str]) -> Result<Vec<SparseVector>, EncoderError> {
+        let Head::Sparse { activation, top_k } = self.config.rlrag.head else {
+            return Err(EncoderError::Input(
+                "this model has a dense head, not a sparse one".into(),
+            ));
+        };
+        let ids = self.tokenize(texts)?;
+        let mut out = vec![SparseVector::default(); texts.len()];
+        for (members, ids_t, pad_t) in self.batches(&ids, SPARSE_TOKEN_BUDGET) {
+            let [b, l] = ids_t.dims();
+            let states = self.model.hidden(ids_t, pad_t.clone());
+            let logits = self
+                .model
+                .mlm_logits(states)
+                .ok_or_else(|| EncoderError::Weights("the model has no MLM head".into()))?;
+            let vocab = logits.dims()[2];
+            // Both activations are monotone, so max-pooling the logits first
+            // equals max-pooling the activations.
+            let mask = pad_t.reshape([b, l, 1]).expand([b, l, vocab]);
+            let pooled = logits
+                .mask_fill(mask, f32::NEG_INFINITY)
+                .max_dim(1)
+                .reshape([b, vocab]);
+            let values = pooled.into_data().try_to_vec::<f32>().map_err(backend)?;
+            for (row, &i) in members.iter().enumerate() {
+                let row_values = &values[row * vocab..(row + 1) * vocab];
+                out[i] = SparseVector::from_dense(row_values, activation, top_k);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sparse activation and top-k of a sparse model.
+    pub fn sparse_settings(&self) -> Option<(SparseActivation, Option<usize>)> {
+        match self.config.rlrag.head {
+            Head::Sparse { activation, top_k } => Some((activation, top_k)),
+            Head::Dense { .. } => None,
+        }
+    }
+}

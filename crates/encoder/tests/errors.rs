@@ -1,0 +1,141 @@
+//! Bad model files are refused with a clear error, never a panic.
+#![allow(missing_docs, clippy::expect_used, clippy::panic)]
+
+use burn::tensor::Device;
+use rlrag_encoder::models::pretrained;
+use rlrag_encoder::{Encoder, EncoderError, ModelConfig, ModelFiles};
+
+struct Files {
+    weights: Vec<u8>,
+    config: Vec<u8>,
+    tokenizer: Vec<u8>,
+}
+
+fn files(name: &str) -> Files {
+    let dir = pretrained(name);
+    let read = |f: &str| {
+        std::fs::read(dir.join(f)).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run scripts/fetch-models.sh",
+                dir.join(f).display()
+            )
+        })
+    };
+    Files {
+        weights: read("model.safetensors"),
+        config: read("config.json"),
+        tokenizer: read("tokenizer.json"),
+    }
+}
+
+fn load(weights: &[u8], config: &[u8], tokenizer: &[u8]) -> Result<Encoder, EncoderError> {
+    Encoder::load(
+        ModelFiles {
+            weights,
+            config,
+            tokenizer,
+        },
+        &Device::flex(),
+    )
+}
+
+#[test]
+fn wrong_or_damaged_files_are_errors() {
+    let m = files("minilm");
+    let s = files("splade-tiny");
+
+    // MiniLM weights under a config that asks for an MLM head: the head is missing.
+    let err = load(&m.weights, &s.config, &m.tokenizer).expect_err("shape/head mismatch");
+    assert!(matches!(err, EncoderError::Weights(_)), "{err}");
+
+    // Truncated weights.
+    let err =
+        load(&m.weights[..m.weights.len() / 3], &m.config, &m.tokenizer).expect_err("truncated");
+    assert!(matches!(err, EncoderError::Weights(_)), "{err}");
+
+    // A tokenizer that is not JSON.
+    let err = load(&m.weights, &m.config, b"not a tokenizer").expect_err("bad tokenizer");
+    assert!(matches!(err, EncoderError::Tokenizer(_)), "{err}");
+
+    // A config that is not JSON, and one with an unsupported activation.
+    assert!(matches!(
+        load(&m.weights, b"{", &m.tokenizer),
+        Err(EncoderError::Config(_))
+    ));
+    let mut cfg: serde_json::Value = serde_json::from_slice(&m.config).expect("json");
+    cfg["hidden_act"] = "relu".into();
+    let err = load(
+        &m.weights,
+        &serde_json::to_vec(&cfg).expect("json"),
+        &m.tokenizer,
+    )
+    .expect_err("unsupported act");
+    assert!(err.to_string().contains("hidden_act `relu`"), "{err}");
+}
+
+#[test]
+fn config_validation_names_the_problem() {
+    let base = files("splade-tiny").config;
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_slice(&base).expect("json");
+        f(&mut v);
+        ModelConfig::from_json(&serde_json::to_vec(&v).expect("json"))
+    };
+    let err = edit(&|v| v["num_attention_heads"] = 3.into()).expect_err("heads");
+    assert!(err.to_string().contains("not divisible"), "{err}");
+    let err = edit(&|v| v["rlrag"]["max_length"] = 4096.into()).expect_err("too long");
+    assert!(err.to_string().contains("max_length 4096"), "{err}");
+    let err = edit(&|v| v["rlrag"]["head"]["top_k"] = 0.into()).expect_err("top_k 0");
+    assert!(err.to_string().contains("top_k"), "{err}");
+    let err =
+        edit(&|v| v["rlrag"]["head"]["activation"] = "softplus".into()).expect_err("activation");
+    assert!(err.to_string().contains("rlrag"), "{err}");
+    // No rlrag section: the head follows the architecture.
+    let cfg = edit(&|v| {
+        v.as_object_mut().expect("object").remove("rlrag");
+    })
+    .expect("defaults");
+    assert!(matches!(
+        cfg.rlrag.head,
+        rlrag_encoder::Head::Sparse { top_k: None, .. }
+    ));
+    // Round trip through to_json.
+    let again = ModelConfig::from_json(&cfg.to_json().expect("json")).expect("parses");
+    assert_eq!(again, cfg);
+}
+
+#[test]
+fn heads_refuse_the_other_kind_and_edge_inputs_work() {
+    let dir = pretrained("minilm");
+    let dense = Encoder::from_dir(&dir, &Device::flex()).expect("loads");
+    assert!(matches!(
+        dense.encode_sparse(&["x"]),
+        Err(EncoderError::Input(_))
+    ));
+    assert!(dense.encode_dense(&[]).expect("empty batch").is_empty());
+    // Empty and very long texts: special tokens only, and truncation to max_length.
+    let long = "word ".repeat(5000);
+    let ids = dense.tokenize(&["", &long]).expect("tokenizes");
+    assert_eq!(ids[0].len(), 2);
+    assert_eq!(ids[1].len(), 256);
+    let v = dense.encode_dense(&["", &long]).expect("encodes");
+    for x in &v {
+        let norm: f32 = x.iter().map(|a| a * a).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4 && x.iter().all(|a| a.is_finite()));
+    }
+    // A text alone and inside a padded batch gets the same vector.
+    let alone = dense.encode_dense(&["short"]).expect("encodes");
+    let batched = dense
+        .encode_dense(&["short", "a much longer sentence that forces padding"])
+        .expect("encodes");
+    let diff = alone[0]
+        .iter()
+        .zip(&batched[0])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "padding changed the vector by {diff}");
+    // The bag of tokens needs no model run and is not truncated.
+    let bag = dense.bag_of_tokens(&long).expect("bag");
+    assert_eq!(bag, dense.bag_of_tokens("word").expect("bag"));
+    assert_eq!(bag.len(), 1);
+}

@@ -1,0 +1,138 @@
+//! Parity with an independent reference: the burn encoders reproduce the
+//! golden values of `scripts/golden_encoders.py` (a float64 numpy BERT over
+//! the same weights, ids from Python `tokenizers`) on the real models.
+//! Models come from `scripts/fetch-models.sh` (the test command runs it).
+#![allow(missing_docs, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use rlrag_encoder::models::pretrained;
+use rlrag_encoder::{Encoder, SparseActivation};
+use serde_json::Value;
+
+const TOL: f64 = 1e-4;
+
+fn golden() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/encoders.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("golden file")).expect("json")
+}
+
+fn model_dir(name: &str) -> PathBuf {
+    let dir = pretrained(name);
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run scripts/fetch-models.sh first",
+        dir.display()
+    );
+    dir
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().expect("number")
+}
+
+#[test]
+fn minilm_matches_the_reference() {
+    let encoder = Encoder::from_dir(&model_dir("minilm"), &Device::flex()).expect("loads");
+    let g = golden();
+    let cases = g["cases"].as_array().expect("cases");
+    let texts: Vec<&str> = cases
+        .iter()
+        .map(|c| c["text"].as_str().expect("text"))
+        .collect();
+    let tokens = encoder.tokenize(&texts).expect("tokenizes");
+    let vectors = encoder.encode_dense(&texts).expect("encodes");
+    let mut worst: f64 = 0.0;
+    for ((case, toks), v) in cases.iter().zip(&tokens).zip(&vectors) {
+        assert_eq!(toks, &ids(&case["minilm_ids"]), "{}", case["text"]);
+        let want: Vec<f64> = case["dense"]
+            .as_array()
+            .expect("dense")
+            .iter()
+            .map(f)
+            .collect();
+        assert_eq!(v.len(), want.len());
+        for (a, b) in v.iter().zip(&want) {
+            worst = worst.max((f64::from(*a) - b).abs());
+        }
+    }
+    println!("minilm max |burn - reference| = {worst:e}");
+    assert!(worst < TOL, "max abs error {worst}");
+}
+
+#[test]
+fn splade_tiny_matches_the_reference_for_both_activations() {
+    let dir = model_dir("splade-tiny");
+    let g = golden();
+    let cases = g["cases"].as_array().expect("cases");
+    let texts: Vec<&str> = cases
+        .iter()
+        .map(|c| c["text"].as_str().expect("text"))
+        .collect();
+    for (name, activation) in [
+        ("log1p_relu", SparseActivation::Log1pRelu),
+        ("elu1p", SparseActivation::Elu1p),
+    ] {
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("config"))
+                .expect("json");
+        config["rlrag"]["head"]["activation"] = Value::from(name);
+        let config = serde_json::to_vec(&config).expect("json");
+        let weights = std::fs::read(dir.join("model.safetensors")).expect("weights");
+        let tokenizer = std::fs::read(dir.join("tokenizer.json")).expect("tokenizer");
+        let encoder = Encoder::load(
+            rlrag_encoder::ModelFiles {
+                weights: &weights,
+                config: &config,
+                tokenizer: &tokenizer,
+            },
+            &Device::flex(),
+        )
+        .expect("loads");
+        assert_eq!(encoder.sparse_settings(), Some((activation, None)));
+        let tokens = encoder.tokenize(&texts).expect("tokenizes");
+        let vectors = encoder.encode_sparse(&texts).expect("encodes");
+        let mut worst: f64 = 0.0;
+        for ((case, toks), v) in cases.iter().zip(&tokens).zip(&vectors) {
+            assert_eq!(toks, &ids(&case["splade_ids"]));
+            let want = &case["sparse"][name];
+            assert_eq!(
+                v.terms.len() as u64,
+                want["nonzero"].as_u64().expect("n"),
+                "{name}: {}",
+                case["text"]
+            );
+            let l1 = f(&want["l1"]);
+            assert!(
+                (f64::from(v.l1()) - l1).abs() <= 1e-4 * l1.max(1.0),
+                "{name} l1 {} vs {l1}",
+                v.l1()
+            );
+            let weight = |id: u32| {
+                v.terms
+                    .iter()
+                    .find(|t| t.0 == id)
+                    .map_or(0.0, |t| f64::from(t.1))
+            };
+            for t in want["top"].as_array().expect("top") {
+                let id = t[0].as_u64().expect("id") as u32;
+                worst = worst.max((weight(id) - f(&t[2])).abs());
+            }
+            // The heaviest term is the reference's, readable as a word.
+            let top = v.top(1)[0].0;
+            assert_eq!(u64::from(top), want["top"][0][0].as_u64().expect("id"));
+            assert_eq!(encoder.token(top).as_deref(), want["top"][0][1].as_str());
+        }
+        println!("splade-tiny {name} max |burn - reference| over top-20 terms = {worst:e}");
+        assert!(worst < TOL, "{name}: max abs error {worst}");
+    }
+}
