@@ -11,7 +11,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::analyzer::{Analyzer, AnalyzerConfig};
-use crate::{Document, Hit, IndexFileError, Retriever, RetrieverError, persist};
+use crate::inverted::{Entry, Inverted, normalize_terms};
+use crate::persist::{self, invalid, validate_terms};
+use crate::{Document, Hit, Retriever, RetrieverError};
 
 /// The kind name of BM25 index files.
 pub const INDEX_KIND: &str = "bm25";
@@ -54,15 +56,6 @@ impl Bm25Params {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Slot {
-    id: String,
-    /// Number of terms after analysis.
-    len: u32,
-    /// (term id, term frequency), sorted by term id.
-    terms: Vec<(u32, u32)>,
-}
-
 /// A BM25 inverted index.
 #[derive(Debug, Clone)]
 pub struct Bm25Index {
@@ -70,11 +63,8 @@ pub struct Bm25Index {
     analyzer: Analyzer,
     vocab: HashMap<String, u32>,
     terms: Vec<String>,
-    /// Per term: (slot, tf), sorted by slot.
-    postings: Vec<Vec<(u32, u32)>>,
-    /// Documents by slot; `None` once removed (until compaction).
-    slots: Vec<Option<Slot>>,
-    by_id: HashMap<String, u32>,
+    /// Term frequencies per document.
+    index: Inverted<u32>,
     total_len: u64,
     /// `k1 · (1 − b + b · len / avgdl)` per slot.
     norms: Vec<f32>,
@@ -92,28 +82,22 @@ struct Snapshot {
     params: Bm25Params,
     analyzer: AnalyzerConfig,
     terms: Vec<String>,
-    docs: Vec<Slot>,
+    docs: Vec<Entry<u32>>,
 }
 
 /// The id of `term`, added to the vocabulary when new.
-fn intern(
-    vocab: &mut HashMap<String, u32>,
-    terms: &mut Vec<String>,
-    postings: &mut Vec<Vec<(u32, u32)>>,
-    term: &str,
-) -> u32 {
+fn intern(vocab: &mut HashMap<String, u32>, terms: &mut Vec<String>, term: &str) -> u32 {
     if let Some(&id) = vocab.get(term) {
         return id;
     }
     let id = terms.len() as u32;
     vocab.insert(term.to_string(), id);
     terms.push(term.to_string());
-    postings.push(Vec::new());
     id
 }
 
-fn invalid(reason: impl Into<String>) -> RetrieverError {
-    RetrieverError::IndexFile(IndexFileError::InvalidPayload(reason.into()))
+fn doc_len(entry: &Entry<u32>) -> u64 {
+    entry.terms.iter().map(|&(_, tf)| u64::from(tf)).sum()
 }
 
 impl Bm25Index {
@@ -129,9 +113,7 @@ impl Bm25Index {
             analyzer,
             vocab: HashMap::new(),
             terms: Vec::new(),
-            postings: Vec::new(),
-            slots: Vec::new(),
-            by_id: HashMap::new(),
+            index: Inverted::default(),
             total_len: 0,
             norms: Vec::new(),
         }
@@ -149,28 +131,21 @@ impl Bm25Index {
 
     /// Whether a document id is indexed.
     pub fn contains(&self, id: &str) -> bool {
-        self.by_id.contains_key(id)
+        self.index.contains(id)
     }
 
     /// Number of distinct terms in live documents.
     pub fn num_terms(&self) -> usize {
-        self.postings.iter().filter(|p| !p.is_empty()).count()
-    }
-
-    fn intern(&mut self, term: &str) -> u32 {
-        intern(&mut self.vocab, &mut self.terms, &mut self.postings, term)
+        (0..self.index.num_term_ids() as u32)
+            .filter(|&t| self.index.document_frequency(t) > 0)
+            .count()
     }
 
     /// Index documents (title + text). All or nothing: if any id is already
     /// indexed or repeats within `docs`, nothing is added.
     pub fn add_documents(&mut self, docs: &[Document]) -> Result<(), RetrieverError> {
-        let mut batch = std::collections::HashSet::with_capacity(docs.len());
-        for d in docs {
-            if self.by_id.contains_key(&d.id) || !batch.insert(d.id.as_str()) {
-                return Err(RetrieverError::DuplicateDocument { id: d.id.clone() });
-            }
-        }
-        let mut term_ids: Vec<u32> = Vec::new();
+        self.index.check_new(docs.iter().map(|d| d.id.as_str()))?;
+        let mut term_ids: Vec<(u32, u32)> = Vec::new();
         for d in docs {
             term_ids.clear();
             {
@@ -178,40 +153,22 @@ impl Bm25Index {
                     analyzer,
                     vocab,
                     terms,
-                    postings,
                     ..
                 } = &mut *self;
-                let mut add = |t: &str| term_ids.push(intern(vocab, terms, postings, t));
+                let mut add = |t: &str| term_ids.push((intern(vocab, terms, t), 1));
                 analyzer.for_each_term(&d.title, &mut add);
                 analyzer.for_each_term(&d.text, &mut add);
             }
-            let len = u32::try_from(term_ids.len()).unwrap_or(u32::MAX);
-            term_ids.sort_unstable();
-            let mut terms: Vec<(u32, u32)> = Vec::new();
-            for &t in &term_ids {
-                match terms.last_mut() {
-                    Some((last, tf)) if *last == t => *tf += 1,
-                    _ => terms.push((t, 1)),
-                }
-            }
-            self.push_slot(Slot {
+            let terms = normalize_terms(std::mem::take(&mut term_ids), |a, b| a.saturating_add(b));
+            let entry = Entry {
                 id: d.id.clone(),
-                len,
                 terms,
-            });
+            };
+            self.total_len += doc_len(&entry);
+            self.index.push(entry);
         }
         self.refresh_norms();
         Ok(())
-    }
-
-    fn push_slot(&mut self, slot: Slot) {
-        let s = self.slots.len() as u32;
-        for &(t, tf) in &slot.terms {
-            self.postings[t as usize].push((s, tf));
-        }
-        self.total_len += u64::from(slot.len);
-        self.by_id.insert(slot.id.clone(), s);
-        self.slots.push(Some(slot));
     }
 
     /// Remove documents by id; ids not in the index are ignored. Returns how
@@ -219,52 +176,20 @@ impl Bm25Index {
     pub fn remove_documents<S: AsRef<str>>(&mut self, ids: &[S]) -> usize {
         let mut removed = 0;
         for id in ids {
-            let Some(s) = self.by_id.remove(id.as_ref()) else {
-                continue;
-            };
-            let Some(slot) = self.slots.get_mut(s as usize).and_then(Option::take) else {
-                continue;
-            };
-            for &(t, _) in &slot.terms {
-                let p = &mut self.postings[t as usize];
-                if let Ok(i) = p.binary_search_by_key(&s, |&(slot, _)| slot) {
-                    p.remove(i);
-                }
+            if let Some(entry) = self.index.remove(id.as_ref()) {
+                self.total_len -= doc_len(&entry);
+                removed += 1;
             }
-            self.total_len -= u64::from(slot.len);
-            removed += 1;
         }
         if removed > 0 {
-            let dead = self.slots.len() - self.by_id.len();
-            if dead >= 64 && dead > self.by_id.len() {
-                self.compact();
-            }
+            self.index.maybe_compact();
             self.refresh_norms();
         }
         removed
     }
 
-    /// Renumber live slots densely, keeping their order.
-    fn compact(&mut self) {
-        let mut remap = vec![u32::MAX; self.slots.len()];
-        let mut live = Vec::with_capacity(self.by_id.len());
-        for (old, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
-            if let Some(slot) = slot {
-                remap[old] = live.len() as u32;
-                self.by_id.insert(slot.id.clone(), live.len() as u32);
-                live.push(Some(slot));
-            }
-        }
-        for p in &mut self.postings {
-            for entry in p.iter_mut() {
-                entry.0 = remap[entry.0 as usize];
-            }
-        }
-        self.slots = live;
-    }
-
     fn refresh_norms(&mut self) {
-        let live = self.by_id.len();
+        let live = self.index.len();
         let avgdl = if live == 0 || self.total_len == 0 {
             1.0
         } else {
@@ -272,61 +197,29 @@ impl Bm25Index {
         };
         let Bm25Params { k1, b } = self.params;
         let (k1, b) = (f64::from(k1), f64::from(b));
-        self.norms = self
-            .slots
-            .iter()
-            .map(|s| {
-                let len = s.as_ref().map_or(0.0, |s| f64::from(s.len));
-                (k1 * (1.0 - b + b * len / avgdl)) as f32
-            })
-            .collect();
-    }
-
-    /// Scores of every slot for `query` and the slots that matched.
-    fn score_all(&self, query: &str) -> (Vec<f32>, Vec<u32>) {
-        let n = self.by_id.len() as f32;
-        let mut scores = vec![0f32; self.slots.len()];
-        let mut touched = Vec::new();
-        self.analyzer.for_each_term(query, |term| {
-            let Some(&t) = self.vocab.get(term) else {
-                return;
-            };
-            let postings = &self.postings[t as usize];
-            if postings.is_empty() {
-                return;
-            }
-            let df = postings.len() as f32;
-            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-            for &(s, tf) in postings {
-                let tf = tf as f32;
-                let su = s as usize;
-                if scores[su] == 0.0 {
-                    touched.push(s);
-                }
-                scores[su] += idf * tf / (tf + self.norms[su]);
-            }
-        });
-        (scores, touched)
+        self.norms = vec![0.0; self.index.num_slots()];
+        for (s, entry) in self.index.entries() {
+            let len = doc_len(entry) as f64;
+            self.norms[s as usize] = (k1 * (1.0 - b + b * len / avgdl)) as f32;
+        }
     }
 
     /// Serialise to the versioned, checksummed index format ([`persist`]).
     pub fn to_bytes(&self) -> Result<Vec<u8>, RetrieverError> {
         let mut remap = vec![u32::MAX; self.terms.len()];
         let mut terms = Vec::new();
-        for (t, p) in self.postings.iter().enumerate() {
-            if !p.is_empty() {
+        for (t, term) in self.terms.iter().enumerate() {
+            if self.index.document_frequency(t as u32) > 0 {
                 remap[t] = terms.len() as u32;
-                terms.push(self.terms[t].clone());
+                terms.push(term.clone());
             }
         }
         let docs = self
-            .slots
-            .iter()
-            .flatten()
-            .map(|s| Slot {
-                id: s.id.clone(),
-                len: s.len,
-                terms: s
+            .index
+            .entries()
+            .map(|(_, e)| Entry {
+                id: e.id.clone(),
+                terms: e
                     .terms
                     .iter()
                     .map(|&(t, tf)| (remap[t as usize], tf))
@@ -358,32 +251,17 @@ impl Bm25Index {
             if index.vocab.contains_key(&term) {
                 return Err(invalid(format!("term `{term}` appears twice")));
             }
-            index.intern(&term);
+            intern(&mut index.vocab, &mut index.terms, &term);
         }
-        let n_terms = index.terms.len() as u64;
+        let n_terms = index.terms.len() as u32;
+        index
+            .index
+            .check_new(snap.docs.iter().map(|d| d.id.as_str()))
+            .map_err(|e| invalid(e.to_string()))?;
         for doc in snap.docs {
-            if index.by_id.contains_key(&doc.id) {
-                return Err(invalid(format!("document `{}` appears twice", doc.id)));
-            }
-            let mut sum = 0u64;
-            let mut prev: Option<u32> = None;
-            for &(t, tf) in &doc.terms {
-                if u64::from(t) >= n_terms || tf == 0 || prev.is_some_and(|p| p >= t) {
-                    return Err(invalid(format!(
-                        "document `{}` has a bad term list",
-                        doc.id
-                    )));
-                }
-                prev = Some(t);
-                sum += u64::from(tf);
-            }
-            if sum != u64::from(doc.len) {
-                return Err(invalid(format!(
-                    "document `{}` length {} does not match its term counts ({sum})",
-                    doc.id, doc.len
-                )));
-            }
-            index.push_slot(doc);
+            validate_terms(&doc, n_terms, |&tf| tf > 0)?;
+            index.total_len += doc_len(&doc);
+            index.index.push(doc);
         }
         index.refresh_norms();
         Ok(index)
@@ -391,20 +269,12 @@ impl Bm25Index {
 
     /// Save to a file (see [`Bm25Index::to_bytes`]).
     pub fn save(&self, path: &Path) -> Result<(), RetrieverError> {
-        let bytes = self.to_bytes()?;
-        std::fs::write(path, bytes).map_err(|source| RetrieverError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        persist::write_file(path, &self.to_bytes()?)
     }
 
     /// Load from a file (see [`Bm25Index::from_bytes`]).
     pub fn load(path: &Path) -> Result<Self, RetrieverError> {
-        let bytes = std::fs::read(path).map_err(|source| RetrieverError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&persist::read_file(path)?)
     }
 }
 
@@ -414,32 +284,31 @@ impl Retriever for Bm25Index {
     }
 
     fn len(&self) -> usize {
-        self.by_id.len()
+        self.index.len()
     }
 
     fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, RetrieverError> {
-        if k == 0 || self.by_id.is_empty() {
+        if k == 0 || self.index.is_empty() {
             return Ok(Vec::new());
         }
-        let (scores, mut touched) = self.score_all(query);
-        let order = |a: &u32, b: &u32| {
-            scores[*b as usize]
-                .total_cmp(&scores[*a as usize])
-                .then(a.cmp(b))
-        };
-        if touched.len() > k {
-            touched.select_nth_unstable_by(k - 1, order);
-            touched.truncate(k);
-        }
-        touched.sort_unstable_by(order);
-        Ok(touched
-            .into_iter()
-            .filter_map(|s| {
-                self.slots[s as usize].as_ref().map(|slot| Hit {
-                    id: slot.id.clone(),
-                    score: scores[s as usize],
-                })
-            })
-            .collect())
+        let n = self.index.len() as f32;
+        let mut scores = vec![0f32; self.index.num_slots()];
+        let mut touched = Vec::new();
+        self.analyzer.for_each_term(query, |term| {
+            let Some(&t) = self.vocab.get(term) else {
+                return;
+            };
+            let df = self.index.document_frequency(t) as f32;
+            if df == 0.0 {
+                return;
+            }
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            self.index
+                .accumulate(t, &mut scores, &mut touched, |s, tf| {
+                    let tf = tf as f32;
+                    idf * tf / (tf + self.norms[s as usize])
+                });
+        });
+        Ok(self.index.top_k(&scores, touched, k))
     }
 }

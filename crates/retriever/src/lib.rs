@@ -26,6 +26,7 @@ pub mod analyzer;
 pub mod bm25;
 pub mod data;
 mod error;
+mod inverted;
 pub mod persist;
 mod types;
 

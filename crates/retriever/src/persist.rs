@@ -15,7 +15,10 @@
 //! A file that is foreign, truncated, padded, corrupt or of a newer version is
 //! refused whole with an [`IndexFileError`] that says which.
 
-use crate::IndexFileError;
+use std::path::Path;
+
+use crate::inverted::Entry;
+use crate::{IndexFileError, RetrieverError};
 
 /// The first bytes of every rlrag index file.
 pub const MAGIC: &[u8; 8] = b"RLRAGIDX";
@@ -129,6 +132,47 @@ pub fn decode<'a>(
         });
     }
     Ok(payload)
+}
+
+/// A payload that passed the checksum but is inconsistent.
+pub(crate) fn invalid(reason: impl Into<String>) -> RetrieverError {
+    RetrieverError::IndexFile(IndexFileError::InvalidPayload(reason.into()))
+}
+
+/// Check a stored document's term list: ids below `n_terms`, strictly
+/// increasing, payloads accepted by `ok`.
+pub(crate) fn validate_terms<P>(
+    doc: &Entry<P>,
+    n_terms: u32,
+    ok: impl Fn(&P) -> bool,
+) -> Result<(), RetrieverError> {
+    let mut prev: Option<u32> = None;
+    for (t, p) in &doc.terms {
+        if *t >= n_terms || !ok(p) || prev.is_some_and(|q| q >= *t) {
+            return Err(invalid(format!(
+                "document `{}` has a bad term list",
+                doc.id
+            )));
+        }
+        prev = Some(*t);
+    }
+    Ok(())
+}
+
+/// Write an index file, naming it in the error.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RetrieverError> {
+    std::fs::write(path, bytes).map_err(|source| RetrieverError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Read an index file, naming it in the error.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, RetrieverError> {
+    std::fs::read(path).map_err(|source| RetrieverError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,213 @@
+//! The inverted-index core shared by BM25 (term frequencies) and the
+//! learned-sparse / bag-of-tokens indexes (weights): documents in slots,
+//! postings per term sorted by slot, removal with tombstones and compaction,
+//! and exact top-k selection.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Hit, RetrieverError};
+
+/// A document's terms: `(term id, payload)` sorted by term id, ids unique.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Entry<P> {
+    pub id: String,
+    pub terms: Vec<(u32, P)>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Inverted<P> {
+    /// Per term: (slot, payload), sorted by slot.
+    postings: Vec<Vec<(u32, P)>>,
+    /// Documents by slot; `None` once removed (until compaction).
+    slots: Vec<Option<Entry<P>>>,
+    by_id: HashMap<String, u32>,
+}
+
+impl<P> Default for Inverted<P> {
+    fn default() -> Self {
+        Self {
+            postings: Vec::new(),
+            slots: Vec::new(),
+            by_id: HashMap::new(),
+        }
+    }
+}
+
+impl<P: Copy> Inverted<P> {
+    /// Live documents.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Slots, live or dead (the size of a score accumulator).
+    pub fn num_slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Refuse a batch whose ids are indexed already or repeat.
+    pub fn check_new<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), RetrieverError> {
+        let mut batch = HashSet::new();
+        for id in ids {
+            if self.by_id.contains_key(id) || !batch.insert(id) {
+                return Err(RetrieverError::DuplicateDocument { id: id.to_string() });
+            }
+        }
+        Ok(())
+    }
+
+    /// The postings of a term (empty for unknown terms).
+    pub fn postings(&self, term: u32) -> &[(u32, P)] {
+        self.postings.get(term as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Number of term slots (known term ids).
+    pub fn num_term_ids(&self) -> usize {
+        self.postings.len()
+    }
+
+    /// Add a document (the caller checked its id). `terms` must be sorted by
+    /// term id without repeats.
+    pub fn push(&mut self, entry: Entry<P>) -> u32 {
+        let s = self.slots.len() as u32;
+        for &(t, p) in &entry.terms {
+            let t = t as usize;
+            if t >= self.postings.len() {
+                self.postings.resize_with(t + 1, Vec::new);
+            }
+            self.postings[t].push((s, p));
+        }
+        self.by_id.insert(entry.id.clone(), s);
+        self.slots.push(Some(entry));
+        s
+    }
+
+    /// Remove a document; returns it, or `None` for an unknown id.
+    pub fn remove(&mut self, id: &str) -> Option<Entry<P>> {
+        let s = self.by_id.remove(id)?;
+        let entry = self.slots.get_mut(s as usize).and_then(Option::take)?;
+        for &(t, _) in &entry.terms {
+            if let Some(p) = self.postings.get_mut(t as usize)
+                && let Ok(i) = p.binary_search_by_key(&s, |&(slot, _)| slot)
+            {
+                p.remove(i);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Renumber live slots densely (keeping order) once tombstones outnumber
+    /// live documents. Returns whether slots moved.
+    pub fn maybe_compact(&mut self) -> bool {
+        let dead = self.slots.len() - self.by_id.len();
+        if dead < 64 || dead <= self.by_id.len() {
+            return false;
+        }
+        let mut remap = vec![u32::MAX; self.slots.len()];
+        let mut live = Vec::with_capacity(self.by_id.len());
+        for (old, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            if let Some(entry) = slot {
+                remap[old] = live.len() as u32;
+                self.by_id.insert(entry.id.clone(), live.len() as u32);
+                live.push(Some(entry));
+            }
+        }
+        for p in &mut self.postings {
+            for e in p.iter_mut() {
+                e.0 = remap[e.0 as usize];
+            }
+        }
+        self.slots = live;
+        true
+    }
+
+    /// The document in a slot, if live.
+    pub fn entry(&self, slot: u32) -> Option<&Entry<P>> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// Live documents in slot order, with their slots.
+    pub fn entries(&self) -> impl Iterator<Item = (u32, &Entry<P>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(s, e)| e.as_ref().map(|e| (s as u32, e)))
+    }
+
+    /// Document frequency of each term id over live documents.
+    pub fn document_frequency(&self, term: u32) -> usize {
+        self.postings(term).len()
+    }
+
+    /// Accumulate `weight · f(slot, payload)` over a term's postings into
+    /// `scores`, recording first-touched slots in `touched`.
+    pub fn accumulate(
+        &self,
+        term: u32,
+        scores: &mut [f32],
+        touched: &mut Vec<u32>,
+        mut f: impl FnMut(u32, P) -> f32,
+    ) {
+        for &(s, p) in self.postings(term) {
+            let su = s as usize;
+            if scores[su] == 0.0 {
+                touched.push(s);
+            }
+            scores[su] += f(s, p);
+        }
+    }
+
+    /// The best `k` of the touched slots by score (ties: lower slot first).
+    pub fn top_k(&self, scores: &[f32], mut touched: Vec<u32>, k: usize) -> Vec<Hit> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let order = |a: &u32, b: &u32| {
+            scores[*b as usize]
+                .total_cmp(&scores[*a as usize])
+                .then(a.cmp(b))
+        };
+        if touched.len() > k {
+            touched.select_nth_unstable_by(k - 1, order);
+            touched.truncate(k);
+        }
+        touched.sort_unstable_by(order);
+        touched
+            .into_iter()
+            .filter_map(|s| {
+                self.entry(s).map(|e| Hit {
+                    id: e.id.clone(),
+                    score: scores[s as usize],
+                })
+            })
+            .collect()
+    }
+}
+
+/// Sort terms by id and merge repeats with `merge`.
+pub(crate) fn normalize_terms<P: Copy>(
+    mut terms: Vec<(u32, P)>,
+    merge: impl Fn(P, P) -> P,
+) -> Vec<(u32, P)> {
+    terms.sort_by_key(|t| t.0);
+    let mut out: Vec<(u32, P)> = Vec::with_capacity(terms.len());
+    for (t, p) in terms {
+        match out.last_mut() {
+            Some((last, acc)) if *last == t => *acc = merge(*acc, p),
+            _ => out.push((t, p)),
+        }
+    }
+    out
+}
