@@ -4,6 +4,7 @@
 //!
 //! - [`reward`]: answer and retrieval metrics, composite rewards.
 //! - [`retriever`]: documents, dataset loaders, indexes.
+//! - [`encoder`]: the burn BERT encoders (dense and learned-sparse heads).
 //! - [`router`]: routing types and traces.
 //!
 //! An end-to-end run on a tiny corpus: index, search, score the ranking.
@@ -31,6 +32,7 @@
 //! # Ok::<(), rlrag::retriever::RetrieverError>(())
 //! ```
 
+pub use rlrag_encoder as encoder;
 pub use rlrag_retriever as retriever;
 pub use rlrag_reward as reward;
 pub use rlrag_router as router;

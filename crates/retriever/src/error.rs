@@ -141,6 +141,9 @@ pub enum RetrieverError {
         /// The id.
         id: String,
     },
+    /// The encoder failed.
+    #[error(transparent)]
+    Encoder(#[from] rlrag_encoder::EncoderError),
     /// A saved index was refused.
     #[error(transparent)]
     IndexFile(#[from] IndexFileError),

@@ -25,13 +25,21 @@
 pub mod analyzer;
 pub mod bm25;
 pub mod data;
+pub mod dense_index;
 mod error;
+pub mod fusion;
 mod inverted;
+pub mod neural;
 pub mod persist;
+pub mod sparse_index;
 mod types;
 
 pub use analyzer::{Analyzer, AnalyzerConfig};
 pub use bm25::{Bm25Index, Bm25Params};
 pub use data::{Dataset, DatasetFormat, LoadReport};
+pub use dense_index::{FlatIndex, HnswIndex, HnswParams};
 pub use error::{IndexFileError, RetrieverError};
+pub use fusion::Fusion;
+pub use neural::{BotRetriever, DenseRetriever, DenseSearch, HybridRetriever, SparseRetriever};
+pub use sparse_index::{SparseIndex, Weighting};
 pub use types::{Document, Hit, Query, Retriever};

@@ -1,0 +1,327 @@
+//! Dense vector search: exact (flat) inner-product search, and approximate
+//! HNSW search through `instant-distance` (seeded, so builds are repeatable).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use instant_distance::{Builder, HnswMap, Point, Search};
+use serde::{Deserialize, Serialize};
+
+use crate::persist::{self, invalid};
+use crate::{Hit, RetrieverError};
+
+/// The kind name of dense index files.
+pub const INDEX_KIND: &str = "dense";
+/// The payload version this build writes and reads.
+pub const PAYLOAD_VERSION: u16 = 1;
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Exact inner-product search over vectors of one dimension (cosine
+/// similarity when the vectors are L2-normalised, as the dense encoder makes them).
+#[derive(Debug, Clone, Default)]
+pub struct FlatIndex {
+    dim: usize,
+    ids: Vec<String>,
+    /// Row-major, `ids.len() × dim`.
+    data: Vec<f32>,
+    by_id: HashMap<String, usize>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    dim: u32,
+    ids: Vec<String>,
+    data: Vec<f32>,
+}
+
+impl FlatIndex {
+    /// An empty index of vectors with `dim` dimensions.
+    pub fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            ..Self::default()
+        }
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Whether a document id is indexed.
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// The stored vector of a document.
+    pub fn vector(&self, id: &str) -> Option<&[f32]> {
+        self.by_id
+            .get(id)
+            .map(|&i| &self.data[i * self.dim..(i + 1) * self.dim])
+    }
+
+    /// Add documents with their vectors; all or nothing on a wrong dimension,
+    /// a non-finite value or a duplicate id.
+    pub fn add(&mut self, docs: &[(String, Vec<f32>)]) -> Result<(), RetrieverError> {
+        let mut batch = std::collections::HashSet::new();
+        for (id, v) in docs {
+            if self.by_id.contains_key(id) || !batch.insert(id.as_str()) {
+                return Err(RetrieverError::DuplicateDocument { id: id.clone() });
+            }
+            if v.len() != self.dim || v.iter().any(|x| !x.is_finite()) {
+                return Err(RetrieverError::InvalidParameter {
+                    name: "vector",
+                    reason: format!(
+                        "document `{id}`: expected {} finite values, got {} values",
+                        self.dim,
+                        v.len()
+                    ),
+                });
+            }
+        }
+        for (id, v) in docs {
+            self.by_id.insert(id.clone(), self.ids.len());
+            self.ids.push(id.clone());
+            self.data.extend_from_slice(v);
+        }
+        Ok(())
+    }
+
+    /// Remove documents by id (order of the rest is kept); unknown ids are
+    /// ignored. Returns how many went.
+    pub fn remove<S: AsRef<str>>(&mut self, ids: &[S]) -> usize {
+        let gone: std::collections::HashSet<usize> = ids
+            .iter()
+            .filter_map(|id| self.by_id.get(id.as_ref()).copied())
+            .collect();
+        if gone.is_empty() {
+            return 0;
+        }
+        let (mut ids_out, mut data_out) = (Vec::new(), Vec::new());
+        for (i, id) in std::mem::take(&mut self.ids).into_iter().enumerate() {
+            if !gone.contains(&i) {
+                ids_out.push(id);
+                data_out.extend_from_slice(&self.data[i * self.dim..(i + 1) * self.dim]);
+            }
+        }
+        self.ids = ids_out;
+        self.data = data_out;
+        self.by_id = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        gone.len()
+    }
+
+    fn check_query(&self, query: &[f32]) -> Result<(), RetrieverError> {
+        if query.len() != self.dim {
+            return Err(RetrieverError::InvalidParameter {
+                name: "query",
+                reason: format!("expected {} dimensions, got {}", self.dim, query.len()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The best `k` documents by inner product (ties: insertion order).
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        self.check_query(query)?;
+        if k == 0 || self.dim == 0 {
+            return Ok(Vec::new());
+        }
+        let scores: Vec<f32> = self
+            .data
+            .chunks_exact(self.dim)
+            .map(|row| dot(row, query))
+            .collect();
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        let cmp = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+        if order.len() > k {
+            order.select_nth_unstable_by(k - 1, cmp);
+            order.truncate(k);
+        }
+        order.sort_unstable_by(cmp);
+        Ok(order
+            .into_iter()
+            .map(|i| Hit {
+                id: self.ids[i].clone(),
+                score: scores[i],
+            })
+            .collect())
+    }
+
+    /// Serialise to the versioned, checksummed index format.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, RetrieverError> {
+        let snap = Snapshot {
+            dim: self.dim as u32,
+            ids: self.ids.clone(),
+            data: self.data.clone(),
+        };
+        let payload =
+            postcard::to_allocvec(&snap).map_err(|e| invalid(format!("cannot encode: {e}")))?;
+        Ok(persist::encode(INDEX_KIND, PAYLOAD_VERSION, &payload)?)
+    }
+
+    /// Read an index written by [`FlatIndex::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
+        let payload = persist::decode(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
+        let snap: Snapshot = postcard::from_bytes(payload)
+            .map_err(|e| invalid(format!("cannot decode the dense snapshot: {e}")))?;
+        let dim = snap.dim as usize;
+        if snap.data.len() != snap.ids.len() * dim {
+            return Err(invalid(format!(
+                "{} ids but {} values for dimension {dim}",
+                snap.ids.len(),
+                snap.data.len()
+            )));
+        }
+        let mut index = Self::new(dim);
+        let docs: Vec<(String, Vec<f32>)> = snap
+            .ids
+            .into_iter()
+            .zip(snap.data.chunks(dim.max(1)).map(<[f32]>::to_vec))
+            .collect();
+        index.add(&docs).map_err(|e| invalid(e.to_string()))?;
+        Ok(index)
+    }
+
+    /// Save to a file.
+    pub fn save(&self, path: &Path) -> Result<(), RetrieverError> {
+        persist::write_file(path, &self.to_bytes()?)
+    }
+
+    /// Load from a file.
+    pub fn load(path: &Path) -> Result<Self, RetrieverError> {
+        Self::from_bytes(&persist::read_file(path)?)
+    }
+}
+
+/// HNSW build and search settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HnswParams {
+    /// Candidate list size while building.
+    pub ef_construction: usize,
+    /// Candidate list size while searching (fixed at build time by `instant-distance`).
+    pub ef_search: usize,
+    /// RNG seed of the layer assignment.
+    pub seed: u64,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self {
+            ef_construction: 200,
+            ef_search: 128,
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Vector(Vec<f32>);
+
+impl Point for Vector {
+    /// Cosine distance for normalised vectors.
+    fn distance(&self, other: &Self) -> f32 {
+        1.0 - dot(&self.0, &other.0)
+    }
+}
+
+/// An HNSW graph over a [`FlatIndex`]'s vectors (a snapshot: rebuild after
+/// the flat index changes).
+pub struct HnswIndex {
+    map: HnswMap<Vector, String>,
+    dim: usize,
+    params: HnswParams,
+}
+
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("dim", &self.dim)
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl HnswIndex {
+    /// Build over every vector of `flat`.
+    pub fn build(flat: &FlatIndex, params: HnswParams) -> Self {
+        let points = flat
+            .data
+            .chunks_exact(flat.dim.max(1))
+            .map(|r| Vector(r.to_vec()))
+            .collect();
+        let map = Builder::default()
+            .ef_construction(params.ef_construction)
+            .ef_search(params.ef_search)
+            .seed(params.seed)
+            .build(points, flat.ids.clone());
+        Self {
+            map,
+            dim: flat.dim,
+            params,
+        }
+    }
+
+    /// The settings it was built with.
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// Approximately the best `k` documents (at most `ef_search`).
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        if query.len() != self.dim {
+            return Err(RetrieverError::InvalidParameter {
+                name: "query",
+                reason: format!("expected {} dimensions, got {}", self.dim, query.len()),
+            });
+        }
+        let mut search = Search::default();
+        Ok(self
+            .map
+            .search(&Vector(query.to_vec()), &mut search)
+            .take(k)
+            .map(|item| Hit {
+                id: item.value.clone(),
+                score: 1.0 - item.distance,
+            })
+            .collect())
+    }
+}
+
+/// Mean recall@k of `approx` against exact results for the same queries.
+pub fn recall_against_exact(exact: &[Vec<Hit>], approx: &[Vec<Hit>], k: usize) -> f64 {
+    if exact.is_empty() {
+        return 0.0;
+    }
+    let per_query = exact.iter().zip(approx).map(|(e, a)| {
+        let truth: std::collections::HashSet<&str> =
+            e.iter().take(k).map(|h| h.id.as_str()).collect();
+        if truth.is_empty() {
+            return 1.0;
+        }
+        let found = a
+            .iter()
+            .take(k)
+            .filter(|h| truth.contains(h.id.as_str()))
+            .count();
+        found as f64 / truth.len() as f64
+    });
+    per_query.sum::<f64>() / exact.len() as f64
+}

@@ -1,0 +1,192 @@
+//! An inverted index over sparse vocabulary vectors with exact top-k by dot
+//! product: learned-sparse document vectors (SPLADE / SiDR) or binary bags of
+//! tokens (SiDR's bag-of-tokens index, weight 1 per distinct token).
+
+use std::path::Path;
+
+use rlrag_encoder::SparseVector;
+use serde::{Deserialize, Serialize};
+
+use crate::inverted::{Entry, Inverted, normalize_terms};
+use crate::persist::{self, invalid, validate_terms};
+use crate::{Hit, RetrieverError};
+
+/// The kind name of sparse index files.
+pub const INDEX_KIND: &str = "sparse";
+/// The payload version this build writes and reads.
+pub const PAYLOAD_VERSION: u16 = 1;
+
+/// How documents are weighted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weighting {
+    /// Encoder weights per term.
+    Learned,
+    /// 1 for every distinct token (bag of tokens).
+    Binary,
+}
+
+/// A sparse inverted index.
+#[derive(Debug, Clone)]
+pub struct SparseIndex {
+    weighting: Weighting,
+    vocab_size: u32,
+    index: Inverted<f32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    weighting: Weighting,
+    vocab_size: u32,
+    docs: Vec<Entry<f32>>,
+}
+
+impl SparseIndex {
+    /// An empty index for term ids below `vocab_size`.
+    pub fn new(weighting: Weighting, vocab_size: u32) -> Self {
+        Self {
+            weighting,
+            vocab_size,
+            index: Inverted::default(),
+        }
+    }
+
+    /// How documents are weighted.
+    pub fn weighting(&self) -> Weighting {
+        self.weighting
+    }
+
+    /// Live documents.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no document is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Whether a document id is indexed.
+    pub fn contains(&self, id: &str) -> bool {
+        self.index.contains(id)
+    }
+
+    fn check_terms(&self, id: &str, v: &SparseVector) -> Result<(), RetrieverError> {
+        if let Some(&(t, w)) = v
+            .terms
+            .iter()
+            .find(|(t, w)| *t >= self.vocab_size || !w.is_finite() || *w < 0.0)
+        {
+            return Err(RetrieverError::InvalidParameter {
+                name: "vector",
+                reason: format!(
+                    "document `{id}`: term {t} with weight {w} (vocabulary {}, weights must be finite and >= 0)",
+                    self.vocab_size
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Add documents with their vectors (binary indexes store weight 1 for
+    /// every term). All or nothing on duplicate ids or bad vectors.
+    pub fn add(&mut self, docs: &[(String, SparseVector)]) -> Result<(), RetrieverError> {
+        self.index
+            .check_new(docs.iter().map(|(id, _)| id.as_str()))?;
+        for (id, v) in docs {
+            self.check_terms(id, v)?;
+        }
+        for (id, v) in docs {
+            let terms = v.terms.iter().filter(|t| t.1 > 0.0).map(|&(t, w)| {
+                (
+                    t,
+                    if self.weighting == Weighting::Binary {
+                        1.0
+                    } else {
+                        w
+                    },
+                )
+            });
+            let terms = normalize_terms(terms.collect(), f32::max);
+            self.index.push(Entry {
+                id: id.clone(),
+                terms,
+            });
+        }
+        Ok(())
+    }
+
+    /// Remove documents by id; unknown ids are ignored. Returns how many went.
+    pub fn remove<S: AsRef<str>>(&mut self, ids: &[S]) -> usize {
+        let removed = ids
+            .iter()
+            .filter(|id| self.index.remove(id.as_ref()).is_some())
+            .count();
+        if removed > 0 {
+            self.index.maybe_compact();
+        }
+        removed
+    }
+
+    /// The best `k` documents by dot product with `query`.
+    pub fn search(&self, query: &SparseVector, k: usize) -> Vec<Hit> {
+        let mut scores = vec![0f32; self.index.num_slots()];
+        let mut touched = Vec::new();
+        for &(t, w) in &query.terms {
+            if w > 0.0 {
+                self.index
+                    .accumulate(t, &mut scores, &mut touched, |_, d| w * d);
+            }
+        }
+        self.index.top_k(&scores, touched, k)
+    }
+
+    /// The stored vector of a document.
+    pub fn vector(&self, id: &str) -> Option<SparseVector> {
+        self.index
+            .entries()
+            .find(|(_, e)| e.id == id)
+            .map(|(_, e)| SparseVector {
+                terms: e.terms.clone(),
+            })
+    }
+
+    /// Serialise to the versioned, checksummed index format.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, RetrieverError> {
+        let snapshot = Snapshot {
+            weighting: self.weighting,
+            vocab_size: self.vocab_size,
+            docs: self.index.entries().map(|(_, e)| e.clone()).collect(),
+        };
+        let payload = postcard::to_allocvec(&snapshot)
+            .map_err(|e| invalid(format!("cannot encode the index: {e}")))?;
+        Ok(persist::encode(INDEX_KIND, PAYLOAD_VERSION, &payload)?)
+    }
+
+    /// Read an index written by [`SparseIndex::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
+        let payload = persist::decode(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
+        let snap: Snapshot = postcard::from_bytes(payload)
+            .map_err(|e| invalid(format!("cannot decode the sparse snapshot: {e}")))?;
+        let mut index = Self::new(snap.weighting, snap.vocab_size);
+        index
+            .index
+            .check_new(snap.docs.iter().map(|d| d.id.as_str()))
+            .map_err(|e| invalid(e.to_string()))?;
+        for doc in snap.docs {
+            validate_terms(&doc, snap.vocab_size, |w| w.is_finite() && *w > 0.0)?;
+            index.index.push(doc);
+        }
+        Ok(index)
+    }
+
+    /// Save to a file.
+    pub fn save(&self, path: &Path) -> Result<(), RetrieverError> {
+        persist::write_file(path, &self.to_bytes()?)
+    }
+
+    /// Load from a file.
+    pub fn load(path: &Path) -> Result<Self, RetrieverError> {
+        Self::from_bytes(&persist::read_file(path)?)
+    }
+}
