@@ -7,15 +7,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use rlrag_retriever::{
-    AnalyzerConfig, Bm25Index, Bm25Params, Dataset, DatasetFormat, Document, Retriever,
-};
+use rlrag_retriever::{Dataset, DatasetFormat, Document};
 use rlrag_reward::answer::NormalizedText;
 use rlrag_reward::retrieval::{all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
 use serde::Serialize;
 
-use crate::RetrieverKind;
 use crate::progress::LazyBar;
+use crate::retrievers::{self, RetrieverArgs, RetrieverKind};
 
 /// What to evaluate.
 pub struct EvalConfig {
@@ -24,7 +22,7 @@ pub struct EvalConfig {
     pub split: Option<String>,
     pub retriever: RetrieverKind,
     pub k: usize,
-    pub bm25: Bm25Params,
+    pub settings: RetrieverArgs,
 }
 
 /// Latency percentiles in milliseconds.
@@ -94,21 +92,6 @@ impl Means {
     }
 }
 
-fn build_index(config: &EvalConfig, corpus: &[Document]) -> anyhow::Result<Box<dyn Retriever>> {
-    match config.retriever {
-        RetrieverKind::Bm25 => {
-            let mut index = Bm25Index::new(config.bm25, AnalyzerConfig::default())?;
-            let mut bar = LazyBar::new(corpus.len() as u64, "indexing");
-            for chunk in corpus.chunks(512) {
-                index.add_documents(chunk)?;
-                bar.inc(chunk.len() as u64);
-            }
-            bar.finish();
-            Ok(Box::new(index))
-        }
-    }
-}
-
 /// Run an evaluation.
 pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
     if config.k == 0 {
@@ -122,7 +105,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
     }
 
     let started = Instant::now();
-    let index = build_index(config, &ds.corpus)?;
+    let index = retrievers::build(config.retriever, &config.settings, &ds.corpus)?;
     let index_seconds = started.elapsed().as_secs_f64();
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
 
@@ -156,9 +139,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
     bar.finish();
     latencies.sort_by(f64::total_cmp);
 
-    let settings = match config.retriever {
-        RetrieverKind::Bm25 => format!("k1 {}, b {}", config.bm25.k1, config.bm25.b),
-    };
+    let settings = config.settings.describe(config.retriever);
     Ok(Report {
         json: ReportJson {
             dataset: ds.name.clone(),

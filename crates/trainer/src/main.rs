@@ -3,12 +3,14 @@
 
 mod eval;
 mod progress;
+mod retrievers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use retrievers::{RetrieverArgs, RetrieverKind};
 use rlrag_retriever::DatasetFormat;
 
 #[derive(Parser)]
@@ -26,13 +28,6 @@ struct Cli {
 enum Command {
     /// Evaluate a retriever on a dataset split and print (and optionally save) the metrics.
     Eval(EvalArgs),
-}
-
-/// Retrievers `eval` can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RetrieverKind {
-    /// Okapi BM25 (Lucene idf) over title + text.
-    Bm25,
 }
 
 #[derive(clap::Args, Debug)]
@@ -55,12 +50,8 @@ struct EvalArgs {
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// BM25 term-frequency saturation.
-    #[arg(long, default_value_t = rlrag_retriever::Bm25Params::default().k1)]
-    k1: f32,
-    /// BM25 length normalisation.
-    #[arg(long, default_value_t = rlrag_retriever::Bm25Params::default().b)]
-    b: f32,
+    #[command(flatten)]
+    settings: RetrieverArgs,
 }
 
 fn parse_format(s: &str) -> Result<DatasetFormat, String> {
@@ -76,10 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 split: args.split,
                 retriever: args.retriever,
                 k: args.k,
-                bm25: rlrag_retriever::Bm25Params {
-                    k1: args.k1,
-                    b: args.b,
-                },
+                settings: args.settings,
             };
             let report = eval::run(&config)?;
             print!("{}", report.table());

@@ -165,3 +165,147 @@ fn bad_input_fails_with_a_clear_message() {
     ]);
     assert_clean_failure(&o, "cannot write /no/such/dir/out.json");
 }
+
+/// A small real corpus (the first HotpotQA-100 questions and their context
+/// paragraphs), so that every neural retriever runs in a test.
+fn small_qa_set(dir: &Path, questions: usize) {
+    let raw: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data("hotpotqa100/hotpotqa100.json")).expect("hotpotqa"),
+    )
+    .expect("json");
+    let mut corpus = String::new();
+    let mut qa = String::new();
+    let mut seen = std::collections::HashSet::new();
+    for q in raw.as_array().expect("list").iter().take(questions) {
+        for para in q["context"].as_array().expect("context") {
+            let title = para[0].as_str().expect("title");
+            let text: String = para[1]
+                .as_array()
+                .expect("sentences")
+                .iter()
+                .filter_map(|s| s.as_str())
+                .collect();
+            if seen.insert(title.to_string()) {
+                corpus += &serde_json::json!({"id": title, "title": title, "text": text.trim()})
+                    .to_string();
+                corpus.push('\n');
+            }
+        }
+        let gold: std::collections::BTreeSet<&str> = q["supporting_facts"]
+            .as_array()
+            .expect("facts")
+            .iter()
+            .filter_map(|f| f[0].as_str())
+            .collect();
+        qa += &serde_json::json!({"id": q["_id"], "question": q["question"], "answers": [q["answer"]], "gold_ids": gold})
+            .to_string();
+        qa.push('\n');
+    }
+    std::fs::write(dir.join("corpus.jsonl"), corpus).expect("write");
+    std::fs::write(dir.join("qa.jsonl"), qa).expect("write");
+}
+
+#[test]
+fn every_neural_retriever_runs_and_finds_gold_passages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 6);
+    let cases: [&[&str]; 6] = [
+        &["--retriever", "sparse"],
+        &["--retriever", "bot"],
+        &["--retriever", "bot", "--rerank-m", "20"],
+        &["--retriever", "dense"],
+        &["--retriever", "dense", "--dense-index", "hnsw"],
+        &[
+            "--retriever",
+            "hybrid",
+            "--hybrid",
+            "bm25,sparse,dense",
+            "--fusion",
+            "weighted",
+        ],
+    ];
+    for extra in cases {
+        let out = dir.path().join("r.json");
+        let mut args = vec![
+            "eval",
+            "--data",
+            dir.path().to_str().expect("utf-8"),
+            "--json",
+            out.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        let o = trainer(&args);
+        assert!(
+            o.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).expect("json")).expect("json");
+        assert_eq!(r["queries"], 6);
+        assert_eq!(
+            metric_names(&r),
+            [
+                "all_gold@10",
+                "containment@10",
+                "mrr@10",
+                "ndcg@10",
+                "recall@10",
+                "recall@100"
+            ],
+            "{extra:?}"
+        );
+        // 60 passages, 6 questions: every pretrained retriever finds most gold passages.
+        let recall = r["metrics"]["recall@10"].as_f64().expect("recall");
+        assert!(recall >= 0.6, "{extra:?}: recall@10 {recall}");
+    }
+}
+
+#[test]
+fn neural_retriever_errors_are_clear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 1);
+    let data_dir = dir.path().to_str().expect("utf-8");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        data_dir,
+        "--retriever",
+        "sparse",
+        "--weights",
+        "/no/model",
+    ]);
+    assert_clean_failure(&o, "/no/model/model.safetensors");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        data_dir,
+        "--retriever",
+        "sparse",
+        "--activation",
+        "elu1p",
+    ]);
+    assert_clean_failure(&o, "pass --top-k");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        data_dir,
+        "--retriever",
+        "hybrid",
+        "--hybrid",
+        "hybrid,bm25",
+    ]);
+    assert_clean_failure(&o, "--hybrid lists the retrievers");
+    // A dense model where a sparse one is needed.
+    let minilm = rlrag_encoder::models::pretrained("minilm");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        data_dir,
+        "--retriever",
+        "sparse",
+        "--weights",
+        minilm.to_str().expect("utf-8"),
+    ]);
+    assert_clean_failure(&o, "sparse head");
+}
