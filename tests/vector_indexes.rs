@@ -11,7 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use rlrag::encoder::SparseVector;
 use rlrag::retriever::dense_index::recall_against_exact;
 use rlrag::retriever::{
-    FlatIndex, Hit, HnswIndex, HnswParams, IndexFileError, RetrieverError, SparseIndex, Weighting,
+    FlatIndex, Hit, HnswIndex, HnswParams, IndexFileError, RetrieverError, SavedIndex, SparseIndex,
+    Weighting,
 };
 
 const VOCAB: u32 = 40;

@@ -6,13 +6,12 @@
 //! `lucene` method). Query terms count with their multiplicity.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::analyzer::{Analyzer, AnalyzerConfig};
 use crate::inverted::{Entry, Inverted, normalize_terms};
-use crate::persist::{self, invalid, validate_terms};
+use crate::persist::{self, SavedIndex, invalid, validate_terms};
 use crate::{Document, Hit, Retriever, RetrieverError};
 
 /// The kind name of BM25 index files.
@@ -203,9 +202,11 @@ impl Bm25Index {
             self.norms[s as usize] = (k1 * (1.0 - b + b * len / avgdl)) as f32;
         }
     }
+}
 
+impl SavedIndex for Bm25Index {
     /// Serialise to the versioned, checksummed index format ([`persist`]).
-    pub fn to_bytes(&self) -> Result<Vec<u8>, RetrieverError> {
+    fn to_bytes(&self) -> Result<Vec<u8>, RetrieverError> {
         let mut remap = vec![u32::MAX; self.terms.len()];
         let mut terms = Vec::new();
         for (t, term) in self.terms.iter().enumerate() {
@@ -239,7 +240,7 @@ impl Bm25Index {
 
     /// Read an index written by [`Bm25Index::to_bytes`]; anything foreign,
     /// damaged or inconsistent is refused whole.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
+    fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
         let payload = persist::decode(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
         let snap: Snapshot = postcard::from_bytes(payload)
             .map_err(|e| invalid(format!("cannot decode the BM25 snapshot: {e}")))?;
@@ -265,16 +266,6 @@ impl Bm25Index {
         }
         index.refresh_norms();
         Ok(index)
-    }
-
-    /// Save to a file (see [`Bm25Index::to_bytes`]).
-    pub fn save(&self, path: &Path) -> Result<(), RetrieverError> {
-        persist::write_file(path, &self.to_bytes()?)
-    }
-
-    /// Load from a file (see [`Bm25Index::from_bytes`]).
-    pub fn load(path: &Path) -> Result<Self, RetrieverError> {
-        Self::from_bytes(&persist::read_file(path)?)
     }
 }
 

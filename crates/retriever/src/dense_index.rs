@@ -2,12 +2,11 @@
 //! HNSW search through `instant-distance` (seeded, so builds are repeatable).
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use instant_distance::{Builder, HnswMap, Point, Search};
 use serde::{Deserialize, Serialize};
 
-use crate::persist::{self, invalid};
+use crate::persist::{self, SavedIndex, invalid};
 use crate::{Hit, RetrieverError};
 
 /// The kind name of dense index files.
@@ -164,9 +163,11 @@ impl FlatIndex {
             })
             .collect())
     }
+}
 
+impl SavedIndex for FlatIndex {
     /// Serialise to the versioned, checksummed index format.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, RetrieverError> {
+    fn to_bytes(&self) -> Result<Vec<u8>, RetrieverError> {
         let snap = Snapshot {
             dim: self.dim as u32,
             ids: self.ids.clone(),
@@ -178,7 +179,7 @@ impl FlatIndex {
     }
 
     /// Read an index written by [`FlatIndex::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
+    fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
         let payload = persist::decode(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
         let snap: Snapshot = postcard::from_bytes(payload)
             .map_err(|e| invalid(format!("cannot decode the dense snapshot: {e}")))?;
@@ -198,16 +199,6 @@ impl FlatIndex {
             .collect();
         index.add(&docs).map_err(|e| invalid(e.to_string()))?;
         Ok(index)
-    }
-
-    /// Save to a file.
-    pub fn save(&self, path: &Path) -> Result<(), RetrieverError> {
-        persist::write_file(path, &self.to_bytes()?)
-    }
-
-    /// Load from a file.
-    pub fn load(path: &Path) -> Result<Self, RetrieverError> {
-        Self::from_bytes(&persist::read_file(path)?)
     }
 }
 

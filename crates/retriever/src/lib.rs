@@ -6,7 +6,7 @@
 //! removals without a rebuild.
 //!
 //! ```
-//! use rlrag_retriever::{Bm25Index, Document, Retriever};
+//! use rlrag_retriever::{Bm25Index, Document, Retriever, SavedIndex};
 //!
 //! let mut index = Bm25Index::default();
 //! index.add_documents(&[
@@ -41,5 +41,6 @@ pub use dense_index::{FlatIndex, HnswIndex, HnswParams};
 pub use error::{IndexFileError, RetrieverError};
 pub use fusion::Fusion;
 pub use neural::{BotRetriever, DenseRetriever, DenseSearch, HybridRetriever, SparseRetriever};
+pub use persist::SavedIndex;
 pub use sparse_index::{SparseIndex, Weighting};
 pub use types::{Document, Hit, Query, Retriever};

@@ -159,8 +159,28 @@ pub(crate) fn validate_terms<P>(
     Ok(())
 }
 
+/// An index with a saved form: bytes in the container format, and files.
+pub trait SavedIndex: Sized {
+    /// Serialise to the versioned, checksummed format.
+    fn to_bytes(&self) -> Result<Vec<u8>, RetrieverError>;
+
+    /// Read what [`SavedIndex::to_bytes`] wrote; anything foreign, damaged or
+    /// inconsistent is refused whole.
+    fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError>;
+
+    /// Save to a file.
+    fn save(&self, path: &Path) -> Result<(), RetrieverError> {
+        write_file(path, &self.to_bytes()?)
+    }
+
+    /// Load from a file.
+    fn load(path: &Path) -> Result<Self, RetrieverError> {
+        Self::from_bytes(&read_file(path)?)
+    }
+}
+
 /// Write an index file, naming it in the error.
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RetrieverError> {
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RetrieverError> {
     std::fs::write(path, bytes).map_err(|source| RetrieverError::Io {
         path: path.to_path_buf(),
         source,
@@ -168,7 +188,7 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RetrieverError
 }
 
 /// Read an index file, naming it in the error.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, RetrieverError> {
+fn read_file(path: &Path) -> Result<Vec<u8>, RetrieverError> {
     std::fs::read(path).map_err(|source| RetrieverError::Io {
         path: path.to_path_buf(),
         source,

@@ -2,13 +2,11 @@
 //! product: learned-sparse document vectors (SPLADE / SiDR) or binary bags of
 //! tokens (SiDR's bag-of-tokens index, weight 1 per distinct token).
 
-use std::path::Path;
-
 use rlrag_encoder::SparseVector;
 use serde::{Deserialize, Serialize};
 
 use crate::inverted::{Entry, Inverted, normalize_terms};
-use crate::persist::{self, invalid, validate_terms};
+use crate::persist::{self, SavedIndex, invalid, validate_terms};
 use crate::{Hit, RetrieverError};
 
 /// The kind name of sparse index files.
@@ -150,9 +148,11 @@ impl SparseIndex {
                 terms: e.terms.clone(),
             })
     }
+}
 
+impl SavedIndex for SparseIndex {
     /// Serialise to the versioned, checksummed index format.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, RetrieverError> {
+    fn to_bytes(&self) -> Result<Vec<u8>, RetrieverError> {
         let snapshot = Snapshot {
             weighting: self.weighting,
             vocab_size: self.vocab_size,
@@ -164,7 +164,7 @@ impl SparseIndex {
     }
 
     /// Read an index written by [`SparseIndex::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
+    fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
         let payload = persist::decode(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
         let snap: Snapshot = postcard::from_bytes(payload)
             .map_err(|e| invalid(format!("cannot decode the sparse snapshot: {e}")))?;
@@ -178,15 +178,5 @@ impl SparseIndex {
             index.index.push(doc);
         }
         Ok(index)
-    }
-
-    /// Save to a file.
-    pub fn save(&self, path: &Path) -> Result<(), RetrieverError> {
-        persist::write_file(path, &self.to_bytes()?)
-    }
-
-    /// Load from a file.
-    pub fn load(path: &Path) -> Result<Self, RetrieverError> {
-        Self::from_bytes(&persist::read_file(path)?)
     }
 }
