@@ -81,7 +81,16 @@ fn hotpotqa_report_has_every_metric() {
 fn answer_only_set_reports_containment_only_and_small_k_drops_recall_at_100() {
     let r = eval_json(
         &data("2wiki500"),
-        &["--format", "qa", "--k", "10", "--split", "test"],
+        &[
+            "--retriever",
+            "bm25",
+            "--format",
+            "qa",
+            "--k",
+            "10",
+            "--split",
+            "test",
+        ],
     );
     assert_eq!(metric_names(&r), ["containment@10"]);
     assert_eq!(r["split"], "test");
