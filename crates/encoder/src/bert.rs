@@ -138,7 +138,9 @@ impl BertConfig {
 }
 
 impl Layer {
-    fn forward(&self, x: Tensor<3>, mask: Tensor<4, Bool>) -> Tensor<3> {
+    /// `bias` is an additive attention bias `[batch, 1, 1, len]` (0 for real
+    /// tokens, a large negative number for padding), or `None` without padding.
+    fn forward(&self, x: Tensor<3>, bias: Option<Tensor<4>>) -> Tensor<3> {
         let [b, l, h] = x.dims();
         let nh = self.n_heads;
         let d = h / nh;
@@ -146,10 +148,10 @@ impl Layer {
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x.clone()));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .div_scalar((d as f32).sqrt())
-            .mask_fill(mask, -1.0e9f32);
+        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f32).sqrt());
+        if let Some(bias) = bias {
+            scores = scores + bias;
+        }
         let ctx = softmax(scores, 3)
             .matmul(v)
             .swap_dims(1, 2)
@@ -175,10 +177,12 @@ impl Bert {
             + e.position_embeddings.forward(positions)
             + e.token_type_embeddings.forward(types);
         let mut x = e.layer_norm.forward(x);
-        let nh = self.layers.first().map_or(1, |layer| layer.n_heads);
-        let mask = pad.reshape([b, 1, 1, l]).expand([b, nh, l, l]);
+        // Broadcast additive bias instead of a [b, heads, l, l] mask; batches
+        // without padding (common: batches are length-sorted) skip it.
+        let any_pad = pad.clone().any().into_scalar::<bool>();
+        let bias = any_pad.then(|| pad.float().mul_scalar(-1.0e9f32).reshape([b, 1, 1, l]));
         for layer in &self.layers {
-            x = layer.forward(x, mask.clone());
+            x = layer.forward(x, bias.clone());
         }
         x
     }
