@@ -233,17 +233,13 @@ impl SavedIndex for Bm25Index {
             terms,
             docs,
         };
-        let payload = postcard::to_allocvec(&snapshot)
-            .map_err(|e| invalid(format!("cannot encode the index: {e}")))?;
-        Ok(persist::encode(INDEX_KIND, PAYLOAD_VERSION, &payload)?)
+        persist::encode_snapshot(INDEX_KIND, PAYLOAD_VERSION, &snapshot)
     }
 
     /// Read an index written by [`Bm25Index::to_bytes`]; anything foreign,
     /// damaged or inconsistent is refused whole.
     fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
-        let payload = persist::decode(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
-        let snap: Snapshot = postcard::from_bytes(payload)
-            .map_err(|e| invalid(format!("cannot decode the BM25 snapshot: {e}")))?;
+        let snap: Snapshot = persist::decode_snapshot(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
         snap.params
             .validate()
             .map_err(|e| invalid(format!("stored parameters: {e}")))?;

@@ -173,16 +173,12 @@ impl SavedIndex for FlatIndex {
             ids: self.ids.clone(),
             data: self.data.clone(),
         };
-        let payload =
-            postcard::to_allocvec(&snap).map_err(|e| invalid(format!("cannot encode: {e}")))?;
-        Ok(persist::encode(INDEX_KIND, PAYLOAD_VERSION, &payload)?)
+        persist::encode_snapshot(INDEX_KIND, PAYLOAD_VERSION, &snap)
     }
 
     /// Read an index written by [`FlatIndex::to_bytes`].
     fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
-        let payload = persist::decode(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
-        let snap: Snapshot = postcard::from_bytes(payload)
-            .map_err(|e| invalid(format!("cannot decode the dense snapshot: {e}")))?;
+        let snap: Snapshot = persist::decode_snapshot(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
         let dim = snap.dim as usize;
         if snap.data.len() != snap.ids.len() * dim {
             return Err(invalid(format!(

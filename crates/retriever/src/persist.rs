@@ -159,6 +159,28 @@ pub(crate) fn validate_terms<P>(
     Ok(())
 }
 
+/// Frame a serde snapshot of an index of `kind` (postcard payload).
+pub(crate) fn encode_snapshot<T: serde::Serialize>(
+    kind: &str,
+    version: u16,
+    snapshot: &T,
+) -> Result<Vec<u8>, RetrieverError> {
+    let payload = postcard::to_allocvec(snapshot)
+        .map_err(|e| invalid(format!("cannot encode the {kind} index: {e}")))?;
+    Ok(encode(kind, version, &payload)?)
+}
+
+/// Check the frame and decode the snapshot of an index of `kind`.
+pub(crate) fn decode_snapshot<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    kind: &str,
+    version: u16,
+) -> Result<T, RetrieverError> {
+    let payload = decode(bytes, kind, version)?;
+    postcard::from_bytes(payload)
+        .map_err(|e| invalid(format!("cannot decode the {kind} snapshot: {e}")))
+}
+
 /// An index with a saved form: bytes in the container format, and files.
 pub trait SavedIndex: Sized {
     /// Serialise to the versioned, checksummed format.

@@ -158,16 +158,12 @@ impl SavedIndex for SparseIndex {
             vocab_size: self.vocab_size,
             docs: self.index.entries().map(|(_, e)| e.clone()).collect(),
         };
-        let payload = postcard::to_allocvec(&snapshot)
-            .map_err(|e| invalid(format!("cannot encode the index: {e}")))?;
-        Ok(persist::encode(INDEX_KIND, PAYLOAD_VERSION, &payload)?)
+        persist::encode_snapshot(INDEX_KIND, PAYLOAD_VERSION, &snapshot)
     }
 
     /// Read an index written by [`SparseIndex::to_bytes`].
     fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
-        let payload = persist::decode(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
-        let snap: Snapshot = postcard::from_bytes(payload)
-            .map_err(|e| invalid(format!("cannot decode the sparse snapshot: {e}")))?;
+        let snap: Snapshot = persist::decode_snapshot(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
         let mut index = Self::new(snap.weighting, snap.vocab_size);
         index
             .index
