@@ -21,23 +21,11 @@ fn passages(encoder: &Encoder) -> Vec<String> {
     .expect("SciFact loads");
     ds.corpus
         .iter()
-        .map(|d| d.full_text())
-        .filter_map(|t| {
-            let ids = encoder.tokenize(&[t.as_str()]).expect("tokenizes").pop()?;
-            (ids.len() >= 128).then(|| {
-                // Words until the tokenized length (with [CLS]/[SEP]) reaches 128.
-                let words: Vec<&str> = t.split_whitespace().collect();
-                let mut n = words.len();
-                while n > 0 {
-                    let cut = words[..n].join(" ");
-                    let len = encoder.tokenize(&[cut.as_str()]).expect("tokenizes")[0].len();
-                    if len <= 128 {
-                        return cut;
-                    }
-                    n -= (len - 128).div_ceil(2).max(1);
-                }
-                String::new()
-            })
+        .filter_map(|d| {
+            let text = d.full_text();
+            let cut = encoder.truncate_to_tokens(&text, 128).expect("cuts");
+            let len = encoder.tokenize(&[cut]).expect("tokenizes")[0].len();
+            (len == 128).then(|| cut.to_string())
         })
         .take(32)
         .collect()

@@ -5,7 +5,7 @@
 set -euo pipefail
 cache="${RLRAG_CACHE:-$HOME/.cache/rlrag}"
 venv="$cache/pyref-venv"
-pins=(numpy==2.4.6 tokenizers==0.22.1 bm25s==0.3.16 PyStemmer==3.1.0)
+pins=(numpy==2.4.6 tokenizers==0.22.1 bm25s==0.3.16 PyStemmer==3.1.0 onnx==1.23.2 onnxruntime==1.31.1)
 stamp="$venv/.pins"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
   mkdir -p "$cache"

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::{PostProcessor, Tokenizer, TruncationParams};
 
 use crate::bert::{BertModel, hf_key_remapping};
 use crate::config::{Head, ModelConfig, Pooling, SparseActivation};
@@ -159,6 +159,50 @@ impl Encoder {
             .into_iter()
             .map(|e| e.get_ids().to_vec())
             .collect())
+    }
+
+    /// The longest prefix of `text` (cut at a token boundary) whose model
+    /// input, special tokens included, is at most `max_tokens` long; the
+    /// whole text when it fits, and never more than the model reads
+    /// (`max_length`). For building inputs of an exact length (benchmarks)
+    /// and for showing what the model actually read.
+    pub fn truncate_to_tokens<'t>(
+        &self,
+        text: &'t str,
+        max_tokens: usize,
+    ) -> Result<&'t str, EncoderError> {
+        let special = self
+            .tokenizer
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
+        if max_tokens <= special {
+            return Ok("");
+        }
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+        let offsets = encoding.get_offsets();
+        if offsets.len() <= max_tokens - special && encoding.get_overflowing().is_empty() {
+            return Ok(text);
+        }
+        // A cut inside a word can re-tokenize into more pieces: drop tokens
+        // until the prefix fits.
+        let mut keep = (max_tokens - special).min(offsets.len());
+        while keep > 0 {
+            let end = offsets[keep - 1].1;
+            let prefix = text.get(..end).unwrap_or_default();
+            let len = self
+                .tokenizer
+                .encode(prefix, false)
+                .map_err(|e| EncoderError::Tokenizer(e.to_string()))?
+                .len();
+            if len + special <= max_tokens {
+                return Ok(prefix);
+            }
+            keep -= 1;
+        }
+        Ok("")
     }
 
     /// The bag of tokens of a text: its distinct token ids without special

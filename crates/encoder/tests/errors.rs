@@ -139,3 +139,27 @@ fn heads_refuse_the_other_kind_and_edge_inputs_work() {
     assert_eq!(bag, dense.bag_of_tokens("word").expect("bag"));
     assert_eq!(bag.len(), 1);
 }
+
+#[test]
+fn truncation_to_a_token_count_is_a_prefix_that_fits() {
+    let encoder = Encoder::from_dir(&pretrained("minilm"), &Device::flex()).expect("loads");
+    let text = "Microstructural development of human newborn cerebral white matter assessed \
+                in vivo by diffusion tensor magnetic resonance imaging, unaffably. "
+        .repeat(20);
+    for max in [3, 17, 64, 128, 256] {
+        let cut = encoder.truncate_to_tokens(&text, max).expect("cuts");
+        assert!(text.starts_with(cut));
+        let len = encoder.tokenize(&[cut]).expect("tokenizes")[0].len();
+        assert!(len <= max && len + 3 >= max, "max {max}: {len} tokens");
+    }
+    // Beyond max_length (256) the model reads no more, so neither does the cut.
+    let cut = encoder.truncate_to_tokens(&text, 1000).expect("cuts");
+    assert_eq!(encoder.tokenize(&[cut]).expect("tokenizes")[0].len(), 256);
+    // Fitting texts come back whole; no room for content gives "".
+    assert_eq!(
+        encoder.truncate_to_tokens("short text", 128).expect("fits"),
+        "short text"
+    );
+    assert_eq!(encoder.truncate_to_tokens(&text, 2).expect("cuts"), "");
+    assert_eq!(encoder.truncate_to_tokens("", 10).expect("empty"), "");
+}

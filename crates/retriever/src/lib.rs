@@ -43,4 +43,4 @@ pub use fusion::Fusion;
 pub use neural::{BotRetriever, DenseRetriever, DenseSearch, HybridRetriever, SparseRetriever};
 pub use persist::SavedIndex;
 pub use sparse_index::{SparseIndex, Weighting};
-pub use types::{Document, Hit, Query, Retriever};
+pub use types::{AnnProbe, Document, Hit, Query, Retriever};

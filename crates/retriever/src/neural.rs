@@ -9,13 +9,53 @@ use rlrag_encoder::{Encoder, SparseVector};
 use crate::dense_index::{FlatIndex, HnswIndex, HnswParams};
 use crate::fusion::{Fusion, fuse};
 use crate::sparse_index::{SparseIndex, Weighting};
-use crate::{Document, Hit, Retriever, RetrieverError};
+use crate::{AnnProbe, Document, Hit, Retriever, RetrieverError};
 
 /// Documents per encoder call while indexing (also the progress granularity).
 pub const ENCODE_CHUNK: usize = 32;
 
 fn vocab_size(encoder: &Encoder) -> u32 {
     encoder.config().bert.vocab_size as u32
+}
+
+/// Refuse a saved sparse index built for another weighting or vocabulary.
+fn check_sparse_index(
+    encoder: &Encoder,
+    index: &SparseIndex,
+    weighting: Weighting,
+) -> Result<(), RetrieverError> {
+    if index.weighting() != weighting || index.vocab_size() != vocab_size(encoder) {
+        return Err(RetrieverError::InvalidParameter {
+            name: "index",
+            reason: format!(
+                "the index holds {:?} vectors over {} terms; this retriever needs {weighting:?} over {}",
+                index.weighting(),
+                index.vocab_size(),
+                vocab_size(encoder)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Encode documents (title + text) [`ENCODE_CHUNK`] at a time, handing each
+/// chunk's `(id, vector)` pairs to `sink` and calling `progress` with the
+/// number done.
+fn encode_in_chunks<V>(
+    docs: &[Document],
+    encode: impl Fn(&[&str]) -> Result<Vec<V>, RetrieverError>,
+    mut sink: impl FnMut(&[(String, V)]) -> Result<(), RetrieverError>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(), RetrieverError> {
+    for chunk in docs.chunks(ENCODE_CHUNK) {
+        let texts: Vec<String> = chunk.iter().map(Document::full_text).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = encode(&refs)?;
+        let batch: Vec<(String, V)> = chunk.iter().map(|d| d.id.clone()).zip(vectors).collect();
+        sink(&batch)?;
+        progress(chunk.len());
+    }
+    Ok(())
 }
 
 /// Learned-sparse retrieval: documents and queries encoded by the sparse head,
@@ -36,6 +76,19 @@ impl SparseRetriever {
             });
         }
         let index = SparseIndex::new(Weighting::Learned, vocab_size(&encoder));
+        Self::with_index(encoder, index)
+    }
+
+    /// A retriever over a saved index of learned-sparse document vectors; the
+    /// index must use learned weights over this encoder's vocabulary.
+    pub fn with_index(encoder: Arc<Encoder>, index: SparseIndex) -> Result<Self, RetrieverError> {
+        if encoder.sparse_settings().is_none() {
+            return Err(RetrieverError::InvalidParameter {
+                name: "encoder",
+                reason: "the sparse retriever needs a model with a sparse head".into(),
+            });
+        }
+        check_sparse_index(&encoder, &index, Weighting::Learned)?;
         Ok(Self { encoder, index })
     }
 
@@ -46,16 +99,14 @@ impl SparseRetriever {
         docs: &[Document],
         progress: &mut dyn FnMut(usize),
     ) -> Result<(), RetrieverError> {
-        for chunk in docs.chunks(ENCODE_CHUNK) {
-            let texts: Vec<String> = chunk.iter().map(Document::full_text).collect();
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let vectors = self.encoder.encode_sparse(&refs)?;
-            let batch: Vec<(String, SparseVector)> =
-                chunk.iter().map(|d| d.id.clone()).zip(vectors).collect();
-            self.index.add(&batch)?;
-            progress(chunk.len());
-        }
-        Ok(())
+        let encoder = &self.encoder;
+        let index = &mut self.index;
+        encode_in_chunks(
+            docs,
+            |texts| Ok(encoder.encode_sparse(texts)?),
+            |batch| index.add(batch),
+            progress,
+        )
     }
 
     /// Remove documents by id; returns how many went.
@@ -253,12 +304,40 @@ impl DenseRetriever {
             });
         }
         let dim = encoder.config().bert.hidden_size;
-        Ok(Self {
+        Self::with_index(encoder, FlatIndex::new(dim), mode)
+    }
+
+    /// A retriever over a saved flat index of this encoder's embeddings (the
+    /// HNSW graph, if any, is built from it).
+    pub fn with_index(
+        encoder: Arc<Encoder>,
+        flat: FlatIndex,
+        mode: DenseSearch,
+    ) -> Result<Self, RetrieverError> {
+        if encoder.sparse_settings().is_some() {
+            return Err(RetrieverError::InvalidParameter {
+                name: "encoder",
+                reason: "the dense retriever needs a model with a dense head".into(),
+            });
+        }
+        let dim = encoder.config().bert.hidden_size;
+        if flat.dim() != dim {
+            return Err(RetrieverError::InvalidParameter {
+                name: "index",
+                reason: format!(
+                    "the index holds {}-dimensional vectors, the encoder makes {dim}",
+                    flat.dim()
+                ),
+            });
+        }
+        let mut r = Self {
             encoder,
-            flat: FlatIndex::new(dim),
+            flat,
             mode,
             hnsw: None,
-        })
+        };
+        r.rebuild();
+        Ok(r)
     }
 
     /// Encode and index documents, calling `progress` after each chunk.
@@ -267,17 +346,17 @@ impl DenseRetriever {
         docs: &[Document],
         progress: &mut dyn FnMut(usize),
     ) -> Result<(), RetrieverError> {
-        for chunk in docs.chunks(ENCODE_CHUNK) {
-            let texts: Vec<String> = chunk.iter().map(Document::full_text).collect();
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let vectors = self.encoder.encode_dense(&refs)?;
-            let batch: Vec<(String, Vec<f32>)> =
-                chunk.iter().map(|d| d.id.clone()).zip(vectors).collect();
-            self.flat.add(&batch)?;
-            progress(chunk.len());
-        }
+        let encoder = &self.encoder;
+        let flat = &mut self.flat;
+        let result = encode_in_chunks(
+            docs,
+            |texts| Ok(encoder.encode_dense(texts)?),
+            |batch| flat.add(batch),
+            progress,
+        );
+        // Chunks added before a failure stay searchable.
         self.rebuild();
-        Ok(())
+        result
     }
 
     /// Remove documents by id; returns how many went.
@@ -331,6 +410,27 @@ impl Retriever for DenseRetriever {
             Some(h) => h.search(&q, k),
             None => self.flat.search(&q, k),
         }
+    }
+
+    fn ann(&self) -> Option<&dyn AnnProbe> {
+        self.hnsw.as_ref().map(|_| self as &dyn AnnProbe)
+    }
+}
+
+impl AnnProbe for DenseRetriever {
+    fn embed(&self, query: &str) -> Result<Vec<f32>, RetrieverError> {
+        DenseRetriever::embed(self, query)
+    }
+
+    fn search_approximate(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        match &self.hnsw {
+            Some(h) => h.search(query, k),
+            None => self.flat.search(query, k),
+        }
+    }
+
+    fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        self.flat.search(query, k)
     }
 }
 

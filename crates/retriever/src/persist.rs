@@ -201,11 +201,21 @@ pub trait SavedIndex: Sized {
     }
 }
 
-/// Write an index file, naming it in the error.
+/// Write an index file atomically (a temporary file renamed over the
+/// target), naming it in the error: an interrupted save never leaves a
+/// half-written index where a good one was.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RetrieverError> {
-    std::fs::write(path, bytes).map_err(|source| RetrieverError::Io {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let io = |source| RetrieverError::Io {
         path: path.to_path_buf(),
         source,
+    };
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
     })
 }
 

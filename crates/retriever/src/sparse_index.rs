@@ -54,6 +54,11 @@ impl SparseIndex {
         self.weighting
     }
 
+    /// Term ids are below this.
+    pub fn vocab_size(&self) -> u32 {
+        self.vocab_size
+    }
+
     /// Live documents.
     pub fn len(&self) -> usize {
         self.index.len()

@@ -71,4 +71,27 @@ pub trait Retriever {
 
     /// The best `k` documents for `query`, best first; ties keep insertion order.
     fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, crate::RetrieverError>;
+
+    /// For a retriever answering from an approximate vector index, access to
+    /// that index and the exact one it approximates (to measure recall and
+    /// speed); `None` for exact retrievers.
+    fn ann(&self) -> Option<&dyn AnnProbe> {
+        None
+    }
+}
+
+/// Vector-level access to an approximate index and its exact counterpart.
+pub trait AnnProbe {
+    /// The query vector the retriever would search with.
+    fn embed(&self, query: &str) -> Result<Vec<f32>, crate::RetrieverError>;
+
+    /// Top-k from the approximate index.
+    fn search_approximate(
+        &self,
+        query: &[f32],
+        k: usize,
+    ) -> Result<Vec<Hit>, crate::RetrieverError>;
+
+    /// Top-k by exhaustive search.
+    fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, crate::RetrieverError>;
 }

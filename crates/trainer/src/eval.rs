@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use rlrag_retriever::{Dataset, DatasetFormat, Document};
+use rlrag_retriever::{AnnProbe, Dataset, DatasetFormat, Document, Query};
 use rlrag_reward::answer::NormalizedText;
 use rlrag_reward::retrieval::{all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
 use serde::Serialize;
@@ -32,6 +32,57 @@ pub struct Latency {
     pub p95: f64,
 }
 
+/// How an approximate index compares with exact search on the same query
+/// vectors (index time only, queries one after another).
+#[derive(Debug, Serialize)]
+pub struct AnnReport {
+    /// Mean fraction of the exact top 10 that the approximate top 10 holds.
+    #[serde(rename = "recall@10_vs_exact")]
+    pub recall_at_10: f64,
+    /// Queries per second of the approximate index.
+    pub queries_per_s: f64,
+    /// Queries per second of exhaustive search.
+    pub exact_queries_per_s: f64,
+}
+
+/// Run `search` over every vector; returns the results and the seconds taken.
+fn timed<T, E>(
+    vectors: &[Vec<f32>],
+    search: impl Fn(&[f32]) -> Result<T, E>,
+) -> Result<(Vec<T>, f64), E> {
+    let started = Instant::now();
+    let out = vectors
+        .iter()
+        .map(|v| search(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((out, started.elapsed().as_secs_f64().max(1e-9)))
+}
+
+/// Search every query vector through both indexes of `probe`.
+fn measure_ann(probe: &dyn AnnProbe, queries: &[Query]) -> anyhow::Result<AnnReport> {
+    let vectors = queries
+        .iter()
+        .map(|q| probe.embed(&q.text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (approx, approx_seconds) = timed(&vectors, |v| probe.search_approximate(v, 10))?;
+    let (exact, exact_seconds) = timed(&vectors, |v| probe.search_exact(v, 10))?;
+    let queries_per_s = vectors.len() as f64 / approx_seconds;
+    let exact_queries_per_s = vectors.len() as f64 / exact_seconds;
+    let recalls: Vec<f64> = approx
+        .iter()
+        .zip(&exact)
+        .map(|(a, e)| {
+            let found = e.iter().filter(|h| a.iter().any(|x| x.id == h.id)).count();
+            found as f64 / e.len().max(1) as f64
+        })
+        .collect();
+    Ok(AnnReport {
+        recall_at_10: recalls.iter().sum::<f64>() / recalls.len().max(1) as f64,
+        queries_per_s,
+        exact_queries_per_s,
+    })
+}
+
 /// The JSON report (the `eval --json` contract).
 #[derive(Debug, Serialize)]
 pub struct ReportJson {
@@ -44,6 +95,9 @@ pub struct ReportJson {
     pub k: usize,
     pub documents: usize,
     pub warnings: Vec<String>,
+    /// Present for approximate retrievers (dense HNSW).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ann: Option<AnnReport>,
 }
 
 /// A finished evaluation.
@@ -138,6 +192,10 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
     }
     bar.finish();
     latencies.sort_by(f64::total_cmp);
+    let ann = index
+        .ann()
+        .map(|probe| measure_ann(probe, &ds.queries))
+        .transpose()?;
 
     let settings = config.settings.describe(config.retriever);
     Ok(Report {
@@ -154,6 +212,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
             k: config.k,
             documents: ds.corpus.len(),
             warnings,
+            ann,
         },
         format: ds.format,
         index_seconds,
@@ -192,6 +251,11 @@ impl Report {
         }
         let _ = writeln!(out, "| latency p50 ms | {:>7.3} |", j.latency_ms.p50);
         let _ = writeln!(out, "| latency p95 ms | {:>7.3} |", j.latency_ms.p95);
+        if let Some(ann) = &j.ann {
+            let _ = writeln!(out, "| ann recall@10  | {:>7.4} |", ann.recall_at_10);
+            let _ = writeln!(out, "| ann q/s        | {:>7.0} |", ann.queries_per_s);
+            let _ = writeln!(out, "| exact q/s      | {:>7.0} |", ann.exact_queries_per_s);
+        }
         let _ = writeln!(out, "+----------------+---------+");
         out
     }

@@ -1,6 +1,7 @@
 //! Building any retriever of the `eval` command over a corpus.
 
-use std::path::PathBuf;
+use std::hash::{DefaultHasher, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -9,7 +10,7 @@ use rlrag_encoder::models::pretrained;
 use rlrag_encoder::{Encoder, Head, ModelConfig, ModelFiles, SparseActivation};
 use rlrag_retriever::{
     AnalyzerConfig, Bm25Index, Bm25Params, BotRetriever, DenseRetriever, DenseSearch, Document,
-    Fusion, HnswParams, HybridRetriever, Retriever, SparseRetriever,
+    Fusion, HnswParams, HybridRetriever, Retriever, RetrieverError, SavedIndex, SparseRetriever,
 };
 
 use crate::progress::LazyBar;
@@ -106,6 +107,10 @@ pub struct RetrieverArgs {
     /// BM25 length normalisation.
     #[arg(long, default_value_t = Bm25Params::default().b)]
     pub b: f32,
+    /// Directory caching encoded document indexes (sparse, dense) between
+    /// runs, keyed by model, head settings and corpus; off when omitted.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
     /// Set while building the parts of a hybrid: `--weights` then names the
     /// sparse model only.
     #[arg(skip)]
@@ -161,12 +166,97 @@ impl RetrieverArgs {
     }
 }
 
-/// Load an encoder from `dir`, applying sparse overrides.
-fn load_encoder(
-    dir: &std::path::Path,
+/// A loaded encoder and a fingerprint of everything that shapes its vectors
+/// (weights, effective config, tokenizer).
+struct LoadedEncoder {
+    encoder: Arc<Encoder>,
+    fingerprint: u64,
+}
+
+/// A stable-within-a-build hash of byte strings (cache keys only).
+fn fingerprint(parts: &[&[u8]]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for p in parts {
+        h.write_usize(p.len());
+        h.write(p);
+    }
+    h.finish()
+}
+
+/// A fingerprint of a corpus: ids and indexed text, in order.
+fn corpus_fingerprint(corpus: &[Document]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for d in corpus {
+        let text = d.full_text();
+        h.write_usize(d.id.len());
+        h.write(d.id.as_bytes());
+        h.write_usize(text.len());
+        h.write(text.as_bytes());
+    }
+    h.finish()
+}
+
+/// The cache file of an index of `kind` built by `encoder` over a corpus.
+fn cache_path(
     args: &RetrieverArgs,
-    sparse: bool,
-) -> anyhow::Result<Arc<Encoder>> {
+    kind: &str,
+    encoder: u64,
+    corpus: &[Document],
+) -> Option<PathBuf> {
+    let dir = args.cache.as_ref()?;
+    let corpus = corpus_fingerprint(corpus);
+    let key = fingerprint(&[&encoder.to_le_bytes(), &corpus.to_le_bytes()]);
+    Some(dir.join(format!("{kind}-{key:016x}.idx")))
+}
+
+/// A cached index, if one is there and readable (a damaged one is reported
+/// and rebuilt).
+fn load_cached<I: SavedIndex>(path: Option<&Path>) -> Option<I> {
+    let path = path.filter(|p| p.exists())?;
+    match I::load(path) {
+        Ok(index) => {
+            eprintln!("loaded cached index {}", path.display());
+            Some(index)
+        }
+        Err(e) => {
+            eprintln!("warning: rebuilding; cached index refused: {e}");
+            None
+        }
+    }
+}
+
+/// Save an index into the cache (a failure only warns: the run goes on).
+fn store_cached<I: SavedIndex>(path: Option<&Path>, index: &I) {
+    let Some(path) = path else { return };
+    let saved = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(index.save(path)?));
+    match saved {
+        Ok(()) => eprintln!("cached index {}", path.display()),
+        Err(e) => eprintln!("warning: cannot cache the index: {e}"),
+    }
+}
+
+/// A retriever over the cached index at `path` when one is usable, else one
+/// built (and its index cached).
+fn cached_or_built<I: SavedIndex, R>(
+    path: Option<&Path>,
+    from_index: impl FnOnce(I) -> Result<R, RetrieverError>,
+    build: impl FnOnce() -> Result<R, RetrieverError>,
+    index_of: impl Fn(&R) -> &I,
+) -> Result<R, RetrieverError> {
+    if let Some(index) = load_cached::<I>(path) {
+        return from_index(index);
+    }
+    let r = build()?;
+    store_cached(path, index_of(&r));
+    Ok(r)
+}
+
+/// Load an encoder from `dir`, applying sparse overrides.
+fn load_encoder(dir: &Path, args: &RetrieverArgs, sparse: bool) -> anyhow::Result<LoadedEncoder> {
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read(&path).with_context(|| {
@@ -208,7 +298,10 @@ fn load_encoder(
         &Device::flex(),
     )
     .with_context(|| format!("cannot load the model in {}", dir.display()))?;
-    Ok(Arc::new(encoder))
+    Ok(LoadedEncoder {
+        encoder: Arc::new(encoder),
+        fingerprint: fingerprint(&[&weights, &config, &tokenizer]),
+    })
 }
 
 /// Build and fill a retriever of `kind` over `corpus`.
@@ -240,13 +333,21 @@ pub fn build(
             Box::new(index)
         }
         RetrieverKind::Sparse => {
-            let encoder = load_encoder(&args.model_dir(kind), args, true)?;
-            let mut r = SparseRetriever::new(encoder)?;
-            r.add_documents(corpus, &mut |n| bar.inc(n as u64))?;
-            Box::new(r)
+            let loaded = load_encoder(&args.model_dir(kind), args, true)?;
+            let path = cache_path(args, "sparse", loaded.fingerprint, corpus);
+            Box::new(cached_or_built(
+                path.as_deref(),
+                |index| SparseRetriever::with_index(loaded.encoder.clone(), index),
+                || {
+                    let mut r = SparseRetriever::new(loaded.encoder.clone())?;
+                    r.add_documents(corpus, &mut |n| bar.inc(n as u64))?;
+                    Ok(r)
+                },
+                SparseRetriever::index,
+            )?)
         }
         RetrieverKind::Bot => {
-            let encoder = load_encoder(&args.model_dir(kind), args, true)?;
+            let encoder = load_encoder(&args.model_dir(kind), args, true)?.encoder;
             let mut r = BotRetriever::new(encoder, args.rerank_m)?;
             for chunk in corpus.chunks(512) {
                 r.add_documents(chunk)?;
@@ -255,7 +356,7 @@ pub fn build(
             Box::new(r)
         }
         RetrieverKind::Dense => {
-            let encoder = load_encoder(&args.model_dir(kind), args, false)?;
+            let loaded = load_encoder(&args.model_dir(kind), args, false)?;
             let mode = match args.dense_index {
                 DenseIndexKind::Flat => DenseSearch::Flat,
                 DenseIndexKind::Hnsw => DenseSearch::Hnsw(HnswParams {
@@ -263,9 +364,17 @@ pub fn build(
                     ..HnswParams::default()
                 }),
             };
-            let mut r = DenseRetriever::new(encoder, mode)?;
-            r.add_documents(corpus, &mut |n| bar.inc(n as u64))?;
-            Box::new(r)
+            let path = cache_path(args, "dense", loaded.fingerprint, corpus);
+            Box::new(cached_or_built(
+                path.as_deref(),
+                |flat| DenseRetriever::with_index(loaded.encoder.clone(), flat, mode),
+                || {
+                    let mut r = DenseRetriever::new(loaded.encoder.clone(), mode)?;
+                    r.add_documents(corpus, &mut |n| bar.inc(n as u64))?;
+                    Ok(r)
+                },
+                DenseRetriever::flat,
+            )?)
         }
         RetrieverKind::Hybrid => {
             bar.finish();

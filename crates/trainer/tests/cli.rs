@@ -241,7 +241,61 @@ fn every_neural_retriever_runs_and_finds_gold_passages() {
         // 60 passages, 6 questions: every pretrained retriever finds most gold passages.
         let recall = r["metrics"]["recall@10"].as_f64().expect("recall");
         assert!(recall >= 0.6, "{extra:?}: recall@10 {recall}");
+        // Only the approximate index reports its recall against exact search.
+        let hnsw = extra.contains(&"hnsw");
+        assert_eq!(r.get("ann").is_some(), hnsw, "{extra:?}");
+        if hnsw {
+            let ann_recall = r["ann"]["recall@10_vs_exact"].as_f64().expect("ann recall");
+            assert!(
+                (0.9..=1.0).contains(&ann_recall),
+                "HNSW recall {ann_recall}"
+            );
+            assert!(r["ann"]["queries_per_s"].as_f64().expect("q/s") > 0.0);
+        }
     }
+}
+
+#[test]
+fn index_cache_is_reused_and_a_damaged_entry_is_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 2);
+    let cache = dir.path().join("cache");
+    let report = dir.path().join("r.json");
+    let run = || {
+        let o = trainer(&[
+            "eval",
+            "--data",
+            dir.path().to_str().expect("utf-8"),
+            "--retriever",
+            "sparse",
+            "--cache",
+            cache.to_str().expect("utf-8"),
+            "--json",
+            report.to_str().expect("utf-8"),
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "stderr: {stderr}");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+        (r["metrics"].clone(), stderr)
+    };
+    let (built, stderr) = run();
+    assert!(stderr.contains("cached index"), "{stderr}");
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (reused, stderr) = run();
+    assert!(stderr.contains("loaded cached index"), "{stderr}");
+    assert_eq!(reused, built);
+    // A truncated entry is refused, reported, rebuilt and replaced.
+    let bytes = std::fs::read(&files[0]).expect("read");
+    std::fs::write(&files[0], &bytes[..bytes.len() / 2]).expect("truncate");
+    let (rebuilt, stderr) = run();
+    assert!(stderr.contains("cached index refused"), "{stderr}");
+    assert_eq!(rebuilt, built);
+    assert_eq!(std::fs::read(&files[0]).expect("read"), bytes);
 }
 
 #[test]
