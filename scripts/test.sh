@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command (README, CI): sets up its prerequisites, then formatting,
-# lints, every test of the workspace, and the wasm32 build of the library crates.
+# lints, every test of the workspace, then the wasm32 build of the library
+# crates and the native/wasm parity test in Node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup-wasm.sh
 scripts/fetch-models.sh >/dev/null
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -13,4 +14,6 @@ echo "== cargo test --workspace"
 cargo test --workspace --locked
 echo "== wasm32 build of the library crates"
 cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward -p rlrag-encoder -p rlrag-retriever -p rlrag-router
+echo "== wasm32 in Node: same vectors and rankings as native"
+cargo test --locked --target wasm32-unknown-unknown -p rlrag-retriever --test native_wasm_parity
 echo "== all checks passed"
