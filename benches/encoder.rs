@@ -11,6 +11,10 @@ use rlrag::encoder::Encoder;
 use rlrag::encoder::models::pretrained;
 use rlrag::retriever::Dataset;
 
+// As in the trainer: mimalloc reuses the large per-op temporaries.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// 32 SciFact abstracts, each cut to exactly 128 tokens by the model's tokenizer.
 fn passages(encoder: &Encoder) -> Vec<String> {
     let ds = Dataset::load(

@@ -23,6 +23,11 @@ use rlrag::encoder::models::pretrained;
 use rlrag::retriever::Dataset;
 use serde_json::json;
 
+// As in the trainer: mimalloc reuses the large per-op temporaries that glibc
+// malloc would map and unmap (page faults) on every op.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     model: PathBuf,
     passages: usize,

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py="$(scripts/pyenv.sh)"
 models="$(scripts/fetch-models.sh)"
-cargo build --release --locked --example encoder_throughput
+cargo build --release --locked --workspace --bins --examples  # one feature set for every release command
 mkdir -p target/bench
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(minilm splade-tiny)
