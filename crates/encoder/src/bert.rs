@@ -96,6 +96,45 @@ pub fn hf_key_remapping() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// Regex renamings from this module's paths back to Hugging Face names (the
+/// inverse of [`hf_key_remapping`], `BertForMaskedLM` style with the `bert.`
+/// prefix), so saved weights load here and in `transformers`.
+pub fn burn_to_hf_key_remapping() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            r"^bert\.embeddings\.layer_norm\.",
+            "bert.embeddings.LayerNorm.",
+        ),
+        (
+            r"^bert\.layers\.(\d+)\.(query|key|value)\.",
+            "bert.encoder.layer.$1.attention.self.$2.",
+        ),
+        (
+            r"^bert\.layers\.(\d+)\.attn_out\.",
+            "bert.encoder.layer.$1.attention.output.dense.",
+        ),
+        (
+            r"^bert\.layers\.(\d+)\.attn_norm\.",
+            "bert.encoder.layer.$1.attention.output.LayerNorm.",
+        ),
+        (
+            r"^bert\.layers\.(\d+)\.inter\.",
+            "bert.encoder.layer.$1.intermediate.dense.",
+        ),
+        (
+            r"^bert\.layers\.(\d+)\.out\.",
+            "bert.encoder.layer.$1.output.dense.",
+        ),
+        (
+            r"^bert\.layers\.(\d+)\.out_norm\.",
+            "bert.encoder.layer.$1.output.LayerNorm.",
+        ),
+        (r"^head\.transform\.", "cls.predictions.transform.dense."),
+        (r"^head\.norm\.", "cls.predictions.transform.LayerNorm."),
+        (r"^head\.bias$", "cls.predictions.bias"),
+    ]
+}
+
 impl BertConfig {
     /// A randomly initialised model of this shape, with the MLM head when `mlm`.
     pub fn init(&self, mlm: bool, device: &Device) -> BertModel {
@@ -192,6 +231,34 @@ impl BertModel {
     /// Token states of the body.
     pub fn hidden(&self, ids: Tensor<2, Int>, pad: Tensor<2, Bool>) -> Tensor<3> {
         self.bert.forward(ids, pad)
+    }
+
+    /// Number of transformer layers.
+    pub fn num_layers(&self) -> usize {
+        self.bert.layers.len()
+    }
+
+    /// Stop gradients below the top `trainable` transformer layers: the
+    /// embeddings (and so the tied MLM decoder) and the lower layers are
+    /// frozen; the top layers and the MLM transform keep training. `None`
+    /// trains everything.
+    pub fn freeze_below(self, trainable: Option<usize>) -> Self {
+        let Some(top) = trainable else { return self };
+        let n = self.bert.layers.len();
+        let keep_from = n.saturating_sub(top);
+        let Bert { embeddings, layers } = self.bert;
+        let layers = layers
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| if i < keep_from { l.no_grad() } else { l })
+            .collect();
+        Self {
+            bert: Bert {
+                embeddings: embeddings.no_grad(),
+                layers,
+            },
+            head: self.head,
+        }
     }
 
     /// Whether the model has an MLM head.

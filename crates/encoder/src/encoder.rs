@@ -3,11 +3,14 @@
 
 use std::path::Path;
 
-use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::module::Module;
+use burn::store::{
+    BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use tokenizers::{PostProcessor, Tokenizer, TruncationParams};
 
-use crate::bert::{BertModel, hf_key_remapping};
+use crate::bert::{BertModel, burn_to_hf_key_remapping, hf_key_remapping};
 use crate::config::{Head, ModelConfig, Pooling, SparseActivation};
 use crate::{EncoderError, SparseVector};
 
@@ -292,6 +295,26 @@ impl Encoder {
         Ok(out)
     }
 
+    /// MLM logits `[batch, vocab]` max-pooled over the non-padding tokens.
+    fn pooled_logits(
+        &self,
+        ids: Tensor<2, Int>,
+        pad: Tensor<2, Bool>,
+    ) -> Result<Tensor<2>, EncoderError> {
+        let [b, l] = ids.dims();
+        let states = self.model.hidden(ids, pad.clone());
+        let logits = self
+            .model
+            .mlm_logits(states)
+            .ok_or_else(|| EncoderError::Weights("the model has no MLM head".into()))?;
+        let vocab = logits.dims()[2];
+        let mask = pad.reshape([b, l, 1]).expand([b, l, vocab]);
+        Ok(logits
+            .mask_fill(mask, f32::NEG_INFINITY)
+            .max_dim(1)
+            .reshape([b, vocab]))
+    }
+
     /// Learned-sparse vectors of `texts`, in order (requires a sparse head):
     /// vocabulary logits, max-pooled over the non-padding tokens, activated,
     /// then the `top_k` largest positive terms.
@@ -304,20 +327,10 @@ impl Encoder {
         let ids = self.tokenize(texts)?;
         let mut out = vec![SparseVector::default(); texts.len()];
         for (members, ids_t, pad_t) in self.batches(&ids, SPARSE_TOKEN_BUDGET) {
-            let [b, l] = ids_t.dims();
-            let states = self.model.hidden(ids_t, pad_t.clone());
-            let logits = self
-                .model
-                .mlm_logits(states)
-                .ok_or_else(|| EncoderError::Weights("the model has no MLM head".into()))?;
-            let vocab = logits.dims()[2];
             // Both activations are monotone, so max-pooling the logits first
             // equals max-pooling the activations.
-            let mask = pad_t.reshape([b, l, 1]).expand([b, l, vocab]);
-            let pooled = logits
-                .mask_fill(mask, f32::NEG_INFINITY)
-                .max_dim(1)
-                .reshape([b, vocab]);
+            let pooled = self.pooled_logits(ids_t, pad_t)?;
+            let vocab = pooled.dims()[1];
             let values = pooled.into_data().try_to_vec::<f32>().map_err(backend)?;
             for (row, &i) in members.iter().enumerate() {
                 let row_values = &values[row * vocab..(row + 1) * vocab];
@@ -325,6 +338,105 @@ impl Encoder {
             }
         }
         Ok(out)
+    }
+
+    /// Learned-sparse representations `[texts, vocab]` as a tensor on the
+    /// encoder's device: MLM logits, max-pooled over the non-padding tokens,
+    /// activated, all terms kept (no top-k), texts cut to `max_tokens`. On an
+    /// autodiff device the result is differentiable: this is what training
+    /// scores with. One forward pass: the caller sizes the batch.
+    pub fn sparse_activations(
+        &self,
+        texts: &[&str],
+        max_tokens: usize,
+    ) -> Result<Tensor<2>, EncoderError> {
+        let Head::Sparse { activation, .. } = self.config.rlrag.head else {
+            return Err(EncoderError::Input(
+                "this model has a dense head, not a sparse one".into(),
+            ));
+        };
+        if texts.is_empty() || max_tokens < 2 {
+            return Err(EncoderError::Input(format!(
+                "need at least one text and max_tokens >= 2 (got {} texts, {max_tokens})",
+                texts.len()
+            )));
+        }
+        let mut ids = self.tokenize(texts)?;
+        for row in &mut ids {
+            if row.len() > max_tokens {
+                // Keep the final special token ([SEP]).
+                let last = row[row.len() - 1];
+                row.truncate(max_tokens - 1);
+                row.push(last);
+            }
+        }
+        // One batch holds every text, sorted by length: `order` maps rows back.
+        let (order, ids_t, pad_t) = self
+            .batches(&ids, usize::MAX)
+            .pop()
+            .ok_or_else(|| EncoderError::Input("no texts".into()))?;
+        let pooled = self.pooled_logits(ids_t, pad_t)?;
+        let activated = match activation {
+            SparseActivation::Log1pRelu => pooled.clamp_min(0.0).add_scalar(1.0).log(),
+            // e^min(x,0) + max(x,0): x + 1 above zero, e^x below (elu(x) + 1).
+            SparseActivation::Elu1p => pooled.clone().clamp_max(0.0).exp() + pooled.clamp_min(0.0),
+        };
+        let mut inverse = vec![0i64; order.len()];
+        for (row, &i) in order.iter().enumerate() {
+            inverse[i] = row as i64;
+        }
+        let index =
+            Tensor::<1, Int>::from_data(TensorData::new(inverse, [order.len()]), &self.device);
+        Ok(activated.select(0, index))
+    }
+
+    /// The same encoder with other weights of the same architecture (a
+    /// training step's result).
+    pub fn with_model(&self, model: BertModel) -> Self {
+        let device = model
+            .devices()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.device.clone());
+        Self {
+            config: self.config.clone(),
+            tokenizer: self.tokenizer.clone(),
+            model,
+            device,
+            pad_id: self.pad_id,
+        }
+    }
+
+    /// An inference copy: the weights without autodiff tracking, on the plain
+    /// device (what retrieval during training runs on).
+    pub fn valid(&self) -> Self {
+        self.with_model(self.model.valid())
+    }
+
+    /// The weights as `model.safetensors` bytes with Hugging Face names
+    /// (`BertForMaskedLM` layout), loadable by [`Encoder::load`].
+    pub fn weights_safetensors(&self) -> Result<Vec<u8>, EncoderError> {
+        let mut remapper = KeyRemapper::new();
+        for (from, to) in burn_to_hf_key_remapping() {
+            remapper = remapper
+                .add_pattern(from, to)
+                .map_err(|e| EncoderError::Weights(e.to_string()))?;
+        }
+        let mut store = SafetensorsStore::from_bytes(None)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .remap(remapper);
+        self.model
+            .valid()
+            .save_into(&mut store)
+            .map_err(|e| EncoderError::Weights(e.to_string()))?;
+        store
+            .get_bytes()
+            .map_err(|e| EncoderError::Weights(e.to_string()))
+    }
+
+    /// The tokenizer, as loaded (padding off, truncation at `max_length`).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
     }
 
     /// The sparse activation and top-k of a sparse model.

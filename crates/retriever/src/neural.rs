@@ -225,6 +225,20 @@ impl BotRetriever {
         self.index.remove(ids)
     }
 
+    /// Search with other weights of the same tokenizer and vocabulary (a
+    /// training step's result): the bags stay valid, nothing is re-indexed.
+    pub fn set_encoder(&mut self, encoder: Arc<Encoder>) -> Result<(), RetrieverError> {
+        if encoder.sparse_settings().is_none() {
+            return Err(RetrieverError::InvalidParameter {
+                name: "encoder",
+                reason: "the bag-of-tokens retriever needs a model with a sparse head".into(),
+            });
+        }
+        check_sparse_index(&encoder, &self.index, Weighting::Binary)?;
+        self.encoder = encoder;
+        Ok(())
+    }
+
     /// The number of candidates re-ranked by the model.
     pub fn rerank_m(&self) -> usize {
         self.rerank_m

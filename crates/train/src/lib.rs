@@ -1,0 +1,21 @@
+//! Training the rlrag learned-sparse retriever by reward (R3).
+//!
+//! - [`env`]: reward environments: relevance judgements, answer containment,
+//!   or an OpenAI-compatible generator ([`llm`]);
+//! - [`loss`]: the reinforced contrastive (InfoNCE) loss;
+//! - [`r3`]: the loop: on-policy retrieval over a bag-of-tokens index with
+//!   the current model, a reward per passage, an AdamW step.
+//!
+//! Training runs on any burn autodiff device (`Device::flex().autodiff()` on
+//! the CPU); the same code serves GPUs.
+
+pub mod env;
+mod error;
+pub mod llm;
+pub mod loss;
+pub mod r3;
+
+pub use env::{ContainmentEnv, EnvStats, LlmEnv, LlmScoring, QrelsEnv, RewardEnv};
+pub use error::TrainError;
+pub use llm::{LlmClient, LlmConfig};
+pub use r3::{R3Config, R3Trainer, StepLog};

@@ -1,0 +1,403 @@
+//! The R3 loop: on-policy retrieval over the bag-of-tokens index with the
+//! current model, a reward per retrieved passage from the environment, and a
+//! reinforced contrastive step (rewarded passages are positives, unrewarded
+//! ones hard negatives, plus in-batch negatives).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rlrag_encoder::Encoder;
+use rlrag_retriever::{BotRetriever, Document, Query, Retriever};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::env::RewardEnv;
+use crate::loss::{Role, reinforced_infonce};
+
+/// Settings of an R3 run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct R3Config {
+    /// Passages retrieved (and judged) per question.
+    pub k: usize,
+    /// Bag-of-tokens candidates re-scored with the current model (0 = off).
+    pub rerank_m: usize,
+    /// InfoNCE temperature (scores are divided by it).
+    pub temperature: f32,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f32,
+    /// Gradient clipping by global norm.
+    pub grad_clip: f32,
+    /// Questions per step.
+    pub batch_size: usize,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Query tokens kept in the training forward pass.
+    pub max_query_tokens: usize,
+    /// Passage tokens kept in the training forward pass.
+    pub max_passage_tokens: usize,
+    /// Rewarded passages per question used as positives.
+    pub max_positives: usize,
+    /// Unrewarded retrieved passages per question used as hard negatives.
+    pub max_hard_negatives: usize,
+    /// Train only the top N transformer layers (and the MLM transform);
+    /// `None` trains everything.
+    pub train_top_layers: Option<usize>,
+    /// Seed of the question order.
+    pub seed: u64,
+}
+
+impl Default for R3Config {
+    fn default() -> Self {
+        Self {
+            k: 10,
+            rerank_m: 0,
+            temperature: 1.0,
+            learning_rate: 2e-5,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+            batch_size: 8,
+            steps: 100,
+            max_query_tokens: 64,
+            max_passage_tokens: 128,
+            max_positives: 2,
+            max_hard_negatives: 4,
+            train_top_layers: None,
+            seed: 42,
+        }
+    }
+}
+
+impl R3Config {
+    /// Refuse settings that cannot train.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |name, reason: &str| {
+            Err(TrainError::Config {
+                name,
+                reason: reason.into(),
+            })
+        };
+        if self.k == 0 {
+            return bad("k", "must be at least 1");
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return bad("temperature", "must be finite and > 0");
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad("learning-rate", "must be finite and > 0");
+        }
+        if self.batch_size == 0 || self.max_positives == 0 {
+            return bad(
+                "batch-size",
+                "batch size and positives per question must be >= 1",
+            );
+        }
+        if self.max_query_tokens < 2 || self.max_passage_tokens < 2 {
+            return bad(
+                "max-tokens",
+                "query and passage lengths must be >= 2 tokens",
+            );
+        }
+        if !(self.grad_clip.is_finite() && self.grad_clip > 0.0) {
+            return bad("grad-clip", "must be finite and > 0");
+        }
+        Ok(())
+    }
+}
+
+/// One step's record (a line of the training log).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepLog {
+    /// 1-based step number.
+    pub step: usize,
+    /// The contrastive loss (absent when no question of the batch had a positive).
+    pub loss: Option<f32>,
+    /// Mean reward over every judged passage of the batch.
+    pub mean_reward: f32,
+    /// Rewarded passages found in the batch.
+    pub positives: usize,
+    /// Questions that contributed to the loss.
+    pub questions_used: usize,
+    /// Questions skipped because their top-k held no positive.
+    pub skipped: usize,
+    /// Learning rate of the step.
+    pub learning_rate: f64,
+    /// Wall time of the step.
+    pub seconds: f64,
+}
+
+/// The R3 trainer of a learned-sparse encoder.
+pub struct R3Trainer {
+    encoder: Encoder,
+    inference: Arc<Encoder>,
+    optim: ModuleOptimizer,
+    bot: BotRetriever,
+    docs: HashMap<String, Document>,
+    config: R3Config,
+    rng: ChaCha8Rng,
+    order: Vec<usize>,
+    cursor: usize,
+    step: usize,
+}
+
+impl std::fmt::Debug for R3Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("R3Trainer")
+            .field("config", &self.config)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl R3Trainer {
+    /// A trainer of `encoder` (a sparse model on an autodiff device) over
+    /// `corpus`, whose bag-of-tokens index is built here once.
+    pub fn new(
+        encoder: Encoder,
+        corpus: &[Document],
+        config: R3Config,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        if encoder.sparse_settings().is_none() {
+            return Err(TrainError::Config {
+                name: "init",
+                reason: "R3 trains a learned-sparse model (an MLM head); this one is dense".into(),
+            });
+        }
+        if !encoder.device().is_autodiff() {
+            return Err(TrainError::Config {
+                name: "device",
+                reason: "training needs an autodiff device (Device::flex().autodiff())".into(),
+            });
+        }
+        let model = encoder
+            .model()
+            .clone()
+            .freeze_below(config.train_top_layers);
+        let encoder = encoder.with_model(model);
+        let inference = Arc::new(encoder.valid());
+        let mut bot = BotRetriever::new(inference.clone(), config.rerank_m)?;
+        bot.add_documents(corpus)?;
+        let optim = AdamWConfig::new()
+            .with_weight_decay(config.weight_decay)
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(config.grad_clip)))
+            .init();
+        Ok(Self {
+            inference,
+            encoder,
+            optim,
+            bot,
+            docs: corpus.iter().map(|d| (d.id.clone(), d.clone())).collect(),
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            config,
+            order: Vec::new(),
+            cursor: 0,
+            step: 0,
+        })
+    }
+
+    /// The model being trained (autodiff device).
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// The current weights for inference (plain device).
+    pub fn inference_encoder(&self) -> &Arc<Encoder> {
+        &self.inference
+    }
+
+    /// On-policy retrieval: the bag-of-tokens index searched with the current
+    /// weights (re-ranking the top `rerank_m`).
+    pub fn retriever(&self) -> &BotRetriever {
+        &self.bot
+    }
+
+    /// Steps taken so far.
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    /// The next `batch_size` question indices of a seeded, reshuffled-per-epoch order.
+    fn next_batch(&mut self, n: usize) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.config.batch_size);
+        while out.len() < self.config.batch_size.min(n) {
+            if self.cursor >= self.order.len() {
+                self.order = (0..n).collect();
+                self.order.shuffle(&mut self.rng);
+                self.cursor = 0;
+            }
+            out.push(self.order[self.cursor]);
+            self.cursor += 1;
+        }
+        out
+    }
+
+    /// One R3 step on the next batch of `questions`.
+    pub fn step(
+        &mut self,
+        questions: &[Query],
+        env: &mut dyn RewardEnv,
+    ) -> Result<StepLog, TrainError> {
+        if questions.is_empty() {
+            return Err(TrainError::Config {
+                name: "data",
+                reason: "no training questions".into(),
+            });
+        }
+        let started = Instant::now();
+        let batch = self.next_batch(questions.len());
+        self.step += 1;
+        let cfg = self.config.clone();
+
+        // 1. On-policy retrieval and rewards.
+        let mut judged = 0usize;
+        let mut reward_sum = 0.0f32;
+        let mut found = 0usize;
+        let mut skipped = 0usize;
+        let mut used: Vec<(&Query, Vec<String>, Vec<String>)> = Vec::new();
+        for &qi in &batch {
+            let q = &questions[qi];
+            let hits = self.bot.search(&q.text, cfg.k)?;
+            let passages: Vec<&Document> =
+                hits.iter().filter_map(|h| self.docs.get(&h.id)).collect();
+            let rewards = env.rewards(q, &passages)?;
+            judged += rewards.len();
+            reward_sum += rewards.iter().sum::<f32>();
+            let (mut pos, mut neg) = (Vec::new(), Vec::new());
+            for (d, r) in passages.iter().zip(&rewards) {
+                if *r > 0.5 {
+                    pos.push(d.id.clone());
+                } else {
+                    neg.push(d.id.clone());
+                }
+            }
+            found += pos.len();
+            if pos.is_empty() {
+                skipped += 1;
+                continue;
+            }
+            pos.truncate(cfg.max_positives);
+            neg.truncate(cfg.max_hard_negatives);
+            used.push((q, pos, neg));
+        }
+        let mean_reward = if judged == 0 {
+            0.0
+        } else {
+            reward_sum / judged as f32
+        };
+        let mut log = StepLog {
+            step: self.step,
+            loss: None,
+            mean_reward,
+            positives: found,
+            questions_used: used.len(),
+            skipped,
+            learning_rate: cfg.learning_rate,
+            seconds: 0.0,
+        };
+        if used.is_empty() {
+            log.seconds = started.elapsed().as_secs_f64();
+            return Ok(log);
+        }
+
+        // 2. Reinforced contrastive step over the batch's passages.
+        let mut columns: Vec<String> = Vec::new();
+        let mut col_of: HashMap<String, usize> = HashMap::new();
+        for (_, pos, neg) in &used {
+            for id in pos.iter().chain(neg) {
+                if !col_of.contains_key(id) {
+                    col_of.insert(id.clone(), columns.len());
+                    columns.push(id.clone());
+                }
+            }
+        }
+        let roles: Vec<Vec<Role>> = used
+            .iter()
+            .map(|(_, pos, _)| {
+                let mut r = vec![Role::Negative; columns.len()];
+                for id in pos {
+                    if let Some(&c) = col_of.get(id) {
+                        r[c] = Role::Positive;
+                    }
+                }
+                r
+            })
+            .collect();
+        let query_texts: Vec<&str> = used.iter().map(|(q, _, _)| q.text.as_str()).collect();
+        let passage_texts: Vec<String> = columns
+            .iter()
+            .map(|id| {
+                self.docs
+                    .get(id)
+                    .map(Document::full_text)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let passage_refs: Vec<&str> = passage_texts.iter().map(String::as_str).collect();
+        log.loss = self.update(&query_texts, &passage_refs, &roles)?;
+        log.seconds = started.elapsed().as_secs_f64();
+        Ok(log)
+    }
+
+    /// Scores `[queries, passages]` divided by the temperature, on `encoder`'s device.
+    fn scores(
+        &self,
+        encoder: &Encoder,
+        queries: &[&str],
+        passages: &[&str],
+    ) -> Result<Tensor<2>, TrainError> {
+        let q = encoder.sparse_activations(queries, self.config.max_query_tokens)?;
+        let p = encoder.sparse_activations(passages, self.config.max_passage_tokens)?;
+        Ok(q.matmul(p.transpose()).div_scalar(self.config.temperature))
+    }
+
+    /// One optimizer step on a given batch (`roles[i][j]`: passage `j` for
+    /// query `i`); returns the loss before the step, `None` (and no step)
+    /// without positives.
+    pub fn update(
+        &mut self,
+        queries: &[&str],
+        passages: &[&str],
+        roles: &[Vec<Role>],
+    ) -> Result<Option<f32>, TrainError> {
+        let scores = self.scores(&self.encoder, queries, passages)?;
+        let Some(loss) = reinforced_infonce(scores, roles) else {
+            return Ok(None);
+        };
+        let value = loss.clone().into_scalar::<f32>();
+        let grads = loss.backward();
+        let model = self.encoder.model().clone();
+        let grads = GradientsParams::from_grads(grads, &model);
+        let model = self.optim.step(self.config.learning_rate, model, grads);
+        self.encoder = self.encoder.with_model(model);
+        self.inference = Arc::new(self.encoder.valid());
+        self.bot.set_encoder(self.inference.clone())?;
+        Ok(Some(value))
+    }
+
+    /// The contrastive loss of a fixed batch under the current weights,
+    /// without updating them (for checks).
+    pub fn loss_of(
+        &self,
+        queries: &[&str],
+        passages: &[&str],
+        roles: &[Vec<Role>],
+    ) -> Result<Option<f32>, TrainError> {
+        let q = self
+            .inference
+            .sparse_activations(queries, self.config.max_query_tokens)?;
+        let p = self
+            .inference
+            .sparse_activations(passages, self.config.max_passage_tokens)?;
+        let scores = q.matmul(p.transpose()).div_scalar(self.config.temperature);
+        Ok(reinforced_infonce(scores, roles).map(|l| l.into_scalar::<f32>()))
+    }
+}

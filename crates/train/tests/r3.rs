@@ -1,0 +1,276 @@
+//! R3 training on the real SPLADE-tiny checkpoint and real HotpotQA-100
+//! questions: a step lowers the loss of its batch, frozen parameters stay
+//! put, a seed fixes the result, and the reward environments judge as they
+//! should. Needs `scripts/fetch-models.sh` (the test command runs it).
+#![allow(missing_docs, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::Device;
+use rlrag_encoder::Encoder;
+use rlrag_encoder::models::pretrained;
+use rlrag_retriever::{Dataset, Document, Query};
+use rlrag_train::loss::Role;
+use rlrag_train::{ContainmentEnv, QrelsEnv, R3Config, R3Trainer, RewardEnv};
+
+fn hotpot() -> Dataset {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/hotpotqa100");
+    Dataset::load(&path, None, None).expect("hotpotqa100 loads")
+}
+
+fn sparse_encoder() -> Encoder {
+    Encoder::from_dir(&pretrained("splade-tiny"), &Device::flex().autodiff())
+        .expect("run scripts/fetch-models.sh")
+}
+
+/// Tensors of a safetensors file by name: (dtype, shape, bytes).
+fn tensors(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("header length")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).expect("header");
+    let data = &bytes[8 + n..];
+    header
+        .as_object()
+        .expect("object")
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let a = v["data_offsets"][0].as_u64().expect("start") as usize;
+            let b = v["data_offsets"][1].as_u64().expect("end") as usize;
+            (k.clone(), data[a..b].to_vec())
+        })
+        .collect()
+}
+
+/// Two questions, their gold passages that contain the answer (positives)
+/// and passages of other questions (negatives).
+fn fixed_batch(ds: &Dataset) -> (Vec<String>, Vec<String>, Vec<Vec<Role>>) {
+    let by_id: BTreeMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut env = ContainmentEnv::default();
+    let qs: Vec<&Query> = ds
+        .queries
+        .iter()
+        .filter(|q| {
+            let gold: Vec<&Document> = q
+                .qrels
+                .keys()
+                .filter_map(|id| by_id.get(id.as_str()).copied())
+                .collect();
+            env.rewards(q, &gold)
+                .expect("answers")
+                .iter()
+                .any(|&r| r > 0.5)
+        })
+        .take(2)
+        .collect();
+    assert_eq!(qs.len(), 2);
+    let mut passages: Vec<&Document> = Vec::new();
+    for q in &qs {
+        passages.extend(
+            q.qrels
+                .keys()
+                .filter_map(|id| by_id.get(id.as_str()).copied()),
+        );
+    }
+    passages.extend(ds.corpus.iter().rev().take(4));
+    let roles = qs
+        .iter()
+        .map(|q| {
+            let r = env.rewards(q, &passages).expect("answers");
+            r.iter()
+                .zip(&passages)
+                .map(|(&x, d)| {
+                    if x > 0.5 && q.qrels.contains_key(&d.id) {
+                        Role::Positive
+                    } else {
+                        Role::Negative
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    (
+        qs.iter().map(|q| q.text.clone()).collect(),
+        passages.iter().map(|d| d.full_text()).collect(),
+        roles,
+    )
+}
+
+fn config() -> R3Config {
+    R3Config {
+        learning_rate: 1e-4,
+        batch_size: 4,
+        max_passage_tokens: 96,
+        ..R3Config::default()
+    }
+}
+
+#[test]
+fn a_step_lowers_the_loss_of_its_batch_and_exports_loadable_weights() {
+    let ds = hotpot();
+    let (queries, passages, roles) = fixed_batch(&ds);
+    let q: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let p: Vec<&str> = passages.iter().map(String::as_str).collect();
+    let mut trainer =
+        R3Trainer::new(sparse_encoder(), &ds.corpus[..50], config()).expect("trainer");
+    let before = trainer
+        .loss_of(&q, &p, &roles)
+        .expect("loss")
+        .expect("positives");
+    let at_step = trainer
+        .update(&q, &p, &roles)
+        .expect("step")
+        .expect("positives");
+    assert!(
+        (before - at_step).abs() < 1e-3,
+        "the step's loss is the batch loss: {before} vs {at_step}"
+    );
+    let after = trainer
+        .loss_of(&q, &p, &roles)
+        .expect("loss")
+        .expect("positives");
+    assert!(after < before, "loss {before} -> {after}");
+
+    // The exported weights load back and encode exactly like the trained model.
+    let bytes = trainer
+        .inference_encoder()
+        .weights_safetensors()
+        .expect("exports");
+    let dir = pretrained("splade-tiny");
+    let config = std::fs::read(dir.join("config.json")).expect("config");
+    let tokenizer = std::fs::read(dir.join("tokenizer.json")).expect("tokenizer");
+    let reloaded = Encoder::load(
+        rlrag_encoder::ModelFiles {
+            weights: &bytes,
+            config: &config,
+            tokenizer: &tokenizer,
+        },
+        &Device::flex(),
+    )
+    .expect("reloads");
+    let a = trainer
+        .inference_encoder()
+        .encode_sparse(&q)
+        .expect("encodes");
+    let b = reloaded.encode_sparse(&q).expect("encodes");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn only_the_unfrozen_top_layer_and_head_move() {
+    let ds = hotpot();
+    let (queries, passages, roles) = fixed_batch(&ds);
+    let q: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let p: Vec<&str> = passages.iter().map(String::as_str).collect();
+    let cfg = R3Config {
+        train_top_layers: Some(1),
+        ..config()
+    };
+    let mut trainer = R3Trainer::new(sparse_encoder(), &ds.corpus[..50], cfg).expect("trainer");
+    let before = tensors(
+        &trainer
+            .inference_encoder()
+            .weights_safetensors()
+            .expect("exports"),
+    );
+    trainer
+        .update(&q, &p, &roles)
+        .expect("step")
+        .expect("positives");
+    let after = tensors(
+        &trainer
+            .inference_encoder()
+            .weights_safetensors()
+            .expect("exports"),
+    );
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    let last = trainer.encoder().model().num_layers() - 1;
+    let top = format!("bert.encoder.layer.{last}.");
+    let mut moved = 0;
+    for (name, b) in &before {
+        let should_move = name.starts_with(&top) || name.starts_with("cls.predictions");
+        let did_move = after[name] != *b;
+        if should_move {
+            moved += usize::from(did_move);
+        } else {
+            assert!(!did_move, "{name} is frozen but moved");
+        }
+    }
+    assert!(moved >= 10, "only {moved} trainable tensors moved");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let ds = hotpot();
+    let questions: Vec<Query> = ds.queries[..8].to_vec();
+    let run = || {
+        let mut env = ContainmentEnv::default();
+        let mut t = R3Trainer::new(sparse_encoder(), &ds.corpus, config()).expect("trainer");
+        let logs: Vec<_> = (0..2)
+            .map(|_| {
+                let mut l = t.step(&questions, &mut env).expect("step");
+                l.seconds = 0.0;
+                l
+            })
+            .collect();
+        (
+            logs,
+            t.inference_encoder()
+                .weights_safetensors()
+                .expect("exports"),
+        )
+    };
+    let (a, wa) = run();
+    let (b, wb) = run();
+    assert_eq!(a, b);
+    let (ta, tb) = (tensors(&wa), tensors(&wb));
+    let differ: Vec<&String> = ta.keys().filter(|k| ta[*k] != tb[*k]).collect();
+    assert!(
+        differ.is_empty(),
+        "tensors differ between identical runs: {differ:?}"
+    );
+    assert!(a.iter().any(|l| l.loss.is_some()), "{a:?}");
+}
+
+#[test]
+fn environments_judge_passages() {
+    let ds = hotpot();
+    let q = &ds.queries[0];
+    let by_id: BTreeMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
+    let gold: Vec<&Document> = q
+        .qrels
+        .keys()
+        .filter_map(|id| by_id.get(id.as_str()).copied())
+        .collect();
+    let other: Vec<&Document> = ds
+        .corpus
+        .iter()
+        .filter(|d| !q.qrels.contains_key(&d.id))
+        .take(3)
+        .collect();
+    let mixed: Vec<&Document> = gold.iter().chain(&other).copied().collect();
+
+    let mut qrels = QrelsEnv::default();
+    let r = qrels.rewards(q, &mixed).expect("judged");
+    assert_eq!(r, [vec![1.0; gold.len()], vec![0.0; other.len()]].concat());
+    assert_eq!(qrels.stats().judged, mixed.len() as u64);
+
+    let mut containment = ContainmentEnv::default();
+    let r = containment.rewards(q, &mixed).expect("judged");
+    for (d, x) in mixed.iter().zip(&r) {
+        let has =
+            rlrag_reward::answer::NormalizedText::new(&d.full_text()).contains_any(&q.answers);
+        assert_eq!(*x, f32::from(u8::from(has)));
+    }
+    // Sets without the needed labels are refused, not scored 0.
+    let unlabeled = Query {
+        qrels: Default::default(),
+        answers: vec![],
+        ..q.clone()
+    };
+    assert!(qrels.rewards(&unlabeled, &mixed).is_err());
+    assert!(containment.rewards(&unlabeled, &mixed).is_err());
+}
