@@ -18,4 +18,4 @@ pub mod r3;
 pub use env::{ContainmentEnv, EnvStats, LlmEnv, LlmScoring, QrelsEnv, RewardEnv};
 pub use error::TrainError;
 pub use llm::{LlmClient, LlmConfig};
-pub use r3::{R3Config, R3Trainer, StepLog};
+pub use r3::{DocSide, R3Config, R3Trainer, StepLog};

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -20,6 +20,19 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::env::RewardEnv;
 use crate::loss::{Role, reinforced_infonce};
+
+/// How passages are represented in the training loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocSide {
+    /// The passage's bag of tokens (weight 1 each), as the bag-of-tokens
+    /// index scores it: only the query side learns, and the loss ranks the
+    /// way retrieval does. The default, and the fast one (no passage pass).
+    Bag,
+    /// The model's learned-sparse passage vector (both sides learn), as the
+    /// sparse index and the late re-rank score it.
+    Model,
+}
 
 /// Settings of an R3 run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +66,8 @@ pub struct R3Config {
     pub train_top_layers: Option<usize>,
     /// Seed of the question order.
     pub seed: u64,
+    /// Passage representation in the loss.
+    pub doc_side: DocSide,
 }
 
 impl Default for R3Config {
@@ -72,6 +87,7 @@ impl Default for R3Config {
             max_hard_negatives: 4,
             train_top_layers: None,
             seed: 42,
+            doc_side: DocSide::Bag,
         }
     }
 }
@@ -355,7 +371,25 @@ impl R3Trainer {
         passages: &[&str],
     ) -> Result<Tensor<2>, TrainError> {
         let q = encoder.sparse_activations(queries, self.config.max_query_tokens)?;
-        let p = encoder.sparse_activations(passages, self.config.max_passage_tokens)?;
+        let p = match self.config.doc_side {
+            DocSide::Model => {
+                encoder.sparse_activations(passages, self.config.max_passage_tokens)?
+            }
+            DocSide::Bag => {
+                // Exactly what the bag-of-tokens index scores against: 1 per
+                // distinct token of the whole passage.
+                let vocab = encoder.config().bert.vocab_size;
+                let mut dense = vec![0f32; passages.len() * vocab];
+                for (row, text) in passages.iter().enumerate() {
+                    for t in encoder.bag_of_tokens(text)? {
+                        if let Some(x) = dense.get_mut(row * vocab + t as usize) {
+                            *x = 1.0;
+                        }
+                    }
+                }
+                Tensor::<2>::from_data(TensorData::new(dense, [passages.len(), vocab]), &q.device())
+            }
+        };
         Ok(q.matmul(p.transpose()).div_scalar(self.config.temperature))
     }
 
@@ -391,13 +425,7 @@ impl R3Trainer {
         passages: &[&str],
         roles: &[Vec<Role>],
     ) -> Result<Option<f32>, TrainError> {
-        let q = self
-            .inference
-            .sparse_activations(queries, self.config.max_query_tokens)?;
-        let p = self
-            .inference
-            .sparse_activations(passages, self.config.max_passage_tokens)?;
-        let scores = q.matmul(p.transpose()).div_scalar(self.config.temperature);
+        let scores = self.scores(&self.inference, queries, passages)?;
         Ok(reinforced_infonce(scores, roles).map(|l| l.into_scalar::<f32>()))
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use rlrag_retriever::{AnnProbe, Dataset, DatasetFormat, Document, Query};
+use rlrag_retriever::{AnnProbe, Dataset, DatasetFormat, Document, Query, Retriever};
 use rlrag_reward::answer::NormalizedText;
 use rlrag_reward::retrieval::{all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
 use serde::Serialize;
@@ -146,6 +146,45 @@ impl Means {
     }
 }
 
+/// Search every query (depth `k`) and average the metrics that apply to it;
+/// returns the means and each query's latency in milliseconds, in order.
+pub fn score_queries(
+    index: &dyn Retriever,
+    queries: &[Query],
+    by_id: &HashMap<&str, &Document>,
+    k: usize,
+) -> anyhow::Result<(BTreeMap<&'static str, f64>, Vec<f64>)> {
+    let mut means = Means::default();
+    let mut latencies = Vec::with_capacity(queries.len());
+    let mut bar = LazyBar::new(queries.len() as u64, "querying");
+    for q in queries {
+        let t = Instant::now();
+        let hits = index.search(&q.text, k)?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        let ranked: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        if !q.qrels.is_empty() {
+            means.add("ndcg@10", ndcg_at_k(&ranked, &q.qrels, 10));
+            means.add("recall@10", recall_at_k(&ranked, &q.qrels, 10));
+            if k >= 100 {
+                means.add("recall@100", recall_at_k(&ranked, &q.qrels, 100));
+            }
+            means.add("mrr@10", mrr_at_k(&ranked, &q.qrels, 10));
+            means.add("all_gold@10", all_gold_at_k(&ranked, &q.qrels, 10));
+        }
+        if !q.answers.is_empty() {
+            let found = ranked.iter().take(10).any(|id| {
+                by_id
+                    .get(id)
+                    .is_some_and(|d| NormalizedText::new(&d.full_text()).contains_any(&q.answers))
+            });
+            means.add("containment@10", f64::from(u8::from(found)));
+        }
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok((means.finish(), latencies))
+}
+
 /// Run an evaluation.
 pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
     if config.k == 0 {
@@ -163,34 +202,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
     let index_seconds = started.elapsed().as_secs_f64();
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
 
-    let mut means = Means::default();
-    let mut latencies = Vec::with_capacity(ds.queries.len());
-    let mut bar = LazyBar::new(ds.queries.len() as u64, "querying");
-    for q in &ds.queries {
-        let t = Instant::now();
-        let hits = index.search(&q.text, config.k)?;
-        latencies.push(t.elapsed().as_secs_f64() * 1e3);
-        let ranked: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
-        if !q.qrels.is_empty() {
-            means.add("ndcg@10", ndcg_at_k(&ranked, &q.qrels, 10));
-            means.add("recall@10", recall_at_k(&ranked, &q.qrels, 10));
-            if config.k >= 100 {
-                means.add("recall@100", recall_at_k(&ranked, &q.qrels, 100));
-            }
-            means.add("mrr@10", mrr_at_k(&ranked, &q.qrels, 10));
-            means.add("all_gold@10", all_gold_at_k(&ranked, &q.qrels, 10));
-        }
-        if !q.answers.is_empty() {
-            let found = ranked.iter().take(10).any(|id| {
-                by_id
-                    .get(id)
-                    .is_some_and(|d| NormalizedText::new(&d.full_text()).contains_any(&q.answers))
-            });
-            means.add("containment@10", f64::from(u8::from(found)));
-        }
-        bar.inc(1);
-    }
-    bar.finish();
+    let (metrics, mut latencies) = score_queries(index.as_ref(), &ds.queries, &by_id, config.k)?;
     latencies.sort_by(f64::total_cmp);
     let ann = index
         .ann()
@@ -203,7 +215,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
             dataset: ds.name.clone(),
             retriever: index.name().to_string(),
             queries: ds.queries.len(),
-            metrics: means.finish(),
+            metrics,
             latency_ms: Latency {
                 p50: percentile(&latencies, 0.50),
                 p95: percentile(&latencies, 0.95),

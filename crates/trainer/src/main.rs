@@ -4,6 +4,7 @@
 mod eval;
 mod progress;
 mod retrievers;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Evaluate a retriever on a dataset split and print (and optionally save) the metrics.
     Eval(EvalArgs),
+    /// Train the learned-sparse retriever by reward (R3) and write the model directory.
+    TrainRetriever(train::TrainArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,7 +63,7 @@ struct EvalArgs {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn parse_format(s: &str) -> Result<DatasetFormat, String> {
+pub(crate) fn parse_format(s: &str) -> Result<DatasetFormat, String> {
     s.parse()
 }
 
@@ -85,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::TrainRetriever(args) => train::run(&args),
     }
 }
 

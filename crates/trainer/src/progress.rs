@@ -39,6 +39,11 @@ impl LazyBar {
         self.bar.inc(n);
     }
 
+    /// Replace the label (e.g. with a running reward).
+    pub fn set_message(&self, message: String) {
+        self.bar.set_message(message);
+    }
+
     /// Finish and clear the bar.
     pub fn finish(self) {
         self.bar.finish_and_clear();

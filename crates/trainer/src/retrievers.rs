@@ -118,6 +118,25 @@ pub struct RetrieverArgs {
 }
 
 impl RetrieverArgs {
+    /// Default settings with only the sparse-model overrides set.
+    pub fn sparse_overrides(activation: Option<ActivationArg>, top_k: Option<usize>) -> Self {
+        Self {
+            weights: None,
+            dense_weights: None,
+            activation,
+            top_k,
+            rerank_m: 0,
+            dense_index: DenseIndexKind::Flat,
+            ef_search: HnswParams::default().ef_search,
+            hybrid: vec![RetrieverKind::Bm25, RetrieverKind::Dense],
+            fusion: FusionKind::Rrf,
+            k1: Bm25Params::default().k1,
+            b: Bm25Params::default().b,
+            cache: None,
+            in_hybrid: false,
+        }
+    }
+
     /// A one-line description of the settings that apply to `kind`.
     pub fn describe(&self, kind: RetrieverKind) -> String {
         match kind {
@@ -257,6 +276,30 @@ fn cached_or_built<I: SavedIndex, R>(
 
 /// Load an encoder from `dir`, applying sparse overrides.
 fn load_encoder(dir: &Path, args: &RetrieverArgs, sparse: bool) -> anyhow::Result<LoadedEncoder> {
+    load_encoder_on(dir, args, sparse, &Device::flex())
+}
+
+/// A sparse model from `dir` on `device` with the `--activation`/`--top-k`
+/// overrides applied, and the bytes of its tokenizer (for exports).
+pub fn load_sparse_model(
+    dir: &Path,
+    args: &RetrieverArgs,
+    device: &Device,
+) -> anyhow::Result<(Encoder, Vec<u8>)> {
+    let loaded = load_encoder_on(dir, args, true, device)?;
+    let encoder =
+        Arc::try_unwrap(loaded.encoder).map_err(|_| anyhow::anyhow!("the encoder is shared"))?;
+    let tokenizer = std::fs::read(dir.join("tokenizer.json"))
+        .with_context(|| format!("cannot read {}", dir.join("tokenizer.json").display()))?;
+    Ok((encoder, tokenizer))
+}
+
+fn load_encoder_on(
+    dir: &Path,
+    args: &RetrieverArgs,
+    sparse: bool,
+    device: &Device,
+) -> anyhow::Result<LoadedEncoder> {
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read(&path).with_context(|| {
@@ -295,7 +338,7 @@ fn load_encoder(dir: &Path, args: &RetrieverArgs, sparse: bool) -> anyhow::Resul
             config: &config,
             tokenizer: &tokenizer,
         },
-        &Device::flex(),
+        device,
     )
     .with_context(|| format!("cannot load the model in {}", dir.display()))?;
     Ok(LoadedEncoder {

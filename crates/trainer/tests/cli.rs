@@ -346,3 +346,151 @@ fn neural_retriever_errors_are_clear() {
     ]);
     assert_clean_failure(&o, "sparse head");
 }
+
+#[test]
+fn train_retriever_writes_a_model_that_eval_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 10);
+    let out = dir.path().join("model");
+    let o = trainer(&[
+        "train-retriever",
+        "--data",
+        dir.path().to_str().expect("utf-8"),
+        "--split",
+        "all",
+        "--holdout",
+        "0.3",
+        "--env",
+        "containment",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--steps",
+        "3",
+        "--batch-size",
+        "3",
+        "--eval-every",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("| ndcg@10") && stdout.contains("before"),
+        "{stdout}"
+    );
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "manifest.json",
+        "train.jsonl",
+        "curve.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    for step in ["step-2", "step-3"] {
+        assert!(
+            out.join("checkpoints")
+                .join(step)
+                .join("model.safetensors")
+                .is_file()
+        );
+    }
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["model_kind"], "sparse");
+    assert_eq!(manifest["activation"], "log1p_relu");
+    assert_eq!(manifest["reward"], "containment");
+    assert_eq!(manifest["steps"], 3);
+    assert_eq!(manifest["data"]["eval_questions"], 3);
+    assert!(manifest["metrics"]["before"]["ndcg@10"].is_number());
+    assert!(manifest["metrics"]["after"]["ndcg@10"].is_number());
+    let log = std::fs::read_to_string(out.join("train.jsonl")).expect("log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect();
+    assert_eq!(lines.len(), 4, "step 0 evaluation + 3 steps");
+    for l in &lines[1..] {
+        assert!(
+            l["mean_reward"].is_number()
+                && l["learning_rate"].is_number()
+                && l["positives"].is_number()
+        );
+    }
+    assert!(
+        std::fs::read_to_string(out.join("curve.svg"))
+            .expect("svg")
+            .starts_with("<svg")
+    );
+    // eval loads exactly what the trainer wrote.
+    let r = eval_json(
+        dir.path(),
+        &[
+            "--retriever",
+            "sparse",
+            "--weights",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(r["queries"], 10);
+}
+
+#[test]
+fn train_retriever_errors_are_clear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 4);
+    let data_dir = dir.path().to_str().expect("utf-8");
+    let out = dir.path().join("out");
+    let out = out.to_str().expect("utf-8");
+    let base = [
+        "train-retriever",
+        "--data",
+        data_dir,
+        "--split",
+        "all",
+        "--out",
+        out,
+        "--steps",
+        "1",
+    ];
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        trainer(&a)
+    };
+    assert_clean_failure(
+        &with(&["--env", "containment", "--holdout", "1.5"]),
+        "--holdout is a fraction",
+    );
+    assert_clean_failure(
+        &with(&["--env", "containment", "--eval-split", "all"]),
+        "pass --holdout",
+    );
+    // No relevance judgements for some questions of an answers-only set is an error, not reward 0.
+    std::fs::write(
+        dir.path().join("qa.jsonl"),
+        "{\"id\":\"q1\",\"question\":\"who?\",\"answers\":[\"x\"]}\n{\"id\":\"q2\",\"question\":\"what?\",\"answers\":[\"y\"]}\n",
+    )
+    .expect("write");
+    assert_clean_failure(
+        &with(&["--env", "qrels", "--holdout", "0.5"]),
+        "no relevance judgements",
+    );
+    assert_clean_failure(
+        &with(&[
+            "--env",
+            "llm",
+            "--holdout",
+            "0.5",
+            "--llm-url",
+            "localhost:1",
+        ]),
+        "not an http(s) URL",
+    );
+}
