@@ -1,0 +1,121 @@
+//! The `llm` reward environment against a real OpenAI-compatible server
+//! (skipped, with the reason printed, when none is running: start one with
+//! `scripts/llm-server.sh`), and against endpoints that time out or lie: those
+//! judgements score 0 and are counted, and training goes on.
+#![allow(missing_docs, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use rlrag_retriever::{Document, Query};
+use rlrag_train::{LlmClient, LlmConfig, LlmEnv, LlmScoring, RewardEnv};
+
+fn question() -> (Query, Vec<Document>) {
+    let q = Query {
+        id: "q".into(),
+        text: "What is the capital of France?".into(),
+        answers: vec!["Paris".into()],
+        qrels: Default::default(),
+    };
+    let docs = vec![
+        Document {
+            id: "a".into(),
+            title: "Paris".into(),
+            text: "Paris is the capital and largest city of France.".into(),
+        },
+        Document {
+            id: "b".into(),
+            title: "Bananas".into(),
+            text: "Bananas are long curved fruits.".into(),
+        },
+    ];
+    (q, docs)
+}
+
+fn client(url: &str, timeout_ms: u64) -> LlmClient {
+    LlmClient::new(LlmConfig {
+        base_url: url.into(),
+        timeout_ms,
+        retries: 1,
+        ..LlmConfig::default()
+    })
+    .expect("client")
+}
+
+/// A server on 127.0.0.1 answering every connection with `reply` (or
+/// nothing, holding the connection open).
+fn fake_server(reply: Option<&'static str>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut s: TcpStream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            match reply {
+                Some(r) => {
+                    let _ = s.write_all(r.as_bytes());
+                }
+                None => std::thread::sleep(Duration::from_secs(5)),
+            }
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[test]
+fn endpoints_that_time_out_or_lie_score_zero_and_are_counted() {
+    let (q, docs) = question();
+    let refs: Vec<&Document> = docs.iter().collect();
+    let cases = [
+        None,
+        Some("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json!"),
+        Some(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"choices\":1}",
+        ),
+        Some("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"),
+    ];
+    for reply in cases {
+        let url = fake_server(reply);
+        let mut env = LlmEnv::new(client(&url, 300), LlmScoring::Answer);
+        let started = Instant::now();
+        let r = env
+            .rewards(&q, &refs)
+            .expect("a broken endpoint is not fatal");
+        assert_eq!(r, vec![0.0, 0.0], "{reply:?}");
+        assert_eq!(env.stats().failures, 2, "{reply:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "timeouts are honoured"
+        );
+    }
+}
+
+#[test]
+fn a_real_generator_judges_passages() {
+    let url = std::env::var("RLRAG_LLM_URL").unwrap_or_else(|_| "http://127.0.0.1:8080/v1".into());
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if TcpStream::connect(&host).is_err() {
+        println!("skipped: no generator at {url} (start one with scripts/llm-server.sh)");
+        return;
+    }
+    let (q, docs) = question();
+    let refs: Vec<&Document> = docs.iter().collect();
+    for scoring in [
+        LlmScoring::Answer,
+        LlmScoring::GoldProbability { threshold: 0.65 },
+    ] {
+        let mut env = LlmEnv::new(client(&url, 60_000), scoring);
+        let r = env.rewards(&q, &refs).expect("judged");
+        println!("{scoring:?}: {r:?}");
+        assert_eq!(env.stats().failures, 0, "{scoring:?}");
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1], 0.0, "the banana passage does not answer the question");
+    }
+}
