@@ -56,6 +56,55 @@ fn read(path: &Path) -> Result<Vec<u8>, EncoderError> {
     })
 }
 
+/// The same safetensors file with tensors in name order (header keys and
+/// data), so equal weights always give equal bytes.
+fn canonical_safetensors(bytes: &[u8]) -> Result<Vec<u8>, EncoderError> {
+    let bad = |what: &str| EncoderError::Weights(format!("cannot reorder the export: {what}"));
+    let n = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| bad("no header length"))? as usize;
+    let header_end = 8usize.checked_add(n).ok_or_else(|| bad("header length"))?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
+        bytes
+            .get(8..header_end)
+            .ok_or_else(|| bad("short header"))?,
+    )
+    .map_err(|e| bad(&e.to_string()))?;
+    let data = &bytes[header_end..];
+    // serde_json's map is ordered by key.
+    let mut out_header = serde_json::Map::new();
+    let mut out_data = Vec::with_capacity(data.len());
+    for (name, meta) in header {
+        if name == "__metadata__" {
+            out_header.insert(name, meta);
+            continue;
+        }
+        let range = meta["data_offsets"]
+            .as_array()
+            .and_then(|o| Some((o.first()?.as_u64()? as usize, o.get(1)?.as_u64()? as usize)))
+            .ok_or_else(|| bad("offsets"))?;
+        let slice = data
+            .get(range.0..range.1)
+            .ok_or_else(|| bad("offsets out of range"))?;
+        let mut meta = meta.clone();
+        meta["data_offsets"] = serde_json::json!([out_data.len(), out_data.len() + slice.len()]);
+        out_data.extend_from_slice(slice);
+        out_header.insert(name, meta);
+    }
+    let mut header_bytes = serde_json::to_vec(&out_header).map_err(|e| bad(&e.to_string()))?;
+    // Keep the data 8-byte aligned, as writers do.
+    while (8 + header_bytes.len()) % 8 != 0 {
+        header_bytes.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + header_bytes.len() + out_data.len());
+    out.extend_from_slice(&(header_bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header_bytes);
+    out.extend_from_slice(&out_data);
+    Ok(out)
+}
+
 fn backend<E: std::fmt::Debug>(e: E) -> EncoderError {
     EncoderError::Backend(format!("{e:?}"))
 }
@@ -429,9 +478,10 @@ impl Encoder {
             .valid()
             .save_into(&mut store)
             .map_err(|e| EncoderError::Weights(e.to_string()))?;
-        store
+        let bytes = store
             .get_bytes()
-            .map_err(|e| EncoderError::Weights(e.to_string()))
+            .map_err(|e| EncoderError::Weights(e.to_string()))?;
+        canonical_safetensors(&bytes)
     }
 
     /// The tokenizer, as loaded (padding off, truncation at `max_length`).
