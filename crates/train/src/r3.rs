@@ -76,7 +76,7 @@ impl Default for R3Config {
             k: 10,
             rerank_m: 0,
             temperature: 1.0,
-            learning_rate: 2e-5,
+            learning_rate: 5e-5,
             weight_decay: 0.01,
             grad_clip: 1.0,
             batch_size: 8,
