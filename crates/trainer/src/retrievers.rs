@@ -190,6 +190,8 @@ impl RetrieverArgs {
 struct LoadedEncoder {
     encoder: Arc<Encoder>,
     fingerprint: u64,
+    /// `tokenizer.json` as read (model exports copy it).
+    tokenizer: Vec<u8>,
 }
 
 /// A stable-within-a-build hash of byte strings (cache keys only).
@@ -289,9 +291,7 @@ pub fn load_sparse_model(
     let loaded = load_encoder_on(dir, args, true, device)?;
     let encoder =
         Arc::try_unwrap(loaded.encoder).map_err(|_| anyhow::anyhow!("the encoder is shared"))?;
-    let tokenizer = std::fs::read(dir.join("tokenizer.json"))
-        .with_context(|| format!("cannot read {}", dir.join("tokenizer.json").display()))?;
-    Ok((encoder, tokenizer))
+    Ok((encoder, loaded.tokenizer))
 }
 
 fn load_encoder_on(
@@ -344,6 +344,7 @@ fn load_encoder_on(
     Ok(LoadedEncoder {
         encoder: Arc::new(encoder),
         fingerprint: fingerprint(&[&weights, &config, &tokenizer]),
+        tokenizer,
     })
 }
 
