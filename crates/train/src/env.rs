@@ -30,6 +30,19 @@ pub trait RewardEnv {
     fn stats(&self) -> EnvStats;
 }
 
+/// A binary reward.
+fn reward(hit: bool) -> f32 {
+    f32::from(u8::from(hit))
+}
+
+/// The error for a question without the labels an environment judges by.
+fn unlabeled(query: &Query, missing: &str, hint: &str) -> TrainError {
+    TrainError::Config {
+        name: "env",
+        reason: format!("question `{}` has no {missing} ({hint})", query.id),
+    }
+}
+
 /// Relevance judgements: reward 1 for a passage graded above 0.
 #[derive(Debug, Default)]
 pub struct QrelsEnv {
@@ -43,18 +56,16 @@ impl RewardEnv for QrelsEnv {
 
     fn rewards(&mut self, query: &Query, passages: &[&Document]) -> Result<Vec<f32>, TrainError> {
         if query.qrels.is_empty() {
-            return Err(TrainError::Config {
-                name: "env",
-                reason: format!(
-                    "question `{}` has no relevance judgements (use --env containment or llm)",
-                    query.id
-                ),
-            });
+            return Err(unlabeled(
+                query,
+                "relevance judgements",
+                "use --env containment or llm",
+            ));
         }
         self.stats.judged += passages.len() as u64;
         Ok(passages
             .iter()
-            .map(|d| f32::from(u8::from(query.qrels.get(&d.id).is_some_and(|&g| g > 0))))
+            .map(|d| reward(query.qrels.get(&d.id).is_some_and(|&g| g > 0)))
             .collect())
     }
 
@@ -77,19 +88,12 @@ impl RewardEnv for ContainmentEnv {
 
     fn rewards(&mut self, query: &Query, passages: &[&Document]) -> Result<Vec<f32>, TrainError> {
         if query.answers.is_empty() {
-            return Err(TrainError::Config {
-                name: "env",
-                reason: format!("question `{}` has no answers (use --env qrels)", query.id),
-            });
+            return Err(unlabeled(query, "answers", "use --env qrels"));
         }
         self.stats.judged += passages.len() as u64;
         Ok(passages
             .iter()
-            .map(|d| {
-                f32::from(u8::from(
-                    NormalizedText::new(&d.full_text()).contains_any(&query.answers),
-                ))
-            })
+            .map(|d| reward(NormalizedText::new(&d.full_text()).contains_any(&query.answers)))
             .collect())
     }
 
@@ -136,7 +140,7 @@ impl LlmEnv {
             let answer = self.client.answer(&query.text, passage)?;
             let hit = exact_match_any(&answer, &query.answers)
                 || NormalizedText::new(&answer).contains_any(&query.answers);
-            Ok(f32::from(u8::from(hit)))
+            Ok(reward(hit))
         };
         match self.scoring {
             LlmScoring::Answer => answer_reward(),
@@ -148,7 +152,7 @@ impl LlmEnv {
                         None => return answer_reward(),
                     }
                 }
-                Ok(f32::from(u8::from(best.is_some_and(|p| p >= threshold))))
+                Ok(reward(best.is_some_and(|p| p >= threshold)))
             }
         }
     }
@@ -161,13 +165,11 @@ impl RewardEnv for LlmEnv {
 
     fn rewards(&mut self, query: &Query, passages: &[&Document]) -> Result<Vec<f32>, TrainError> {
         if query.answers.is_empty() {
-            return Err(TrainError::Config {
-                name: "env",
-                reason: format!(
-                    "question `{}` has no answers to check the generator against",
-                    query.id
-                ),
-            });
+            return Err(unlabeled(
+                query,
+                "answers",
+                "the generator's replies are checked against them",
+            ));
         }
         let mut out = Vec::with_capacity(passages.len());
         for d in passages {
