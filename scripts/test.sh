@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# The test command (README, CI): sets up its prerequisites, then formatting,
-# lints, every test of the workspace, then the wasm32 build of the library
-# crates and the native/wasm parity test in Node.
+# The test command (README, CI): sets up its prerequisites (wasm tools, a
+# Vulkan driver for the wgpu backend, the models), then formatting, lints,
+# every test of the workspace, then the wasm32 build of the library crates
+# and the native/wasm parity test in Node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build per profile and target: incremental caches only cost disk here.
+export CARGO_INCREMENTAL=0
 scripts/setup-wasm.sh
+scripts/setup-vulkan.sh
+# The wgpu tests run on lavapipe where there is no GPU; never skip them here.
+export RLRAG_REQUIRE_WGPU=1
 scripts/fetch-models.sh >/dev/null
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -16,4 +22,4 @@ echo "== wasm32 build of the library crates"
 cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward -p rlrag-encoder -p rlrag-retriever -p rlrag-router
 echo "== wasm32 in Node: same vectors and rankings as native"
 cargo test --locked --target wasm32-unknown-unknown -p rlrag-retriever --test native_wasm_parity
-echo "== all checks passed"
+echo "== all checks passed (target directory: $(du -sh target | cut -f1))"

@@ -28,8 +28,12 @@ pub struct ModelFiles<'a> {
 
 /// Most tokens (batch × padded length) in one dense forward pass.
 const DENSE_TOKEN_BUDGET: usize = 8192;
-/// Most tokens in one sparse forward pass: its logits are tokens × vocabulary floats.
+/// Most tokens in one sparse forward pass through the transformer.
 const SPARSE_TOKEN_BUDGET: usize = 2048;
+/// Most bytes of vocabulary logits (tokens × vocabulary floats) computed at
+/// once: the MLM head runs over row chunks of the batch within this. GPUs
+/// cap one buffer (WebGPU's default storage binding limit is 128 MiB).
+const LOGITS_BYTE_BUDGET: usize = 64 << 20;
 
 /// A loaded encoder: tokenizer, BERT weights and head settings.
 pub struct Encoder {
@@ -331,7 +335,11 @@ impl Encoder {
                 Pooling::Cls => states.narrow(1, 0, 1),
             }
             .reshape([b, hidden]);
-            let values = pooled.into_data().try_to_vec::<f32>().map_err(backend)?;
+            let values = pooled
+                .try_into_data()
+                .map_err(backend)?
+                .try_to_vec::<f32>()
+                .map_err(backend)?;
             for (row, &i) in members.iter().enumerate() {
                 let mut v = values[row * hidden..(row + 1) * hidden].to_vec();
                 if normalize {
@@ -345,6 +353,8 @@ impl Encoder {
     }
 
     /// MLM logits `[batch, vocab]` max-pooled over the non-padding tokens.
+    /// The `[rows, len, vocab]` logits are made a chunk of rows at a time
+    /// (see [`LOGITS_BYTE_BUDGET`]); the result is differentiable.
     fn pooled_logits(
         &self,
         ids: Tensor<2, Int>,
@@ -352,16 +362,32 @@ impl Encoder {
     ) -> Result<Tensor<2>, EncoderError> {
         let [b, l] = ids.dims();
         let states = self.model.hidden(ids, pad.clone());
-        let logits = self
-            .model
-            .mlm_logits(states)
-            .ok_or_else(|| EncoderError::Weights("the model has no MLM head".into()))?;
-        let vocab = logits.dims()[2];
-        let mask = pad.reshape([b, l, 1]).expand([b, l, vocab]);
-        Ok(logits
-            .mask_fill(mask, f32::NEG_INFINITY)
-            .max_dim(1)
-            .reshape([b, vocab]))
+        let vocab = self.config.bert.vocab_size;
+        let rows = (LOGITS_BYTE_BUDGET / (l.max(1) * vocab.max(1) * 4)).clamp(1, b.max(1));
+        let mut pooled = Vec::with_capacity(b.div_ceil(rows));
+        for start in (0..b).step_by(rows) {
+            let n = rows.min(b - start);
+            let logits = self
+                .model
+                .mlm_logits(states.clone().narrow(0, start, n))
+                .ok_or_else(|| EncoderError::Weights("the model has no MLM head".into()))?;
+            let mask = pad
+                .clone()
+                .narrow(0, start, n)
+                .reshape([n, l, 1])
+                .expand([n, l, vocab]);
+            pooled.push(
+                logits
+                    .mask_fill(mask, f32::NEG_INFINITY)
+                    .max_dim(1)
+                    .reshape([n, vocab]),
+            );
+        }
+        Ok(if pooled.len() == 1 {
+            pooled.swap_remove(0)
+        } else {
+            Tensor::cat(pooled, 0)
+        })
     }
 
     /// Learned-sparse vectors of `texts`, in order (requires a sparse head):
@@ -380,7 +406,11 @@ impl Encoder {
             // equals max-pooling the activations.
             let pooled = self.pooled_logits(ids_t, pad_t)?;
             let vocab = pooled.dims()[1];
-            let values = pooled.into_data().try_to_vec::<f32>().map_err(backend)?;
+            let values = pooled
+                .try_into_data()
+                .map_err(backend)?
+                .try_to_vec::<f32>()
+                .map_err(backend)?;
             for (row, &i) in members.iter().enumerate() {
                 let row_values = &values[row * vocab..(row + 1) * vocab];
                 out[i] = SparseVector::from_dense(row_values, activation, top_k);

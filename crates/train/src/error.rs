@@ -36,4 +36,12 @@ pub enum TrainError {
         /// What went wrong.
         reason: String,
     },
+    /// A compute device could not be had (not compiled in, or no adapter).
+    #[error("device {device}: {reason}")]
+    Device {
+        /// The device asked for.
+        device: String,
+        /// Why it is unavailable.
+        reason: String,
+    },
 }

@@ -7,14 +7,16 @@
 //!   the current model, a reward per passage, an AdamW step.
 //!
 //! Training runs on any burn autodiff device (`Device::flex().autodiff()` on
-//! the CPU); the same code serves GPUs.
+//! the CPU); the same code serves GPUs ([`device`]: wgpu, CUDA).
 
+pub mod device;
 pub mod env;
 mod error;
 pub mod llm;
 pub mod loss;
 pub mod r3;
 
+pub use device::{DeviceChoice, wgpu_device};
 pub use env::{ContainmentEnv, EnvStats, LlmEnv, LlmScoring, QrelsEnv, RewardEnv};
 pub use error::TrainError;
 pub use llm::{LlmClient, LlmConfig};

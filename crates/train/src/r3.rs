@@ -406,7 +406,7 @@ impl R3Trainer {
         let Some(loss) = reinforced_infonce(scores, roles) else {
             return Ok(None);
         };
-        let value = loss.clone().into_scalar::<f32>();
+        let value = read_scalar(loss.clone())?;
         let grads = loss.backward();
         let model = self.encoder.model().clone();
         let grads = GradientsParams::from_grads(grads, &model);
@@ -426,6 +426,15 @@ impl R3Trainer {
         roles: &[Vec<Role>],
     ) -> Result<Option<f32>, TrainError> {
         let scores = self.scores(&self.inference, queries, passages)?;
-        Ok(reinforced_infonce(scores, roles).map(|l| l.into_scalar::<f32>()))
+        reinforced_infonce(scores, roles)
+            .map(read_scalar)
+            .transpose()
     }
+}
+
+/// A scalar read back from the device; a failed device computation (out of
+/// memory on a GPU, say) is an error, not a panic.
+fn read_scalar(t: burn::tensor::Tensor<1>) -> Result<f32, TrainError> {
+    t.try_into_scalar::<f32>()
+        .map_err(|e| TrainError::Encoder(rlrag_encoder::EncoderError::Backend(format!("{e:?}"))))
 }

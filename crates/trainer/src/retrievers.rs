@@ -12,6 +12,7 @@ use rlrag_retriever::{
     AnalyzerConfig, Bm25Index, Bm25Params, BotRetriever, DenseRetriever, DenseSearch, Document,
     Fusion, HnswParams, HybridRetriever, Retriever, RetrieverError, SavedIndex, SparseRetriever,
 };
+use rlrag_train::DeviceChoice;
 
 use crate::progress::LazyBar;
 
@@ -111,6 +112,10 @@ pub struct RetrieverArgs {
     /// runs, keyed by model, head settings and corpus; off when omitted.
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Where encoders run: cpu, wgpu (a GPU through Vulkan/Metal/DirectX) or
+    /// cuda[:N] (built with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
     /// Set while building the parts of a hybrid: `--weights` then names the
     /// sparse model only.
     #[arg(skip)]
@@ -133,6 +138,7 @@ impl RetrieverArgs {
             k1: Bm25Params::default().k1,
             b: Bm25Params::default().b,
             cache: None,
+            device: DeviceChoice::Cpu,
             in_hybrid: false,
         }
     }
@@ -278,7 +284,7 @@ fn cached_or_built<I: SavedIndex, R>(
 
 /// Load an encoder from `dir`, applying sparse overrides.
 fn load_encoder(dir: &Path, args: &RetrieverArgs, sparse: bool) -> anyhow::Result<LoadedEncoder> {
-    load_encoder_on(dir, args, sparse, &Device::flex())
+    load_encoder_on(dir, args, sparse, &args.device.device()?)
 }
 
 /// A sparse model from `dir` on `device` with the `--activation`/`--top-k`

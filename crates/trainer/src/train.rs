@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -19,8 +18,8 @@ use rlrag_retriever::{
     AnalyzerConfig, Bm25Index, Bm25Params, Dataset, DatasetFormat, Document, Query, Retriever,
 };
 use rlrag_train::{
-    ContainmentEnv, DocSide, LlmClient, LlmConfig, LlmEnv, LlmScoring, QrelsEnv, R3Config,
-    R3Trainer, RewardEnv,
+    ContainmentEnv, DeviceChoice, DocSide, LlmClient, LlmConfig, LlmEnv, LlmScoring, QrelsEnv,
+    R3Config, R3Trainer, RewardEnv,
 };
 use serde_json::json;
 
@@ -78,6 +77,10 @@ pub struct TrainArgs {
     /// Model directory to start from (default: pretrained SPLADE-tiny).
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Where training runs: cpu, wgpu (a GPU through Vulkan/Metal/DirectX) or
+    /// cuda[:N] (built with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
     /// Optimizer steps.
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
@@ -294,7 +297,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| pretrained("splade-tiny"));
     let overrides = RetrieverArgs::sparse_overrides(args.activation, args.top_k);
-    let (encoder, tokenizer) = load_sparse_model(&init, &overrides, &Device::flex().autodiff())?;
+    let (encoder, tokenizer) =
+        load_sparse_model(&init, &overrides, &args.device.device()?.autodiff())?;
     let config = R3Config {
         k: args.k,
         rerank_m: args.rerank_m,
@@ -313,12 +317,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     };
     let mut env = environment(args)?;
     eprintln!(
-        "training on {} questions of {} ({} documents), evaluating on {}; env {}",
+        "training on {} questions of {} ({} documents), evaluating on {}; env {}; device {}",
         train_q.len(),
         ds.name,
         ds.corpus.len(),
         eval_q.len(),
-        env.name()
+        env.name(),
+        args.device
     );
     let mut trainer = R3Trainer::new(encoder, &ds.corpus, config.clone())?;
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();

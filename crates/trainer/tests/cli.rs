@@ -441,6 +441,65 @@ fn train_retriever_writes_a_model_that_eval_loads() {
     assert_eq!(r["queries"], 10);
 }
 
+/// Training and evaluation on `--device wgpu` (lavapipe where no GPU is):
+/// the run completes and evaluating its model gives the CPU's metrics.
+#[test]
+fn train_retriever_and_eval_run_on_wgpu() {
+    if let Err(e) = rlrag_train::wgpu_device() {
+        assert!(
+            std::env::var_os("RLRAG_REQUIRE_WGPU").is_none(),
+            "RLRAG_REQUIRE_WGPU is set but {e}"
+        );
+        eprintln!("skipped: {e}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 6);
+    let out = dir.path().join("model");
+    let o = trainer(&[
+        "train-retriever",
+        "--data",
+        dir.path().to_str().expect("utf-8"),
+        "--split",
+        "all",
+        "--holdout",
+        "0.5",
+        "--env",
+        "containment",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--steps",
+        "2",
+        "--batch-size",
+        "3",
+        "--device",
+        "wgpu",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("device wgpu"), "{stderr}");
+    let on = |device: &str| {
+        eval_json(
+            dir.path(),
+            &[
+                "--retriever",
+                "sparse",
+                "--weights",
+                out.to_str().expect("utf-8"),
+                "--device",
+                device,
+            ],
+        )["metrics"]["ndcg@10"]
+            .as_f64()
+            .expect("ndcg@10")
+    };
+    let (cpu, gpu) = (on("cpu"), on("wgpu"));
+    assert!(
+        (cpu - gpu).abs() < 1e-3,
+        "nDCG@10 {cpu} (cpu) vs {gpu} (wgpu)"
+    );
+}
+
 #[test]
 fn train_retriever_errors_are_clear() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -464,6 +523,23 @@ fn train_retriever_errors_are_clear() {
         a.extend_from_slice(extra);
         trainer(&a)
     };
+    assert_clean_failure(
+        &with(&["--env", "containment", "--device", "gpu"]),
+        "expected cpu, wgpu, cuda or cuda:N",
+    );
+    if !cfg!(feature = "cuda") {
+        assert_clean_failure(
+            &with(&[
+                "--env",
+                "containment",
+                "--holdout",
+                "0.5",
+                "--device",
+                "cuda:1",
+            ]),
+            "built without the `cuda` feature",
+        );
+    }
     assert_clean_failure(
         &with(&["--env", "containment", "--holdout", "1.5"]),
         "--holdout is a fraction",
