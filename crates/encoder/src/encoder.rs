@@ -113,6 +113,18 @@ fn backend<E: std::fmt::Debug>(e: E) -> EncoderError {
     EncoderError::Backend(format!("{e:?}"))
 }
 
+/// Run an encoding future to completion now: on the CPU and on native GPUs
+/// reads complete synchronously; a browser GPU needs the `_async` methods.
+fn read_now<T>(
+    f: impl std::future::Future<Output = Result<T, EncoderError>>,
+) -> Result<T, EncoderError> {
+    burn::tensor::try_read_sync(f).unwrap_or_else(|| {
+        Err(EncoderError::Backend(
+            "this device reads results back asynchronously: use the `_async` encode methods".into(),
+        ))
+    })
+}
+
 impl Encoder {
     /// Load a model from its files on `device`.
     pub fn load(files: ModelFiles<'_>, device: &Device) -> Result<Self, EncoderError> {
@@ -313,8 +325,15 @@ impl Encoder {
         out
     }
 
-    /// Dense embeddings of `texts`, in order (requires a dense head).
+    /// Dense embeddings of `texts`, in order (requires a dense head). On a
+    /// device that reads back asynchronously (WebGPU in a browser) use
+    /// [`Encoder::encode_dense_async`].
     pub fn encode_dense(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        read_now(self.encode_dense_async(texts))
+    }
+
+    /// [`Encoder::encode_dense`], reading results back asynchronously.
+    pub async fn encode_dense_async(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
         let Head::Dense { pooling, normalize } = self.config.rlrag.head else {
             return Err(EncoderError::Input(
                 "this model has a sparse head, not a dense one".into(),
@@ -336,7 +355,8 @@ impl Encoder {
             }
             .reshape([b, hidden]);
             let values = pooled
-                .try_into_data()
+                .into_data_async()
+                .await
                 .map_err(backend)?
                 .try_to_vec::<f32>()
                 .map_err(backend)?;
@@ -393,7 +413,17 @@ impl Encoder {
     /// Learned-sparse vectors of `texts`, in order (requires a sparse head):
     /// vocabulary logits, max-pooled over the non-padding tokens, activated,
     /// then the `top_k` largest positive terms.
+    /// On a device that reads back asynchronously (WebGPU in a browser) use
+    /// [`Encoder::encode_sparse_async`].
     pub fn encode_sparse(&self, texts: &[&str]) -> Result<Vec<SparseVector>, EncoderError> {
+        read_now(self.encode_sparse_async(texts))
+    }
+
+    /// [`Encoder::encode_sparse`], reading results back asynchronously.
+    pub async fn encode_sparse_async(
+        &self,
+        texts: &[&str],
+    ) -> Result<Vec<SparseVector>, EncoderError> {
         let Head::Sparse { activation, top_k } = self.config.rlrag.head else {
             return Err(EncoderError::Input(
                 "this model has a dense head, not a sparse one".into(),
@@ -407,7 +437,8 @@ impl Encoder {
             let pooled = self.pooled_logits(ids_t, pad_t)?;
             let vocab = pooled.dims()[1];
             let values = pooled
-                .try_into_data()
+                .into_data_async()
+                .await
                 .map_err(backend)?
                 .try_to_vec::<f32>()
                 .map_err(backend)?;

@@ -141,6 +141,26 @@ pub enum RetrieverError {
         /// The id.
         id: String,
     },
+    /// A search mode the engine has no index for.
+    #[error("search mode `{mode}` is not available: {reason}")]
+    ModeUnavailable {
+        /// The mode asked for.
+        mode: &'static str,
+        /// Why it is missing.
+        reason: String,
+    },
+    /// A saved index was built with other model files than the ones loaded.
+    #[error(
+        "the saved index was built with another {model} model (fingerprint {saved:#018x}, loaded {loaded:#018x}): load that model or index the documents again"
+    )]
+    ModelMismatch {
+        /// `sparse` or `dense`.
+        model: &'static str,
+        /// Fingerprint stored with the index.
+        saved: u64,
+        /// Fingerprint of the loaded model files.
+        loaded: u64,
+    },
     /// The encoder failed.
     #[error(transparent)]
     Encoder(#[from] rlrag_encoder::EncoderError),

@@ -26,6 +26,7 @@ pub mod analyzer;
 pub mod bm25;
 pub mod data;
 pub mod dense_index;
+pub mod engine;
 mod error;
 pub mod fusion;
 mod inverted;

@@ -14,7 +14,7 @@ use crate::{AnnProbe, Document, Hit, Retriever, RetrieverError};
 /// Documents per encoder call while indexing (also the progress granularity).
 pub const ENCODE_CHUNK: usize = 32;
 
-fn vocab_size(encoder: &Encoder) -> u32 {
+pub(crate) fn vocab_size(encoder: &Encoder) -> u32 {
     encoder.config().bert.vocab_size as u32
 }
 
@@ -137,7 +137,11 @@ impl SparseRetriever {
 }
 
 /// Terms present in both vectors with their product, heaviest first.
-fn matched_terms(encoder: &Encoder, q: &SparseVector, d: &SparseVector) -> Vec<(String, f32)> {
+pub(crate) fn matched_terms(
+    encoder: &Encoder,
+    q: &SparseVector,
+    d: &SparseVector,
+) -> Vec<(String, f32)> {
     let dw: HashMap<u32, f32> = d.terms.iter().copied().collect();
     let mut out: Vec<(String, f32)> = q
         .terms
@@ -270,24 +274,37 @@ impl Retriever for BotRetriever {
             .map(|h| self.texts.get(&h.id).map_or("", String::as_str))
             .collect();
         let vectors = self.encoder.encode_sparse(&texts)?;
-        let mut reranked: Vec<Hit> = candidates[..m]
-            .iter()
-            .zip(&vectors)
-            .map(|(h, v)| Hit {
-                id: h.id.clone(),
-                score: q.dot(v),
-            })
-            .collect();
-        reranked.sort_by(|a, b| b.score.total_cmp(&a.score));
-        // Candidates beyond m keep their bag-of-tokens order, placed below the
-        // re-ranked ones (their scores are shifted under the lowest re-ranked score).
-        let floor = reranked.last().map_or(0.0, |h| h.score);
-        let tail = candidates[m..].iter().enumerate().map(|(i, h)| Hit {
-            id: h.id.clone(),
-            score: floor - 1.0 - i as f32 * 1e-3,
-        });
-        Ok(reranked.into_iter().chain(tail).take(k).collect())
+        Ok(rerank(candidates, &vectors, &q, k))
     }
+}
+
+/// Late-parametric re-rank: the first `vectors.len()` candidates re-scored by
+/// the learned-sparse dot product with `q`; the rest keep their order below
+/// them. Returns the top `k`.
+pub(crate) fn rerank(
+    candidates: Vec<Hit>,
+    vectors: &[SparseVector],
+    q: &SparseVector,
+    k: usize,
+) -> Vec<Hit> {
+    let m = vectors.len().min(candidates.len());
+    let mut reranked: Vec<Hit> = candidates[..m]
+        .iter()
+        .zip(vectors)
+        .map(|(h, v)| Hit {
+            id: h.id.clone(),
+            score: q.dot(v),
+        })
+        .collect();
+    reranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+    // Candidates beyond m keep their bag-of-tokens order, placed below the
+    // re-ranked ones (their scores are shifted under the lowest re-ranked score).
+    let floor = reranked.last().map_or(0.0, |h| h.score);
+    let tail = candidates[m..].iter().enumerate().map(|(i, h)| Hit {
+        id: h.id.clone(),
+        score: floor - 1.0 - i as f32 * 1e-3,
+    });
+    reranked.into_iter().chain(tail).take(k).collect()
 }
 
 /// Which dense index answers queries.

@@ -1,0 +1,270 @@
+//! The browser engine on the real models and HotpotQA-100 paragraphs: every
+//! mode ranks exactly as the stand-alone retriever of that kind, hits explain
+//! themselves with matched terms, removal and replacement reach every index,
+//! an exported index imports to the same answers, and bad input is refused
+//! without changing anything. Needs `scripts/fetch-models.sh`.
+#![allow(missing_docs, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::tensor::{Device, try_read_sync};
+use rlrag::encoder::Encoder;
+use rlrag::encoder::models::pretrained;
+use rlrag::retriever::engine::{
+    Engine, EngineModels, EngineOptions, Progress, SearchHit, SearchMode, fingerprint,
+};
+use rlrag::retriever::{
+    Bm25Index, BotRetriever, Dataset, DenseRetriever, DenseSearch, Document, Retriever,
+    RetrieverError, SparseRetriever,
+};
+
+fn model(name: &str) -> (Arc<Encoder>, u64) {
+    let dir = pretrained(name);
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("run scripts/fetch-models.sh");
+    let (w, c, t) = (
+        read("model.safetensors"),
+        read("config.json"),
+        read("tokenizer.json"),
+    );
+    let encoder = Encoder::load(
+        rlrag::encoder::ModelFiles {
+            weights: &w,
+            config: &c,
+            tokenizer: &t,
+        },
+        &Device::flex(),
+    )
+    .expect("loads");
+    (Arc::new(encoder), fingerprint(&[&w, &c, &t]))
+}
+
+fn models(dense: bool) -> EngineModels {
+    let (sparse, sparse_fingerprint) = model("splade-tiny");
+    EngineModels {
+        sparse,
+        sparse_fingerprint,
+        dense: dense.then(|| model("minilm")),
+    }
+}
+
+fn corpus(n: usize) -> Vec<Document> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/hotpotqa100");
+    let ds = Dataset::load(&path, None, None).expect("hotpotqa100");
+    ds.corpus.into_iter().take(n).collect()
+}
+
+fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+    try_read_sync(f).expect("CPU futures complete at once")
+}
+
+fn add(engine: &mut Engine, docs: &[Document]) -> Vec<Progress> {
+    let mut seen = Vec::new();
+    run(engine.add_documents(docs, &mut |p| seen.push(p))).expect("indexes");
+    seen
+}
+
+fn search(engine: &Engine, q: &str, k: usize, mode: SearchMode) -> Vec<SearchHit> {
+    run(engine.search(q, k, mode)).expect("searches")
+}
+
+fn ids(hits: &[SearchHit]) -> Vec<&str> {
+    hits.iter().map(|h| h.id.as_str()).collect()
+}
+
+const QUERIES: [&str; 3] = [
+    "Which magazine was started first, Arthur's Magazine or First for Women?",
+    "What government position was held by the woman who portrayed Corliss Archer?",
+    "Who was born first, the director of Count Cohn or of Key House Mirror?",
+];
+
+#[test]
+fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
+    let docs = corpus(120);
+    let mut engine = Engine::new(models(true), EngineOptions::default()).expect("engine");
+    let progress = add(&mut engine, &docs);
+    assert_eq!(engine.len(), 120);
+    // Progress counts up to the total for each encoder stage.
+    for stage in ["sparse", "dense"] {
+        let steps: Vec<&Progress> = progress.iter().filter(|p| p.stage == stage).collect();
+        assert!(steps.len() >= 2, "{stage}: {progress:?}");
+        assert!(steps.windows(2).all(|w| w[0].done < w[1].done));
+        assert_eq!(steps.last().map(|p| (p.done, p.total)), Some((120, 120)));
+    }
+    assert_eq!(engine.modes(), SearchMode::ALL.to_vec());
+
+    let (sparse_model, _) = model("splade-tiny");
+    let (dense_model, _) = model("minilm");
+    let mut bm25 = Bm25Index::default();
+    bm25.add_documents(&docs).expect("bm25");
+    let mut sparse = SparseRetriever::new(sparse_model.clone()).expect("sparse");
+    sparse.add_documents(&docs, &mut |_| {}).expect("sparse");
+    let mut bot = BotRetriever::new(sparse_model, 0).expect("bot");
+    bot.add_documents(&docs).expect("bot");
+    let mut dense = DenseRetriever::new(dense_model, DenseSearch::Flat).expect("dense");
+    dense.add_documents(&docs, &mut |_| {}).expect("dense");
+    let reference: [(SearchMode, &dyn Retriever); 4] = [
+        (SearchMode::Bm25, &bm25),
+        (SearchMode::Sparse, &sparse),
+        (SearchMode::Bot, &bot),
+        (SearchMode::Dense, &dense),
+    ];
+    for q in QUERIES {
+        for (mode, r) in reference {
+            let hits = search(&engine, q, 10, mode);
+            let want = r.search(q, 10).expect("reference");
+            assert_eq!(
+                ids(&hits),
+                want.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+                "{mode} for {q}"
+            );
+            for (h, w) in hits.iter().zip(&want) {
+                assert!((h.score - w.score).abs() < 1e-4, "{mode}: {h:?} vs {w:?}");
+            }
+        }
+        let hybrid = search(&engine, q, 10, SearchMode::Hybrid);
+        assert_eq!(hybrid.len(), 10);
+        // Each hit carries its document and the terms it matched, heaviest first.
+        for h in search(&engine, q, 5, SearchMode::Sparse) {
+            let doc = docs.iter().find(|d| d.id == h.id).expect("known id");
+            assert_eq!(
+                (h.title.as_str(), h.text.as_str()),
+                (doc.title.as_str(), doc.text.as_str())
+            );
+            assert!(!h.terms.is_empty(), "{h:?}");
+            assert!(h.terms.windows(2).all(|w| w[0].weight >= w[1].weight));
+            let sum: f32 = h.terms.iter().map(|t| t.weight).sum();
+            assert!(
+                (sum - h.score).abs() < 1e-3 * h.score.max(1.0),
+                "terms sum to the score"
+            );
+        }
+    }
+}
+
+#[test]
+fn removal_replacement_and_export_reach_every_index() {
+    let docs = corpus(40);
+    let mut engine = Engine::new(models(false), EngineOptions::default()).expect("engine");
+    add(&mut engine, &docs);
+    let q = QUERIES[0];
+    let top = search(&engine, q, 3, SearchMode::Sparse)[0].id.clone();
+
+    // Removal reaches every mode; unknown ids are ignored.
+    assert_eq!(engine.remove_documents(&[top.as_str(), "no-such-id"]), 1);
+    assert_eq!(engine.len(), 39);
+    for mode in engine.modes() {
+        assert!(
+            !ids(&search(&engine, q, 40, mode)).contains(&top.as_str()),
+            "{mode} still finds {top}"
+        );
+    }
+
+    // Re-adding an id replaces the document everywhere.
+    let replaced = Document::new(
+        top.clone(),
+        "Volcanoes",
+        "Magma erupts from volcanoes as lava.",
+    );
+    add(&mut engine, std::slice::from_ref(&replaced));
+    assert_eq!(engine.len(), 40);
+    let hits = search(&engine, "lava from volcanoes", 1, SearchMode::Bm25);
+    assert_eq!(
+        (hits[0].id.as_str(), hits[0].title.as_str()),
+        (top.as_str(), "Volcanoes")
+    );
+
+    // Export, import with the same model files: identical answers.
+    let bytes = engine.export().expect("exports");
+    let again = Engine::import(models(false), &bytes).expect("imports");
+    assert_eq!(again.len(), engine.len());
+    for mode in engine.modes() {
+        assert_eq!(
+            search(&again, q, 10, mode),
+            search(&engine, q, 10, mode),
+            "{mode}"
+        );
+    }
+
+    // Refused whole: other model files, a dense model the index lacks,
+    // truncation, corruption.
+    let mut other = models(false);
+    other.sparse_fingerprint ^= 1;
+    assert!(matches!(
+        Engine::import(other, &bytes),
+        Err(RetrieverError::ModelMismatch {
+            model: "sparse",
+            ..
+        })
+    ));
+    let e = Engine::import(models(true), &bytes).expect_err("no dense vectors");
+    assert!(e.to_string().contains("no dense vectors"), "{e}");
+    assert!(Engine::import(models(false), &bytes[..bytes.len() - 9]).is_err());
+    let mut corrupt = bytes.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 0xff;
+    let e = Engine::import(models(false), &corrupt).expect_err("corrupt");
+    assert!(e.to_string().contains("checksum"), "{e}");
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let docs = corpus(10);
+    let options = EngineOptions {
+        sparse_vectors: false,
+        rerank_m: 3,
+    };
+    let mut engine = Engine::new(models(false), options).expect("engine");
+    // Without sparse vectors nothing is encoded at indexing time.
+    assert!(add(&mut engine, &docs).is_empty());
+    assert_eq!(
+        engine.modes(),
+        vec![SearchMode::Bot, SearchMode::Bm25, SearchMode::Hybrid]
+    );
+
+    let refused = |engine: &mut Engine, batch: &[Document], needle: &str| {
+        let e = run(engine.add_documents(batch, &mut |_| {})).expect_err("refused");
+        assert!(e.to_string().contains(needle), "{e}");
+        assert_eq!(engine.len(), 10, "nothing changed");
+    };
+    let fresh = Document::new("fresh", "", "a new paragraph");
+    refused(
+        &mut engine,
+        &[fresh.clone(), Document::new("", "", "x")],
+        "empty id",
+    );
+    refused(&mut engine, &[fresh.clone(), fresh.clone()], "fresh");
+    let huge = Document::new(
+        "huge",
+        "",
+        "x".repeat(rlrag::retriever::engine::MAX_DOCUMENT_BYTES + 1),
+    );
+    refused(&mut engine, &[fresh, huge], "at most");
+
+    let err = |q: &str, mode: SearchMode| {
+        run(engine.search(q, 5, mode))
+            .expect_err("refused")
+            .to_string()
+    };
+    assert!(err("   ", SearchMode::Bot).contains("empty"));
+    assert!(err(&"q".repeat(70_000), SearchMode::Bot).contains("at most"));
+    assert!(err("capital", SearchMode::Sparse).contains("sparseVectors"));
+    assert!(err("capital", SearchMode::Dense).contains("no dense model"));
+    assert!("semantic".parse::<SearchMode>().is_err());
+    assert!(search(&engine, "capital", 0, SearchMode::Bot).is_empty());
+    // k beyond the corpus is no error; BoT re-ranks its top 3 as the
+    // stand-alone retriever does.
+    let (sparse_model, _) = model("splade-tiny");
+    let mut bot = BotRetriever::new(sparse_model, 3).expect("bot");
+    bot.add_documents(&docs).expect("bot");
+    let hits = search(&engine, QUERIES[1], 50, SearchMode::Bot);
+    let want = bot.search(QUERIES[1], 50).expect("reference");
+    assert!(hits.len() <= 10 && hits.len() >= 3);
+    assert_eq!(
+        ids(&hits),
+        want.iter().map(|h| h.id.as_str()).collect::<Vec<_>>()
+    );
+    for (h, w) in hits.iter().zip(&want) {
+        assert!((h.score - w.score).abs() < 1e-4, "{h:?} vs {w:?}");
+    }
+}
