@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README, CI): sets up its prerequisites (wasm tools, a
 # Vulkan driver for the wgpu backend, the models), then formatting, lints,
-# every test of the workspace, then the wasm32 build of the library crates
-# and the native/wasm parity test in Node.
+# every test of the workspace, the wasm32 builds (library crates, the npm
+# package's module) with the package's Node tests, and the native/wasm
+# parity test in Node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # One build per profile and target: incremental caches only cost disk here.
@@ -18,8 +19,11 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test --workspace"
 cargo test --workspace --locked
-echo "== wasm32 build of the library crates"
-cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward -p rlrag-encoder -p rlrag-retriever -p rlrag-router
+echo "== wasm32 build of the library crates and the npm package's module"
+cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward -p rlrag-router
+scripts/build-web.sh
+echo "== the npm package in Node (CPU backend): same answers as native"
+node --test web/test/
 echo "== wasm32 in Node: same vectors and rankings as native"
 cargo test --locked --target wasm32-unknown-unknown -p rlrag-retriever --test native_wasm_parity
 echo "== all checks passed (target directory: $(du -sh target | cut -f1))"

@@ -268,3 +268,68 @@ fn bad_input_is_refused_and_changes_nothing() {
         assert!((h.score - w.score).abs() < 1e-4, "{h:?} vs {w:?}");
     }
 }
+
+/// The native answers the browser package must reproduce: the documents, and
+/// the top 10 (ids, scores) of each query in each mode the CPU-only package
+/// runs. `web/test/` and the Chromium test compare against this file;
+/// `RLRAG_BLESS=1 cargo test --test engine` rewrites it.
+#[test]
+fn native_answers_match_the_golden_file() {
+    let docs = corpus(120);
+    let mut engine = Engine::new(models(false), EngineOptions::default()).expect("engine");
+    add(&mut engine, &docs);
+    let mut results = Vec::new();
+    for q in QUERIES {
+        for mode in [
+            SearchMode::Bm25,
+            SearchMode::Bot,
+            SearchMode::Sparse,
+            SearchMode::Hybrid,
+        ] {
+            let hits = search(&engine, q, 10, mode);
+            results.push(serde_json::json!({
+                "query": q,
+                "mode": mode.name(),
+                "hits": hits.iter().map(|h| serde_json::json!({"id": h.id, "score": h.score})).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    let got = serde_json::json!({ "documents": docs, "results": results });
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/engine-search.json");
+    if std::env::var_os("RLRAG_BLESS").is_some() {
+        let text = serde_json::to_string_pretty(&got).expect("json") + "\n";
+        std::fs::write(&path, text).expect("writes the golden file");
+        return;
+    }
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("json");
+    assert_eq!(got["documents"], want["documents"]);
+    let (got, want) = (
+        got["results"].as_array().expect("results"),
+        want["results"].as_array().expect("results"),
+    );
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        let ids = |v: &serde_json::Value| -> Vec<String> {
+            v["hits"]
+                .as_array()
+                .expect("hits")
+                .iter()
+                .map(|h| h["id"].to_string())
+                .collect()
+        };
+        assert_eq!(ids(g), ids(w), "{} / {}", w["mode"], w["query"]);
+        for (a, b) in g["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .zip(w["hits"].as_array().expect("hits"))
+        {
+            let (a, b) = (
+                a["score"].as_f64().expect("score"),
+                b["score"].as_f64().expect("score"),
+            );
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+}

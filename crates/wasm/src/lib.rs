@@ -1,0 +1,315 @@
+//! rlrag in the browser: a thin wasm-bindgen layer over
+//! [`rlrag_retriever::engine::Engine`].
+//!
+//! JavaScript does the fetching and hands over bytes: a model is the three
+//! files the trainer writes (`model.safetensors`, `config.json`,
+//! `tokenizer.json`). Every method returns a Promise that rejects with an
+//! `Error` whose message says what went wrong; nothing here panics.
+//! The npm package in `web/` wraps this module (URLs, a Web Worker,
+//! IndexedDB persistence).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use burn::tensor::Device;
+use rlrag_encoder::{Encoder, ModelFiles};
+use rlrag_retriever::Document;
+use rlrag_retriever::engine::{self, EngineModels, EngineOptions, SearchMode, fingerprint};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+/// One model's files, as bytes.
+#[wasm_bindgen]
+pub struct ModelBytes {
+    weights: Vec<u8>,
+    config: Vec<u8>,
+    tokenizer: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl ModelBytes {
+    /// `model.safetensors`, `config.json` and `tokenizer.json` of a model directory.
+    #[wasm_bindgen(constructor)]
+    pub fn new(weights: Vec<u8>, config: Vec<u8>, tokenizer: Vec<u8>) -> ModelBytes {
+        ModelBytes {
+            weights,
+            config,
+            tokenizer,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Options {
+    /// `auto` (WebGPU when an adapter is granted, else CPU), `webgpu` or `cpu`.
+    device: Option<String>,
+    /// Encode documents for the `sparse` mode (default true).
+    sparse_vectors: Option<bool>,
+    /// BoT re-rank depth (default 0).
+    rerank_m: Option<usize>,
+}
+
+impl Options {
+    fn parse(value: JsValue) -> Result<Self, JsError> {
+        if value.is_undefined() || value.is_null() {
+            return Ok(Self::default());
+        }
+        serde_wasm_bindgen::from_value(value).map_err(|e| input_error("options", &e))
+    }
+
+    fn engine(&self) -> EngineOptions {
+        let d = EngineOptions::default();
+        EngineOptions {
+            sparse_vectors: self.sparse_vectors.unwrap_or(d.sparse_vectors),
+            rerank_m: self.rerank_m.unwrap_or(d.rerank_m),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsDocument {
+    id: String,
+    text: String,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+fn js_error(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// A conversion error of JS input, without serde-wasm-bindgen's `Error: ` prefix.
+fn input_error(what: &str, e: &serde_wasm_bindgen::Error) -> JsError {
+    let text = e.to_string();
+    JsError::new(&format!(
+        "{what}: {}",
+        text.strip_prefix("Error: ").unwrap_or(&text)
+    ))
+}
+
+/// The burn device for a `device` option, and the backend's name.
+async fn select_device(choice: &str) -> Result<(Device, &'static str), JsError> {
+    match choice {
+        "cpu" => Ok((Device::flex(), "cpu")),
+        "webgpu" => webgpu().await.map(|d| (d, "webgpu")),
+        "auto" => Ok(match webgpu().await {
+            Ok(d) => (d, "webgpu"),
+            Err(_) => (Device::flex(), "cpu"),
+        }),
+        other => Err(JsError::new(&format!(
+            "unknown device `{other}` (auto, webgpu or cpu)"
+        ))),
+    }
+}
+
+/// A WebGPU device, once per page (burn refuses a second initialisation).
+#[cfg(target_arch = "wasm32")]
+async fn webgpu() -> Result<Device, JsError> {
+    thread_local! {
+        static DEVICE: RefCell<Option<Result<Device, String>>> = const { RefCell::new(None) };
+    }
+    if let Some(known) = DEVICE.with(|d| d.borrow().clone()) {
+        return known.map_err(|e| JsError::new(&e));
+    }
+    // wgpu panics where `navigator.gpu` is missing (Node, old browsers,
+    // insecure contexts): look first.
+    let gpu = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
+        .ok()
+        .filter(|n| n.is_object())
+        .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
+        .is_some_and(|g| g.is_object());
+    if !gpu {
+        return Err(JsError::new(
+            "no WebGPU here (navigator.gpu is missing: Node, an older browser, or a page not served over https/localhost)",
+        ));
+    }
+    let result = Device::wgpu_options()
+        .graphics_api(burn::tensor::wgpu::WgpuBackend::WebGpu)
+        .init_async()
+        .await
+        .map_err(|e| format!("no WebGPU adapter: {e}"));
+    DEVICE.with(|d| *d.borrow_mut() = Some(result.clone()));
+    result.map_err(|e| JsError::new(&e))
+}
+
+/// Outside a browser there is no WebGPU.
+#[cfg(not(target_arch = "wasm32"))]
+async fn webgpu() -> Result<Device, JsError> {
+    Err(JsError::new("WebGPU is only available in browsers"))
+}
+
+fn load(bytes: &ModelBytes, device: &Device) -> Result<(Arc<Encoder>, u64), JsError> {
+    let files = ModelFiles {
+        weights: &bytes.weights,
+        config: &bytes.config,
+        tokenizer: &bytes.tokenizer,
+    };
+    let encoder = Encoder::load(files, device).map_err(js_error)?;
+    let print = fingerprint(&[&bytes.weights, &bytes.config, &bytes.tokenizer]);
+    Ok((Arc::new(encoder), print))
+}
+
+async fn models(
+    sparse: &ModelBytes,
+    dense: Option<&ModelBytes>,
+    device: &str,
+) -> Result<(EngineModels, &'static str), JsError> {
+    let (device, backend) = select_device(device).await?;
+    let (sparse, sparse_fingerprint) = load(sparse, &device)?;
+    let dense = dense.map(|d| load(d, &device)).transpose()?;
+    Ok((
+        EngineModels {
+            sparse,
+            sparse_fingerprint,
+            dense,
+        },
+        backend,
+    ))
+}
+
+/// A corpus, its indexes and the models that search it.
+#[wasm_bindgen]
+pub struct Engine {
+    inner: Rc<RefCell<engine::Engine>>,
+    backend: &'static str,
+}
+
+fn busy() -> JsError {
+    JsError::new("the engine is busy with another call; await it first")
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// An empty engine: the sparse model (required), an optional dense model,
+    /// and options `{device, sparseVectors, rerankM}`.
+    pub async fn create(
+        sparse: ModelBytes,
+        dense: Option<ModelBytes>,
+        options: JsValue,
+    ) -> Result<Engine, JsError> {
+        let options = Options::parse(options)?;
+        let device = options.device.as_deref().unwrap_or("auto");
+        let (models, backend) = models(&sparse, dense.as_ref(), device).await?;
+        let engine = engine::Engine::new(models, options.engine()).map_err(js_error)?;
+        Ok(Engine {
+            inner: Rc::new(RefCell::new(engine)),
+            backend,
+        })
+    }
+
+    /// An engine from [`Engine::export_index`] bytes and the same model files.
+    #[wasm_bindgen(js_name = importIndex)]
+    pub async fn import_index(
+        sparse: ModelBytes,
+        dense: Option<ModelBytes>,
+        bytes: Vec<u8>,
+        options: JsValue,
+    ) -> Result<Engine, JsError> {
+        let options = Options::parse(options)?;
+        if options.sparse_vectors.is_some() || options.rerank_m.is_some() {
+            return Err(JsError::new(
+                "importIndex takes only `device`: the index keeps its own settings",
+            ));
+        }
+        let device = options.device.as_deref().unwrap_or("auto");
+        let (models, backend) = models(&sparse, dense.as_ref(), device).await?;
+        let engine = engine::Engine::import(models, &bytes).map_err(js_error)?;
+        Ok(Engine {
+            inner: Rc::new(RefCell::new(engine)),
+            backend,
+        })
+    }
+
+    /// `webgpu` or `cpu`: where the encoders run.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.into()
+    }
+
+    /// Documents held.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> Result<usize, JsError> {
+        Ok(self.inner.try_borrow().map_err(|_| busy())?.len())
+    }
+
+    /// The search modes this engine can answer.
+    #[wasm_bindgen(getter)]
+    pub fn modes(&self) -> Result<Vec<String>, JsError> {
+        let engine = self.inner.try_borrow().map_err(|_| busy())?;
+        Ok(engine
+            .modes()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect())
+    }
+
+    /// Index `[{id, text, title?}]` (replacing documents with the same id);
+    /// `onProgress(stage, done, total)` is called as encoders run.
+    #[wasm_bindgen(js_name = addDocuments)]
+    // The borrow is held across the encoder's awaits on purpose: `try_borrow*`
+    // turns an overlapping call into a "busy" rejection, never a panic.
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn add_documents(
+        &self,
+        docs: JsValue,
+        on_progress: Option<js_sys::Function>,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let docs: Vec<JsDocument> =
+                serde_wasm_bindgen::from_value(docs).map_err(|e| input_error("documents", &e))?;
+            let docs: Vec<Document> = docs
+                .into_iter()
+                .map(|d| Document::new(d.id, d.title.unwrap_or_default(), d.text))
+                .collect();
+            let mut engine = inner.try_borrow_mut().map_err(|_| busy())?;
+            let mut report = |p: engine::Progress| {
+                if let Some(f) = &on_progress {
+                    // A throwing callback must not stop indexing.
+                    let _ = f.call3(
+                        &JsValue::NULL,
+                        &JsValue::from_str(p.stage),
+                        &JsValue::from(p.done as u32),
+                        &JsValue::from(p.total as u32),
+                    );
+                }
+            };
+            engine
+                .add_documents(&docs, &mut report)
+                .await
+                .map_err(js_error)?;
+            Ok(JsValue::from(engine.len() as u32))
+        })
+    }
+
+    /// Remove documents by id; returns how many were removed.
+    #[wasm_bindgen(js_name = removeDocuments)]
+    pub fn remove_documents(&self, ids: Vec<String>) -> Result<usize, JsError> {
+        let mut engine = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        Ok(engine.remove_documents(&ids))
+    }
+
+    /// The top `k` documents for `query` in `mode` (`sparse`, `bot`,
+    /// `dense`, `bm25` or `hybrid`): `[{id, score, title, text, terms:
+    /// [{term, weight}]}]`.
+    #[allow(clippy::await_holding_refcell_ref)] // as in `add_documents`
+    pub fn search(&self, query: String, k: usize, mode: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mode: SearchMode = mode.parse().map_err(js_error)?;
+            let engine = inner.try_borrow().map_err(|_| busy())?;
+            let hits = engine.search(&query, k, mode).await.map_err(js_error)?;
+            serde_wasm_bindgen::to_value(&hits).map_err(|e| js_error(e).into())
+        })
+    }
+
+    /// The corpus and every index as one versioned, checksummed file.
+    #[wasm_bindgen(js_name = exportIndex)]
+    pub fn export_index(&self) -> Result<Vec<u8>, JsError> {
+        let engine = self.inner.try_borrow().map_err(|_| busy())?;
+        engine.export().map_err(js_error)
+    }
+}

@@ -1,0 +1,122 @@
+// The npm package in Node (the wasm module, CPU backend) on the real
+// SPLADE-tiny model: the same top-10 as native (tests/golden/engine-search.json),
+// explanations, removal, export/import, and every error path as a rejected
+// Promise with a clear message. Models: scripts/fetch-models.sh.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+import { Rlrag } from '../src/index.js';
+
+const root = new URL('../../', import.meta.url);
+const wasm = readFileSync(new URL('web/pkg/rlrag_wasm_bg.wasm', root));
+const golden = JSON.parse(readFileSync(new URL('tests/golden/engine-search.json', root), 'utf8'));
+const modelsDir =
+  process.env.RLRAG_MODELS ?? join(process.env.RLRAG_CACHE ?? join(homedir(), '.cache/rlrag'), 'models');
+
+function model(name) {
+  const read = (f) => new Uint8Array(readFileSync(join(modelsDir, name, f)));
+  return { weights: read('model.safetensors'), config: read('config.json'), tokenizer: read('tokenizer.json') };
+}
+
+const splade = model('splade-tiny');
+const docs = golden.documents.map(({ id, title, text }) => ({ id, title, text }));
+
+async function engine(options = {}) {
+  return Rlrag.create({ model: splade, device: 'cpu', wasm, ...options });
+}
+
+test('same top 10 as the native engine in every mode, with explanations', async () => {
+  const progress = [];
+  const e = await engine({ onProgress: (p) => progress.push(p) });
+  assert.equal(e.backend, 'cpu');
+  assert.equal(await e.addDocuments(docs), docs.length);
+  assert.equal(e.size, docs.length);
+  assert.deepEqual(e.modes, ['sparse', 'bot', 'bm25', 'hybrid']);
+  assert.ok(progress.length >= 2);
+  assert.deepEqual(progress.at(-1), { stage: 'sparse', done: docs.length, total: docs.length });
+  for (const { query, mode, hits: want } of golden.results) {
+    const hits = await e.search(query, { k: 10, mode });
+    assert.deepEqual(
+      hits.map((h) => h.id),
+      want.map((h) => h.id),
+      `${mode}: ${query}`,
+    );
+    hits.forEach((h, i) => assert.ok(Math.abs(h.score - want[i].score) < 1e-4, `${h.score} vs ${want[i].score}`));
+  }
+  const [top] = await e.search(golden.results[0].query, { k: 1, mode: 'sparse' });
+  const doc = docs.find((d) => d.id === top.id);
+  assert.equal(top.title, doc.title);
+  assert.equal(top.text, doc.text);
+  assert.ok(top.terms.length > 0);
+  assert.ok(top.terms.every((t) => typeof t.term === 'string' && t.weight > 0));
+  const sum = top.terms.reduce((s, t) => s + t.weight, 0);
+  assert.ok(Math.abs(sum - top.score) < 1e-3, 'the terms add up to the score');
+  e.free();
+});
+
+test('remove, replace, export and import', async () => {
+  const e = await engine({ sparseVectors: false });
+  await e.addDocuments(docs.slice(0, 30));
+  const q = golden.results[0].query;
+  const [first] = await e.search(q, { k: 1, mode: 'bot' });
+  assert.equal(await e.removeDocuments([first.id, 'no-such-id']), 1);
+  assert.ok(!(await e.search(q, { k: 30, mode: 'bot' })).some((h) => h.id === first.id));
+  await e.addDocuments([{ id: first.id, title: 'Volcanoes', text: 'Magma erupts from volcanoes as lava.' }]);
+  const [lava] = await e.search('lava from volcanoes', { k: 1, mode: 'bm25' });
+  assert.equal(lava.id, first.id);
+  assert.equal(lava.title, 'Volcanoes');
+
+  const bytes = await e.exportIndex();
+  assert.ok(bytes instanceof Uint8Array && bytes.length > 0);
+  const again = await Rlrag.importIndex(bytes, { model: splade, device: 'cpu', wasm });
+  assert.equal(again.size, 30);
+  for (const mode of ['bot', 'bm25', 'hybrid']) {
+    assert.deepEqual(await again.search(q, { mode }), await e.search(q, { mode }));
+  }
+  const corrupt = bytes.slice();
+  corrupt[corrupt.length >> 1] ^= 0xff;
+  await assert.rejects(Rlrag.importIndex(corrupt, { model: splade, device: 'cpu', wasm }), /checksum/);
+  await assert.rejects(Rlrag.importIndex(bytes.slice(0, 100), { model: splade, device: 'cpu', wasm }), /truncated/);
+  const otherTokenizer = { ...splade, config: new TextEncoder().encode(new TextDecoder().decode(splade.config) + ' ') };
+  await assert.rejects(Rlrag.importIndex(bytes, { model: otherTokenizer, device: 'cpu', wasm }), /another sparse model/);
+});
+
+test('every bad input is a rejected Promise with a message', async () => {
+  await assert.rejects(Rlrag.create({ wasm }), /a model is required/);
+  await assert.rejects(Rlrag.create({ model: { ...splade, weights: 42 }, wasm }), /model.weights: expected bytes/);
+  await assert.rejects(
+    Rlrag.create({ model: { ...splade, weights: splade.weights.slice(0, 1000) }, device: 'cpu', wasm }),
+    /safetensors|weights/i,
+  );
+  await assert.rejects(Rlrag.create({ model: { ...splade, config: '{' }, device: 'cpu', wasm }), /config/i);
+  await assert.rejects(Rlrag.create({ model: { ...splade, tokenizer: 'nope' }, device: 'cpu', wasm }), /tokenizer/i);
+  await assert.rejects(Rlrag.create({ model: splade, device: 'tpu', wasm }), /unknown device `tpu`/);
+  await assert.rejects(Rlrag.create({ model: splade, device: 'webgpu', wasm }), /WebGPU/);
+  await assert.rejects(Rlrag.create({ model: splade, device: 'cpu', rerankM: -1, wasm }), /options/);
+  await assert.rejects(
+    Rlrag.create({ model: 'http://127.0.0.1:9/model', wasm, fetch: async () => ({ ok: false, status: 404 }) }),
+    /HTTP 404/,
+  );
+  // No WebGPU in Node: auto falls back to the CPU.
+  const e = await Rlrag.create({ model: splade, device: 'auto', sparseVectors: false, wasm });
+  assert.equal(e.backend, 'cpu');
+  await assert.rejects(e.addDocuments('nope'), /expected an array/);
+  await assert.rejects(e.addDocuments([{ id: 'a' }]), /documents: missing field `text`/);
+  await assert.rejects(e.addDocuments([{ id: '', text: 'x' }]), /empty id/);
+  await assert.rejects(e.addDocuments([{ id: 'a', text: 'x' }, { id: 'a', text: 'y' }]), /`a`/);
+  await assert.rejects(e.addDocuments([{ id: 'big', text: 'x'.repeat((1 << 22) + 1) }]), /at most/);
+  assert.equal(e.size, 0, 'nothing was half-added');
+  await e.addDocuments(docs.slice(0, 5));
+  await assert.rejects(e.search('   '), /empty/);
+  await assert.rejects(e.search(42), /must be a string/);
+  await assert.rejects(e.search('capital', { k: -1 }), /non-negative/);
+  await assert.rejects(e.search('capital', { mode: 'semantic' }), /unknown mode `semantic`/);
+  await assert.rejects(e.search('capital', { mode: 'sparse' }), /sparseVectors/);
+  await assert.rejects(e.search('capital', { mode: 'dense' }), /no dense model/);
+  assert.deepEqual(await e.search('capital', { k: 0 }), []);
+  // The engine still works after every refusal.
+  assert.equal((await e.search(golden.results[0].query, { k: 3, mode: 'bot' })).length, 3);
+});
