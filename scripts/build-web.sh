@@ -15,7 +15,7 @@ cargo build --locked --target wasm32-unknown-unknown --profile "$profile" -p rlr
 rm -rf web/pkg
 wasm-bindgen --target web --out-dir web/pkg "target/wasm32-unknown-unknown/$dir/rlrag_wasm.wasm"
 if [ "$profile" = web ]; then
-  (cd web && npm install --no-save --no-audit --no-fund binaryen@132.0.0 >/dev/null)
+  (cd web && npm install --no-save --no-audit --no-fund --loglevel=error binaryen@132.0.0)
   web/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
     web/pkg/rlrag_wasm_bg.wasm -o web/pkg/rlrag_wasm_bg.wasm
 fi

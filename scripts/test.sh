@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL=0
 scripts/setup-wasm.sh
 scripts/setup-vulkan.sh
+scripts/setup-browser.sh
 # The wgpu tests run on lavapipe where there is no GPU; never skip them here.
 export RLRAG_REQUIRE_WGPU=1
 scripts/fetch-models.sh >/dev/null
@@ -22,8 +23,12 @@ cargo test --workspace --locked
 echo "== wasm32 build of the library crates and the npm package's module"
 cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward -p rlrag-router
 scripts/build-web.sh
-echo "== the npm package in Node (CPU backend): same answers as native"
+echo "== the npm package: generated declarations, type-checked usage, Node tests"
+(cd web && npx tsc -p tsconfig.json && npx tsc -p test-types/tsconfig.json)
 node --test web/test/
+echo "== the demo page in headless Chromium: WebGPU and CPU give the native top 10"
+TRAINER=target/debug/trainer scripts/build-demo.sh
+node web/e2e/demo.mjs
 echo "== wasm32 in Node: same vectors and rankings as native"
 cargo test --locked --target wasm32-unknown-unknown -p rlrag-retriever --test native_wasm_parity
 echo "== all checks passed (target directory: $(du -sh target | cut -f1))"

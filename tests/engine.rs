@@ -333,3 +333,42 @@ fn native_answers_match_the_golden_file() {
         }
     }
 }
+
+/// What the demo page must show for the whole HotpotQA-100 corpus with the
+/// pretrained SPLADE-tiny (no document encoding, as the demo starts): the
+/// top 10 ids per query and mode. The Chromium test (`web/e2e/`) compares
+/// the page against `tests/golden/demo-search.json`; `RLRAG_BLESS=1`
+/// rewrites it.
+#[test]
+fn demo_answers_match_the_golden_file() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/hotpotqa100");
+    let docs = Dataset::load(&path, None, None)
+        .expect("hotpotqa100")
+        .corpus;
+    let options = EngineOptions {
+        sparse_vectors: false,
+        rerank_m: 0,
+    };
+    let mut engine = Engine::new(models(false), options).expect("engine");
+    add(&mut engine, &docs);
+    let mut results = Vec::new();
+    for q in &QUERIES[..2] {
+        for mode in [SearchMode::Bot, SearchMode::Bm25, SearchMode::Hybrid] {
+            let hits = search(&engine, q, 10, mode);
+            results.push(serde_json::json!({
+                "query": q, "mode": mode.name(), "ids": ids(&hits),
+            }));
+        }
+    }
+    let got = serde_json::json!({ "documents": docs.len(), "results": results });
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/demo-search.json");
+    if std::env::var_os("RLRAG_BLESS").is_some() {
+        let text = serde_json::to_string_pretty(&got).expect("json") + "\n";
+        std::fs::write(&golden, text).expect("writes the golden file");
+        return;
+    }
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&golden).expect("golden file"))
+            .expect("json");
+    assert_eq!(got, want);
+}

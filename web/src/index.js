@@ -2,6 +2,30 @@
 // Node). JavaScript fetches; the wasm engine indexes and searches.
 import init, { Engine, ModelBytes } from '../pkg/rlrag_wasm.js';
 
+/**
+ * @typedef {Uint8Array | ArrayBuffer | ArrayBufferView | string} Bytes
+ * @typedef {{weights: Bytes, config: Bytes, tokenizer: Bytes}} ModelFiles
+ *   The three files of a model directory (as the trainer writes them).
+ * @typedef {string | {baseUrl: string} | ModelFiles} ModelSource
+ *   Files, or a base URL under which they are fetched.
+ * @typedef {'auto' | 'webgpu' | 'cpu'} DeviceChoice
+ * @typedef {'sparse' | 'bot' | 'dense' | 'bm25' | 'hybrid'} SearchMode
+ * @typedef {{stage: string, done: number, total: number}} Progress
+ * @typedef {{
+ *   model: ModelSource,
+ *   dense?: ModelSource,
+ *   device?: DeviceChoice,
+ *   sparseVectors?: boolean,
+ *   rerankM?: number,
+ *   onProgress?: (progress: Progress) => void,
+ *   wasm?: any,
+ *   fetch?: typeof globalThis.fetch,
+ * }} CreateOptions
+ * @typedef {{id: string, text: string, title?: string}} DocumentInput
+ * @typedef {{term: string, weight: number}} TermWeight
+ * @typedef {{id: string, score: number, title: string, text: string, terms: TermWeight[]}} SearchHit
+ */
+
 const MODEL_FILES = ['model.safetensors', 'config.json', 'tokenizer.json'];
 let ready = null;
 
@@ -76,9 +100,10 @@ export class Rlrag {
 
   /**
    * Load the models and make an empty engine.
-   * @param {object} options `{model, dense?, device?, sparseVectors?, rerankM?, onProgress?, wasm?, fetch?}`
+   * @param {CreateOptions} options
+   * @returns {Promise<Rlrag>}
    */
-  static async create(options = {}) {
+  static async create(options) {
     const { model, dense, onProgress, wasm } = options;
     const fetchImpl = options.fetch ?? globalThis.fetch;
     await initWasm(wasm);
@@ -88,8 +113,13 @@ export class Rlrag {
     return new Rlrag(engine, onProgress);
   }
 
-  /** An engine from `exportIndex()` bytes and the same model files. */
-  static async importIndex(index, options = {}) {
+  /**
+   * An engine from `exportIndex()` bytes and the same model files.
+   * @param {Bytes} index
+   * @param {Omit<CreateOptions, 'sparseVectors' | 'rerankM'>} options
+   * @returns {Promise<Rlrag>}
+   */
+  static async importIndex(index, options) {
     const { model, dense, onProgress, wasm, device = 'auto' } = options;
     const fetchImpl = options.fetch ?? globalThis.fetch;
     await initWasm(wasm);
@@ -106,22 +136,26 @@ export class Rlrag {
     return result;
   }
 
-  /** `webgpu` or `cpu`: where the encoders run. */
+  /** @returns {'webgpu' | 'cpu'} where the encoders run */
   get backend() {
     return this.#engine.backend;
   }
 
-  /** Documents held. */
+  /** @returns {number} documents held */
   get size() {
     return this.#engine.size;
   }
 
-  /** Search modes this engine answers. */
+  /** @returns {SearchMode[]} the modes this engine answers */
   get modes() {
     return this.#engine.modes;
   }
 
-  /** Index `[{id, text, title?}]`; resolves to the number of documents held. */
+  /**
+   * Index documents (replacing any with the same id).
+   * @param {DocumentInput[]} docs
+   * @returns {Promise<number>} the number of documents held
+   */
   addDocuments(docs) {
     if (!Array.isArray(docs)) return Promise.reject(new TypeError('addDocuments: expected an array of {id, text, title?}'));
     const progress = this.#onProgress;
@@ -130,16 +164,21 @@ export class Rlrag {
     );
   }
 
-  /** Remove documents by id; resolves to how many were removed. */
+  /**
+   * Remove documents by id.
+   * @param {string[]} ids
+   * @returns {Promise<number>} how many were removed
+   */
   removeDocuments(ids) {
     if (!Array.isArray(ids)) return Promise.reject(new TypeError('removeDocuments: expected an array of ids'));
     return this.#run(() => this.#engine.removeDocuments(ids.map(String)));
   }
 
   /**
-   * `[{id, score, title, text, terms: [{term, weight}]}]`, best first.
+   * The best `k` documents, best first, each with the learned-sparse terms it matched.
    * @param {string} query
-   * @param {{k?: number, mode?: 'sparse'|'bot'|'dense'|'bm25'|'hybrid'}} options
+   * @param {{k?: number, mode?: SearchMode}} [options]
+   * @returns {Promise<SearchHit[]>}
    */
   search(query, { k = 10, mode = 'hybrid' } = {}) {
     if (typeof query !== 'string') return Promise.reject(new TypeError('search: the query must be a string'));
@@ -147,7 +186,10 @@ export class Rlrag {
     return this.#run(() => this.#engine.search(query, k, mode));
   }
 
-  /** The corpus and every index as bytes, for `Rlrag.importIndex`. */
+  /**
+   * The corpus and every index as bytes, for `Rlrag.importIndex`.
+   * @returns {Promise<Uint8Array>}
+   */
   exportIndex() {
     return this.#run(() => this.#engine.exportIndex());
   }

@@ -203,8 +203,9 @@ impl Layer {
 
 impl Bert {
     /// Token states `[batch, len, hidden]` for `ids` `[batch, len]`; `pad`
-    /// marks padding positions (true), which no token attends to.
-    pub fn forward(&self, ids: Tensor<2, Int>, pad: Tensor<2, Bool>) -> Tensor<3> {
+    /// marks padding positions (true), which no token attends to (`None`:
+    /// no padding).
+    pub fn forward(&self, ids: Tensor<2, Int>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
         let [b, l] = ids.dims();
         let device = ids.device();
         let positions = Tensor::<1, Int>::arange(0..l as i64, &device)
@@ -218,8 +219,7 @@ impl Bert {
         let mut x = e.layer_norm.forward(x);
         // Broadcast additive bias instead of a [b, heads, l, l] mask; batches
         // without padding (common: batches are length-sorted) skip it.
-        let any_pad = pad.clone().any().into_scalar::<bool>();
-        let bias = any_pad.then(|| pad.float().mul_scalar(-1.0e9f32).reshape([b, 1, 1, l]));
+        let bias = pad.map(|p| p.float().mul_scalar(-1.0e9f32).reshape([b, 1, 1, l]));
         for layer in &self.layers {
             x = layer.forward(x, bias.clone());
         }
@@ -228,8 +228,8 @@ impl Bert {
 }
 
 impl BertModel {
-    /// Token states of the body.
-    pub fn hidden(&self, ids: Tensor<2, Int>, pad: Tensor<2, Bool>) -> Tensor<3> {
+    /// Token states of the body (`pad`: the padding mask, `None` without padding).
+    pub fn hidden(&self, ids: Tensor<2, Int>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
         self.bert.forward(ids, pad)
     }
 

@@ -35,6 +35,21 @@ const SPARSE_TOKEN_BUDGET: usize = 2048;
 /// cap one buffer (WebGPU's default storage binding limit is 128 MiB).
 const LOGITS_BYTE_BUDGET: usize = 64 << 20;
 
+/// The padding of a batch: the mask (true at padding) and whether any
+/// position is padding, known on the host so that the model never has to
+/// read the mask back (a synchronous read, impossible on WebGPU).
+struct Padding {
+    mask: Tensor<2, Bool>,
+    any: bool,
+}
+
+impl Padding {
+    /// The attention mask the model needs: none without padding.
+    fn attention(&self) -> Option<Tensor<2, Bool>> {
+        self.any.then(|| self.mask.clone())
+    }
+}
+
 /// A loaded encoder: tokenizer, BERT weights and head settings.
 pub struct Encoder {
     config: ModelConfig,
@@ -291,12 +306,12 @@ impl Encoder {
     }
 
     /// Group texts into batches of similar length within a token budget;
-    /// returns (indices, padded ids, padding mask) per batch.
+    /// returns (indices, padded ids, padding) per batch.
     fn batches(
         &self,
         ids: &[Vec<u32>],
         budget: usize,
-    ) -> Vec<(Vec<usize>, Tensor<2, Int>, Tensor<2, Bool>)> {
+    ) -> Vec<(Vec<usize>, Tensor<2, Int>, Padding)> {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let mut out = Vec::new();
@@ -308,6 +323,7 @@ impl Encoder {
             let members: Vec<usize> = order[start..start + count].to_vec();
             let mut flat = Vec::with_capacity(count * len);
             let mut pad = Vec::with_capacity(count * len);
+            let any = members.iter().any(|&i| ids[i].len() < len);
             for &i in &members {
                 let row = &ids[i];
                 flat.extend(row.iter().map(|&t| i64::from(t)));
@@ -319,7 +335,7 @@ impl Encoder {
                 Tensor::<2, Int>::from_data(TensorData::new(flat, [count, len]), &self.device);
             let pad_t =
                 Tensor::<2, Bool>::from_data(TensorData::new(pad, [count, len]), &self.device);
-            out.push((members, ids_t, pad_t));
+            out.push((members, ids_t, Padding { mask: pad_t, any }));
             start += count;
         }
         out
@@ -342,12 +358,12 @@ impl Encoder {
         let ids = self.tokenize(texts)?;
         let hidden = self.config.bert.hidden_size;
         let mut out = vec![Vec::new(); texts.len()];
-        for (members, ids_t, pad_t) in self.batches(&ids, DENSE_TOKEN_BUDGET) {
+        for (members, ids_t, pad) in self.batches(&ids, DENSE_TOKEN_BUDGET) {
             let [b, _] = ids_t.dims();
-            let states = self.model.hidden(ids_t, pad_t.clone());
+            let states = self.model.hidden(ids_t, pad.attention());
             let pooled = match pooling {
                 Pooling::Mean => {
-                    let keep = pad_t.bool_not().float().unsqueeze_dim::<3>(2);
+                    let keep = pad.mask.bool_not().float().unsqueeze_dim::<3>(2);
                     let count = keep.clone().sum_dim(1).clamp_min(1e-9f32);
                     (states * keep).sum_dim(1).div(count)
                 }
@@ -375,13 +391,9 @@ impl Encoder {
     /// MLM logits `[batch, vocab]` max-pooled over the non-padding tokens.
     /// The `[rows, len, vocab]` logits are made a chunk of rows at a time
     /// (see [`LOGITS_BYTE_BUDGET`]); the result is differentiable.
-    fn pooled_logits(
-        &self,
-        ids: Tensor<2, Int>,
-        pad: Tensor<2, Bool>,
-    ) -> Result<Tensor<2>, EncoderError> {
+    fn pooled_logits(&self, ids: Tensor<2, Int>, pad: Padding) -> Result<Tensor<2>, EncoderError> {
         let [b, l] = ids.dims();
-        let states = self.model.hidden(ids, pad.clone());
+        let states = self.model.hidden(ids, pad.attention());
         let vocab = self.config.bert.vocab_size;
         let rows = (LOGITS_BYTE_BUDGET / (l.max(1) * vocab.max(1) * 4)).clamp(1, b.max(1));
         let mut pooled = Vec::with_capacity(b.div_ceil(rows));
@@ -391,17 +403,18 @@ impl Encoder {
                 .model
                 .mlm_logits(states.clone().narrow(0, start, n))
                 .ok_or_else(|| EncoderError::Weights("the model has no MLM head".into()))?;
-            let mask = pad
-                .clone()
-                .narrow(0, start, n)
-                .reshape([n, l, 1])
-                .expand([n, l, vocab]);
-            pooled.push(
+            let logits = if pad.any {
+                let mask = pad
+                    .mask
+                    .clone()
+                    .narrow(0, start, n)
+                    .reshape([n, l, 1])
+                    .expand([n, l, vocab]);
+                logits.mask_fill(mask, f32::NEG_INFINITY)
+            } else {
                 logits
-                    .mask_fill(mask, f32::NEG_INFINITY)
-                    .max_dim(1)
-                    .reshape([n, vocab]),
-            );
+            };
+            pooled.push(logits.max_dim(1).reshape([n, vocab]));
         }
         Ok(if pooled.len() == 1 {
             pooled.swap_remove(0)
@@ -431,10 +444,10 @@ impl Encoder {
         };
         let ids = self.tokenize(texts)?;
         let mut out = vec![SparseVector::default(); texts.len()];
-        for (members, ids_t, pad_t) in self.batches(&ids, SPARSE_TOKEN_BUDGET) {
+        for (members, ids_t, pad) in self.batches(&ids, SPARSE_TOKEN_BUDGET) {
             // Both activations are monotone, so max-pooling the logits first
             // equals max-pooling the activations.
-            let pooled = self.pooled_logits(ids_t, pad_t)?;
+            let pooled = self.pooled_logits(ids_t, pad)?;
             let vocab = pooled.dims()[1];
             let values = pooled
                 .into_data_async()
@@ -481,11 +494,11 @@ impl Encoder {
             }
         }
         // One batch holds every text, sorted by length: `order` maps rows back.
-        let (order, ids_t, pad_t) = self
+        let (order, ids_t, pad) = self
             .batches(&ids, usize::MAX)
             .pop()
             .ok_or_else(|| EncoderError::Input("no texts".into()))?;
-        let pooled = self.pooled_logits(ids_t, pad_t)?;
+        let pooled = self.pooled_logits(ids_t, pad)?;
         let activated = match activation {
             SparseActivation::Log1pRelu => pooled.clamp_min(0.0).add_scalar(1.0).log(),
             // e^min(x,0) + max(x,0): x + 1 above zero, e^x below (elu(x) + 1).

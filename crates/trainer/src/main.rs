@@ -31,6 +31,22 @@ enum Command {
     Eval(EvalArgs),
     /// Train the learned-sparse retriever by reward (R3) and write the model directory.
     TrainRetriever(train::TrainArgs),
+    /// Write a dataset's corpus as a JSON array of `{id, title, text}` (what
+    /// the browser package's `addDocuments` takes; the demo page loads it).
+    ExportCorpus(ExportCorpusArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ExportCorpusArgs {
+    /// Dataset: a BEIR or QA directory, or a HotpotQA .json file (or its directory).
+    #[arg(long)]
+    data: PathBuf,
+    /// Dataset format; detected from the path when omitted.
+    #[arg(long, value_parser = parse_format)]
+    format: Option<DatasetFormat>,
+    /// The JSON file to write.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -89,6 +105,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::TrainRetriever(args) => train::run(&args),
+        Command::ExportCorpus(args) => {
+            let ds = rlrag_retriever::Dataset::load(&args.data, args.format, None)?;
+            let json = serde_json::to_string(&ds.corpus)?;
+            std::fs::write(&args.out, json + "\n")
+                .with_context(|| format!("cannot write {}", args.out.display()))?;
+            eprintln!(
+                "wrote {} documents to {}",
+                ds.corpus.len(),
+                args.out.display()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -19,6 +19,16 @@ use rlrag_retriever::engine::{self, EngineModels, EngineOptions, SearchMode, fin
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
+/// Runs when the module is instantiated: a panic (a bug: nothing here should
+/// panic) is written to the console before the module aborts, so it can be
+/// reported.
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&format!("rlrag panicked: {info}").into());
+    }));
+}
+
 /// One model's files, as bytes.
 #[wasm_bindgen]
 pub struct ModelBytes {

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds the static demo page into www/dist: the page, the npm package (its
+# JS and wasm), a model directory, and the HotpotQA-100 paragraphs.
+#   [TRAINER=path/to/trainer] scripts/build-demo.sh [--model DIR] [--release]
+# --model: a directory the trainer wrote (default: the pretrained SPLADE-tiny
+# from scripts/fetch-models.sh). --release: the size-tuned wasm build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model="${RLRAG_MODELS:-${RLRAG_CACHE:-$HOME/.cache/rlrag}/models}/splade-tiny"
+release=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) model="$2"; shift 2 ;;
+    --release) release="--release"; shift ;;
+    *) echo "usage: scripts/build-demo.sh [--model DIR] [--release]" >&2; exit 2 ;;
+  esac
+done
+for f in model.safetensors config.json tokenizer.json; do
+  [ -f "$model/$f" ] || { echo "build-demo: $model/$f is missing (scripts/fetch-models.sh, or a trainer --out directory)" >&2; exit 1; }
+done
+scripts/build-web.sh $release
+dist=www/dist
+rm -rf "$dist"
+mkdir -p "$dist/rlrag/src" "$dist/rlrag/pkg" "$dist/model"
+cp www/index.html www/app.js www/style.css "$dist/"
+cp web/src/*.js "$dist/rlrag/src/"
+cp web/pkg/rlrag_wasm.js web/pkg/rlrag_wasm_bg.wasm "$dist/rlrag/pkg/"
+cp "$model/model.safetensors" "$model/config.json" "$model/tokenizer.json" "$dist/model/"
+if [ -f "$model/manifest.json" ]; then
+  cp "$model/manifest.json" "$dist/model/"
+else
+  printf '{"model_kind": "sparse", "base_model": "%s", "steps": 0}\n' "$(basename "$model")" > "$dist/model/manifest.json"
+fi
+# The corpus as the native loader reads it (`trainer export-corpus`). $TRAINER
+# names a trainer binary already built (the test command's); else the release one.
+trainer="${TRAINER:-}"
+if [ -z "$trainer" ]; then
+  cargo build --release --locked --quiet --workspace --bins
+  trainer=target/release/trainer
+fi
+"$trainer" export-corpus --data data/hotpotqa100 --out "$dist/corpus.json"
+echo "demo built in $dist (model: $model)"

@@ -1,0 +1,105 @@
+// End to end in headless Chromium (Debian's, driven by playwright-core):
+// serve www/dist (scripts/build-demo.sh, pretrained SPLADE-tiny) on
+// 127.0.0.1, let the page index the HotpotQA-100 paragraphs, search, and
+// check the top 10 against the native engine (tests/golden/demo-search.json)
+// — once with WebGPU (SwiftShader's adapter, --enable-unsafe-webgpu) and once
+// without (the CPU fallback). Screenshots go to target/e2e/.
+import { createServer } from 'node:http';
+import { readFile, mkdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { extname, join, normalize } from 'node:path';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const root = new URL('../../', import.meta.url).pathname;
+const dist = join(root, 'www/dist');
+const out = join(root, 'target/e2e');
+const golden = JSON.parse(readFileSync(join(root, 'tests/golden/demo-search.json'), 'utf8'));
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.css': 'text/css',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+};
+
+function serve() {
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
+    const file = join(dist, path.endsWith('/') ? `${path}index.html` : path);
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end('not found');
+    }
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+async function run(url, webgpu) {
+  const args = [
+    '--headless',
+    '--no-sandbox',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ];
+  if (webgpu) args.push('--enable-unsafe-webgpu');
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args });
+  const label = webgpu ? 'webgpu' : 'cpu';
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
+    const problems = [];
+    page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+    page.on('pageerror', (e) => problems.push(e.message));
+    page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(m.text())));
+    const t0 = Date.now();
+    await page.goto(`${url}?device=auto`);
+    await page.waitForSelector('body[data-ready]', { timeout: 600_000 });
+    const ready = await page.getAttribute('body', 'data-ready');
+    assert.equal(ready, 'true', `the page failed: ${await page.textContent('#error')} ${problems.join(' | ')}`);
+    const loadMs = Date.now() - t0;
+    assert.equal(await page.textContent('#backend'), label, 'backend');
+    assert.equal(Number(await page.textContent('#docs')), golden.documents);
+    const timings = [];
+    for (const { query, mode, ids } of golden.results) {
+      const before = Number((await page.getAttribute('body', 'data-searched')) ?? 0);
+      await page.fill('#query', query);
+      await page.selectOption('#mode', mode);
+      await page.click('#go');
+      await page.waitForFunction(
+        (n) => Number(document.body.dataset.searched ?? 0) > n || !document.getElementById('error').hidden,
+        before,
+        { timeout: 300_000 },
+      );
+      assert.ok(await page.isHidden('#error'), `${label} ${mode}: ${await page.textContent('#error')} ${problems.join(' | ')}`);
+      const got = await page.$$eval('#results > li', (lis) => lis.map((li) => li.dataset.id));
+      assert.deepEqual(got, ids, `${label} ${mode}: ${query}`);
+      timings.push(await page.textContent('#timing'));
+    }
+    // The explanations are on the page: chips of matched terms and highlights.
+    assert.ok((await page.$$('#results .terms li')).length > 0, 'matched terms shown');
+    assert.ok((await page.$$('#results mark')).length > 0, 'matched words highlighted');
+    await mkdir(out, { recursive: true });
+    const shot = join(out, `demo-${label}.png`);
+    await page.screenshot({ path: shot, fullPage: false });
+    console.log(`${label}: ready in ${(loadMs / 1000).toFixed(1)} s; ${timings.join(' | ')}; screenshot ${shot}`);
+    assert.deepEqual(problems, [], 'no errors in the console');
+  } finally {
+    await browser.close();
+  }
+}
+
+const server = await serve();
+const url = `http://127.0.0.1:${server.address().port}/`;
+try {
+  await run(url, false);
+  await run(url, true);
+  console.log('e2e: both backends give the native top 10');
+} finally {
+  server.close();
+}

@@ -1,0 +1,145 @@
+// `RlragWorker`: the `Rlrag` API with the engine in a Web Worker, so indexing
+// and encoding never block the page. Same methods, all returning Promises;
+// `backend`, `size` and `modes` reflect the worker's engine after each call.
+
+/**
+ * @typedef {import('./index.js').CreateOptions} CreateOptions
+ * @typedef {import('./index.js').Bytes} Bytes
+ * @typedef {import('./index.js').DocumentInput} DocumentInput
+ * @typedef {import('./index.js').SearchHit} SearchHit
+ * @typedef {import('./index.js').SearchMode} SearchMode
+ */
+
+/** A model given by URL, made absolute against the page (a worker resolves
+ * relative URLs against its own script). */
+function absolute(model) {
+  if (typeof model === 'string') return new URL(model, globalThis.location?.href).href;
+  if (model && typeof model === 'object' && model.baseUrl !== undefined) {
+    return { ...model, baseUrl: new URL(String(model.baseUrl), globalThis.location?.href).href };
+  }
+  return model;
+}
+
+function plain(options) {
+  // Functions cannot cross postMessage: progress comes back as messages.
+  const { onProgress, fetch, ...rest } = options ?? {};
+  if (fetch !== undefined) throw new TypeError('RlragWorker: a custom fetch cannot be passed to a worker');
+  if (rest.model !== undefined) rest.model = absolute(rest.model);
+  if (rest.dense !== undefined) rest.dense = absolute(rest.dense);
+  return [rest, onProgress];
+}
+
+export class RlragWorker {
+  #worker;
+  #next = 0;
+  #pending = new Map();
+  #onProgress;
+  backend = null;
+  size = 0;
+  modes = [];
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = ({ data }) => this.#receive(data);
+    worker.onerror = (event) => {
+      const error = new Error(`the rlrag worker failed: ${event.message ?? 'unknown error'}`);
+      for (const { reject } of this.#pending.values()) reject(error);
+      this.#pending.clear();
+    };
+  }
+
+  /**
+   * Start a worker (`workerUrl`: where worker.js is served) and create its engine.
+   * @param {CreateOptions} options
+   * @param {{workerUrl?: string | URL}} [where]
+   * @returns {Promise<RlragWorker>}
+   */
+  static async create(options, { workerUrl } = {}) {
+    const client = new RlragWorker(new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' }));
+    const [rest, onProgress] = plain(options);
+    client.#onProgress = onProgress;
+    await client.#call('create', [rest]);
+    return client;
+  }
+
+  /**
+   * Start a worker and import an index made by `exportIndex`.
+   * @param {Bytes} index
+   * @param {Omit<CreateOptions, 'sparseVectors' | 'rerankM'>} options
+   * @param {{workerUrl?: string | URL}} [where]
+   * @returns {Promise<RlragWorker>}
+   */
+  static async importIndex(index, options, { workerUrl } = {}) {
+    const client = new RlragWorker(new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' }));
+    const [rest, onProgress] = plain(options);
+    client.#onProgress = onProgress;
+    await client.#call('importIndex', [index, rest]);
+    return client;
+  }
+
+  #receive({ id, result, state, error, progress }) {
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    if (progress !== undefined) {
+      this.#onProgress?.(progress);
+      return;
+    }
+    this.#pending.delete(id);
+    if (error !== undefined) {
+      pending.reject(new Error(error));
+      return;
+    }
+    if (state) Object.assign(this, state);
+    pending.resolve(result);
+  }
+
+  /**
+   * @param {string} method
+   * @param {unknown[]} args
+   * @returns {Promise<any>}
+   */
+  #call(method, args) {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, method, args });
+    });
+  }
+
+  /**
+   * @param {DocumentInput[]} docs
+   * @returns {Promise<number>} the number of documents held
+   */
+  addDocuments(docs) {
+    return this.#call('addDocuments', [docs]);
+  }
+
+  /**
+   * @param {string[]} ids
+   * @returns {Promise<number>} how many were removed
+   */
+  removeDocuments(ids) {
+    return this.#call('removeDocuments', [ids]);
+  }
+
+  /**
+   * @param {string} query
+   * @param {{k?: number, mode?: SearchMode}} [options]
+   * @returns {Promise<SearchHit[]>}
+   */
+  search(query, options = {}) {
+    return this.#call('search', [query, options]);
+  }
+
+  /** @returns {Promise<Uint8Array>} */
+  exportIndex() {
+    return this.#call('exportIndex', []);
+  }
+
+  /** Stop the worker; pending calls are rejected. */
+  terminate() {
+    this.#worker.terminate();
+    for (const { reject } of this.#pending.values()) reject(new Error('the rlrag worker was terminated'));
+    this.#pending.clear();
+  }
+}

@@ -1,0 +1,46 @@
+// The Web Worker side of `RlragWorker` (worker-client.js): one engine per
+// worker, driven by messages `{id, method, args}`; answers `{id, result}`,
+// `{id, error}` or, while indexing, `{id, progress}`.
+import { Rlrag } from './index.js';
+
+let engine = null;
+
+function info() {
+  return { backend: engine.backend, size: engine.size, modes: engine.modes };
+}
+
+async function call(id, method, args) {
+  const onProgress = (progress) => self.postMessage({ id, progress });
+  if (method === 'create' || method === 'importIndex') {
+    if (engine) engine.free();
+    engine = null;
+    const options = { ...args[args.length - 1], onProgress };
+    engine = method === 'create' ? await Rlrag.create(options) : await Rlrag.importIndex(args[0], options);
+    return [info(), info()];
+  }
+  if (!engine) throw new Error('the worker has no engine yet: call create or importIndex first');
+  switch (method) {
+    case 'addDocuments':
+      return [await engine.addDocuments(args[0]), info()];
+    case 'removeDocuments':
+      return [await engine.removeDocuments(args[0]), info()];
+    case 'search':
+      return [await engine.search(args[0], args[1])];
+    case 'exportIndex': {
+      const bytes = await engine.exportIndex();
+      return [bytes, null, [bytes.buffer]];
+    }
+    default:
+      throw new Error(`unknown method ${method}`);
+  }
+}
+
+self.onmessage = async ({ data }) => {
+  const { id, method, args } = data ?? {};
+  try {
+    const [result, state, transfer] = await call(id, method, Array.isArray(args) ? args : []);
+    self.postMessage({ id, result, state }, transfer ?? []);
+  } catch (e) {
+    self.postMessage({ id, error: e instanceof Error ? e.message : String(e) });
+  }
+};

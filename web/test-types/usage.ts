@@ -1,0 +1,23 @@
+// The README's example, type-checked against the generated declarations
+// (`npm run typecheck`): a wrong option or a misuse of a result fails here.
+import { Rlrag, type SearchHit } from 'rlrag';
+import { RlragWorker } from 'rlrag/worker';
+
+export async function example(corpus: { id: string; text: string; title?: string }[]): Promise<SearchHit[]> {
+  const engine = await Rlrag.create({
+    model: '/models/rlrag',
+    device: 'auto',
+    onProgress: ({ stage, done, total }) => console.log(stage, done, total),
+  });
+  const held: number = await engine.addDocuments(corpus);
+  console.log(held, engine.backend, engine.size, engine.modes);
+  const hits = await engine.search('who founded the company?', { k: 5, mode: 'bot' });
+  for (const hit of hits) console.log(hit.id, hit.score, hit.terms.map((t) => `${t.term}:${t.weight}`));
+  const bytes: Uint8Array = await engine.exportIndex();
+  const again = await Rlrag.importIndex(bytes, { model: '/models/rlrag' });
+  await again.removeDocuments(['a']);
+  const worker = await RlragWorker.create({ model: '/models/rlrag', device: 'cpu' });
+  await worker.addDocuments(corpus);
+  worker.terminate();
+  return hits;
+}

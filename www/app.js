@@ -1,0 +1,128 @@
+// The rlrag demo: load the model the trainer wrote and the HotpotQA-100
+// paragraphs, index them in a Web Worker (the page never blocks), and search.
+// Corpus text is only ever set with textContent (no innerHTML), so the page
+// runs under a strict CSP.
+import { RlragWorker } from './rlrag/src/worker-client.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const device = params.get('device') ?? 'auto';
+const encode = params.get('encode') === '1';
+const CHUNK = 100;
+
+function showError(e) {
+  const box = $('error');
+  box.hidden = false;
+  box.textContent = e instanceof Error ? e.message : String(e);
+}
+
+function stage(text, done = 0, total = 1) {
+  $('stage').textContent = text;
+  $('progress').max = total;
+  $('progress').value = done;
+}
+
+async function json(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`cannot load ${url}: HTTP ${response.status}`);
+  return response.json();
+}
+
+/** A word of the text matches a term when it equals the term or, for a word
+ * piece ("##ing"), ends with it; terms are lowercase vocabulary tokens. */
+function highlighted(text, terms) {
+  const words = new Set(terms.filter((t) => !t.startsWith('##')).map((t) => t.toLowerCase()));
+  const pieces = terms.filter((t) => t.startsWith('##') && t.length > 3).map((t) => t.slice(2).toLowerCase());
+  const out = document.createElement('p');
+  out.className = 'hit-text';
+  for (const part of text.split(/(\p{L}[\p{L}\p{N}]*|\p{N}+)/u)) {
+    const lower = part.toLowerCase();
+    if (part && (words.has(lower) || pieces.some((p) => lower.endsWith(p)))) {
+      const mark = document.createElement('mark');
+      mark.textContent = part;
+      out.append(mark);
+    } else if (part) {
+      out.append(document.createTextNode(part));
+    }
+  }
+  return out;
+}
+
+function render(hits) {
+  const list = $('results');
+  list.replaceChildren();
+  for (const hit of hits) {
+    const li = document.createElement('li');
+    li.dataset.id = hit.id;
+    const head = document.createElement('div');
+    head.className = 'hit-head';
+    const title = document.createElement('span');
+    title.className = 'hit-title';
+    title.textContent = hit.title || hit.id;
+    const score = document.createElement('span');
+    score.className = 'hit-score';
+    score.textContent = hit.score.toFixed(3);
+    head.append(title, score);
+    const terms = document.createElement('ul');
+    terms.className = 'terms';
+    terms.setAttribute('aria-label', 'matched terms');
+    for (const t of hit.terms.slice(0, 12)) {
+      const chip = document.createElement('li');
+      chip.textContent = `${t.term} ${t.weight.toFixed(2)}`;
+      terms.append(chip);
+    }
+    li.append(head, highlighted(hit.text, hit.terms.map((t) => t.term)), terms);
+    list.append(li);
+  }
+}
+
+async function main() {
+  const manifest = await json('model/manifest.json').catch(() => ({}));
+  $('model').textContent = manifest.reward
+    ? `${manifest.model_kind ?? 'sparse'} · trained by reward (${manifest.reward}, ${manifest.steps} steps)`
+    : `${manifest.base_model ?? 'splade-tiny'} · pretrained`;
+  stage('Loading the model…');
+  const t0 = performance.now();
+  const engine = await RlragWorker.create({
+    model: 'model',
+    device,
+    sparseVectors: encode,
+    onProgress: ({ done, total }) => stage(`Encoding passages… ${done}/${total}`, done, total),
+  });
+  $('backend').textContent = engine.backend;
+  if (!encode) $('mode').querySelector('option[value="sparse"]').disabled = true;
+  const corpus = await json('corpus.json');
+  for (let i = 0; i < corpus.length; i += CHUNK) {
+    stage(`Indexing… ${i}/${corpus.length}`, i, corpus.length);
+    await engine.addDocuments(corpus.slice(i, i + CHUNK));
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  stage('Ready.', 1, 1);
+  $('docs').textContent = String(engine.size);
+  $('index-time').textContent = `${seconds.toFixed(1)} s (load + index)`;
+  for (const id of ['query', 'mode', 'go']) $(id).disabled = false;
+  document.body.dataset.ready = 'true';
+
+  $('search').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    $('error').hidden = true;
+    const query = $('query').value;
+    const mode = $('mode').value;
+    try {
+      const start = performance.now();
+      const hits = await engine.search(query, { k: 10, mode });
+      const ms = performance.now() - start;
+      render(hits);
+      $('timing').textContent = `${hits.length} results in ${ms.toFixed(1)} ms · ${mode} · ${engine.backend}`;
+      document.body.dataset.searched = String(Number(document.body.dataset.searched ?? 0) + 1);
+    } catch (e) {
+      showError(e);
+    }
+  });
+}
+
+main().catch((e) => {
+  stage('Failed.');
+  showError(e);
+  document.body.dataset.ready = 'error';
+});
