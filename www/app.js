@@ -76,31 +76,54 @@ function render(hits) {
   }
 }
 
+async function text(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`cannot load ${url}: HTTP ${response.status}`);
+  return response.text();
+}
+
+/** The storage key of this model + corpus + settings: a new model (a new
+ * manifest) never loads an index saved for an old one. */
+async function storageKey(parts) {
+  const data = new TextEncoder().encode(parts.join('\n'));
+  const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+  return `demo:${Array.from(hash.slice(0, 8), (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
 async function main() {
-  const manifest = await json('model/manifest.json').catch(() => ({}));
+  const manifestText = await text('model/manifest.json').catch(() => '{}');
+  const manifest = JSON.parse(manifestText);
   $('model').textContent = manifest.reward
     ? `${manifest.model_kind ?? 'sparse'} · trained by reward (${manifest.reward}, ${manifest.steps} steps)`
     : `${manifest.base_model ?? 'splade-tiny'} · pretrained`;
-  stage('Loading the model…');
+  const corpus = await json('corpus.json');
+  const key = await storageKey([manifestText, await text('model/config.json'), String(corpus.length), String(encode)]);
+  const onProgress = ({ done, total }) => stage(`Encoding passages… ${done}/${total}`, done, total);
   const t0 = performance.now();
-  const engine = await RlragWorker.create({
-    model: 'model',
-    device,
-    sparseVectors: encode,
-    onProgress: ({ done, total }) => stage(`Encoding passages… ${done}/${total}`, done, total),
-  });
+  stage('Looking for a saved index…');
+  let engine = params.get('fresh') === '1' ? null : await RlragWorker.load(key, { device, onProgress });
+  const restored = engine !== null && engine.size === corpus.length;
+  if (!restored) {
+    engine?.terminate();
+    stage('Loading the model…');
+    engine = await RlragWorker.create({ model: 'model', device, sparseVectors: encode, onProgress });
+    for (let i = 0; i < corpus.length; i += CHUNK) {
+      stage(`Indexing… ${i}/${corpus.length}`, i, corpus.length);
+      await engine.addDocuments(corpus.slice(i, i + CHUNK));
+    }
+    stage('Saving the index in this browser…');
+    await engine.save(key).catch((e) => console.warn(`rlrag demo: the index was not saved: ${e.message}`));
+  }
   $('backend').textContent = engine.backend;
   if (!encode) $('mode').querySelector('option[value="sparse"]').disabled = true;
-  const corpus = await json('corpus.json');
-  for (let i = 0; i < corpus.length; i += CHUNK) {
-    stage(`Indexing… ${i}/${corpus.length}`, i, corpus.length);
-    await engine.addDocuments(corpus.slice(i, i + CHUNK));
-  }
   const seconds = (performance.now() - t0) / 1000;
   stage('Ready.', 1, 1);
   $('docs').textContent = String(engine.size);
-  $('index-time').textContent = `${seconds.toFixed(1)} s (load + index)`;
+  $('index-time').textContent = restored
+    ? `${seconds.toFixed(1)} s (restored from this browser's storage)`
+    : `${seconds.toFixed(1)} s (load + index)`;
   for (const id of ['query', 'mode', 'go']) $(id).disabled = false;
+  document.body.dataset.restored = String(restored);
   document.body.dataset.ready = 'true';
 
   $('search').addEventListener('submit', async (event) => {

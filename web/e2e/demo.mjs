@@ -3,7 +3,9 @@
 // 127.0.0.1, let the page index the HotpotQA-100 paragraphs, search, and
 // check the top 10 against the native engine (tests/golden/demo-search.json)
 // — once with WebGPU (SwiftShader's adapter, --enable-unsafe-webgpu) and once
-// without (the CPU fallback). Screenshots go to target/e2e/.
+// without (the CPU fallback); on the CPU also that a second visit restores
+// model + index from the Origin Private File System and that a corrupt save is discarded
+// with a warning. Screenshots go to target/e2e/.
 import { createServer } from 'node:http';
 import { readFile, mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -38,7 +40,7 @@ function serve() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-async function run(url, webgpu) {
+function launch(webgpu) {
   const args = [
     '--headless',
     '--no-sandbox',
@@ -49,46 +51,87 @@ async function run(url, webgpu) {
     '--disable-sync',
   ];
   if (webgpu) args.push('--enable-unsafe-webgpu');
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args });
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args });
+}
+
+/** Open the demo in `context`, wait until it is ready, check it restored
+ * from storage or not as expected, and check its top 10 for `results`. */
+async function visit(context, url, label, { restored, results }) {
+  const page = await context.newPage();
+  const problems = [];
+  const warnings = [];
+  const listen = (m) => {
+    if (m.type() === 'error') problems.push(m.text());
+    if (m.type() === 'warning') warnings.push(m.text());
+  };
+  page.on('console', listen);
+  page.on('pageerror', (e) => problems.push(e.message));
+  page.on('worker', (w) => w.on('console', listen));
+  const t0 = Date.now();
+  await page.goto(`${url}?device=auto`);
+  await page.waitForSelector('body[data-ready]', { timeout: 600_000 });
+  const ready = await page.getAttribute('body', 'data-ready');
+  assert.equal(ready, 'true', `the page failed: ${await page.textContent('#error')} ${problems.join(' | ')}`);
+  const loadMs = Date.now() - t0;
+  assert.equal(await page.getAttribute('body', 'data-restored'), String(restored), `${label}: restored`);
+  assert.equal(await page.textContent('#backend'), label, 'backend');
+  assert.equal(Number(await page.textContent('#docs')), golden.documents);
+  const timings = [];
+  for (const { query, mode, ids } of results) {
+    const before = Number((await page.getAttribute('body', 'data-searched')) ?? 0);
+    await page.fill('#query', query);
+    await page.selectOption('#mode', mode);
+    await page.click('#go');
+    await page.waitForFunction(
+      (n) => Number(document.body.dataset.searched ?? 0) > n || !document.getElementById('error').hidden,
+      before,
+      { timeout: 300_000 },
+    );
+    assert.ok(await page.isHidden('#error'), `${label} ${mode}: ${await page.textContent('#error')} ${problems.join(' | ')}`);
+    const got = await page.$$eval('#results > li', (lis) => lis.map((li) => li.dataset.id));
+    assert.deepEqual(got, ids, `${label} ${mode}: ${query}`);
+    timings.push(await page.textContent('#timing'));
+  }
+  assert.deepEqual(problems, [], 'no errors in the console');
+  console.log(`${label}${restored ? ' (restored)' : ''}: ready in ${(loadMs / 1000).toFixed(1)} s; ${timings.join(' | ')}`);
+  return { page, warnings };
+}
+
+async function run(url, webgpu) {
   const label = webgpu ? 'webgpu' : 'cpu';
+  const browser = await launch(webgpu);
   try {
-    const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
-    const problems = [];
-    page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && problems.push(m.text())));
-    const t0 = Date.now();
-    await page.goto(`${url}?device=auto`);
-    await page.waitForSelector('body[data-ready]', { timeout: 600_000 });
-    const ready = await page.getAttribute('body', 'data-ready');
-    assert.equal(ready, 'true', `the page failed: ${await page.textContent('#error')} ${problems.join(' | ')}`);
-    const loadMs = Date.now() - t0;
-    assert.equal(await page.textContent('#backend'), label, 'backend');
-    assert.equal(Number(await page.textContent('#docs')), golden.documents);
-    const timings = [];
-    for (const { query, mode, ids } of golden.results) {
-      const before = Number((await page.getAttribute('body', 'data-searched')) ?? 0);
-      await page.fill('#query', query);
-      await page.selectOption('#mode', mode);
-      await page.click('#go');
-      await page.waitForFunction(
-        (n) => Number(document.body.dataset.searched ?? 0) > n || !document.getElementById('error').hidden,
-        before,
-        { timeout: 300_000 },
-      );
-      assert.ok(await page.isHidden('#error'), `${label} ${mode}: ${await page.textContent('#error')} ${problems.join(' | ')}`);
-      const got = await page.$$eval('#results > li', (lis) => lis.map((li) => li.dataset.id));
-      assert.deepEqual(got, ids, `${label} ${mode}: ${query}`);
-      timings.push(await page.textContent('#timing'));
-    }
+    const context = await browser.newContext({ viewport: { width: 1100, height: 1400 } });
+    const first = await visit(context, url, label, { restored: false, results: golden.results });
     // The explanations are on the page: chips of matched terms and highlights.
-    assert.ok((await page.$$('#results .terms li')).length > 0, 'matched terms shown');
-    assert.ok((await page.$$('#results mark')).length > 0, 'matched words highlighted');
+    assert.ok((await first.page.$$('#results .terms li')).length > 0, 'matched terms shown');
+    assert.ok((await first.page.$$('#results mark')).length > 0, 'matched words highlighted');
     await mkdir(out, { recursive: true });
     const shot = join(out, `demo-${label}.png`);
-    await page.screenshot({ path: shot, fullPage: false });
-    console.log(`${label}: ready in ${(loadMs / 1000).toFixed(1)} s; ${timings.join(' | ')}; screenshot ${shot}`);
-    assert.deepEqual(problems, [], 'no errors in the console');
+    await first.page.screenshot({ path: shot });
+    console.log(`screenshot ${shot}`);
+    await first.page.close();
+    if (webgpu) return;
+
+    // A second visit restores model + index from OPFS, same answers.
+    const again = await visit(context, url, label, { restored: true, results: golden.results.slice(0, 3) });
+    // Corrupt the saved index: the next visit discards it with a warning and indexes afresh.
+    await again.page.evaluate(async () => {
+      const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('rlrag');
+      for await (const [, handle] of dir.entries()) {
+        const bytes = new Uint8Array(await (await handle.getFile()).arrayBuffer());
+        bytes[bytes.length - 100] ^= 0xff; // inside the index, the last part
+        const w = await handle.createWritable();
+        await w.write(bytes);
+        await w.close();
+      }
+    });
+    await again.page.close();
+    const fresh = await visit(context, url, label, { restored: false, results: golden.results.slice(0, 3) });
+    assert.ok(
+      fresh.warnings.some((w) => w.includes('discarding the saved engine') && w.includes('checksum')),
+      `a warning about the corrupt entry: ${fresh.warnings.join(' | ')}`,
+    );
   } finally {
     await browser.close();
   }

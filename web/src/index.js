@@ -63,8 +63,9 @@ async function fetchBytes(url, fetchImpl) {
  * A model directory as the trainer writes it: either the files' bytes
  * `{weights, config, tokenizer}` or a base URL (string or `{baseUrl}`) under
  * which `model.safetensors`, `config.json` and `tokenizer.json` are fetched.
+ * @returns {Promise<{weights: Uint8Array, config: Uint8Array, tokenizer: Uint8Array}>}
  */
-async function modelBytes(model, what, fetchImpl) {
+async function modelFiles(model, what, fetchImpl) {
   if (model === undefined || model === null) throw new TypeError(`${what}: a model is required`);
   const baseUrl = typeof model === 'string' ? model : model.baseUrl;
   if (baseUrl !== undefined) {
@@ -72,13 +73,85 @@ async function modelBytes(model, what, fetchImpl) {
     const [weights, config, tokenizer] = await Promise.all(
       MODEL_FILES.map((f) => fetchBytes(`${base}/${f}`, fetchImpl)),
     );
-    return new ModelBytes(weights, config, tokenizer);
+    return { weights, config, tokenizer };
   }
-  return new ModelBytes(
-    bytes(model.weights, `${what}.weights`),
-    bytes(model.config, `${what}.config`),
-    bytes(model.tokenizer, `${what}.tokenizer`),
-  );
+  return {
+    weights: bytes(model.weights, `${what}.weights`),
+    config: bytes(model.config, `${what}.config`),
+    tokenizer: bytes(model.tokenizer, `${what}.tokenizer`),
+  };
+}
+
+/** Files → the wasm side's `ModelBytes` (copied into wasm memory). */
+function wasmModel(files) {
+  return files && new ModelBytes(files.weights, files.config, files.tokenizer);
+}
+
+/** The models of `options`, fetched or taken as bytes. */
+async function loadModels(options) {
+  const fetchImpl = options.fetch ?? globalThis.fetch;
+  const model = await modelFiles(options.model, 'model', fetchImpl);
+  const dense = options.dense === undefined ? undefined : await modelFiles(options.dense, 'dense', fetchImpl);
+  return { model, dense };
+}
+
+// Persistence in the Origin Private File System (OPFS): one file per key
+// holding the model files and the exported index. A file is replaced
+// atomically (createWritable commits on close), so it is never half-saved;
+// on load it is checked whole: its frame here, the index's own checksum and
+// the models' fingerprints in Rust. (IndexedDB was tried first: Chromium
+// stores large values as side files and intermittently fails to read them
+// back, "Failed to read large IndexedDB value".)
+const RECORD_MAGIC = 'RLRAGWEB';
+const RECORD_VERSION = 1;
+
+async function storageDir() {
+  const storage = globalThis.navigator?.storage;
+  if (!storage?.getDirectory) throw new Error('no Origin Private File System here (navigator.storage.getDirectory)');
+  const root = await storage.getDirectory();
+  return root.getDirectoryHandle('rlrag', { create: true });
+}
+
+const recordName = (key) => `${encodeURIComponent(String(key))}.rlrag`;
+
+/** magic, u32 version, u32 part count, then per part u32 length + bytes (little-endian). */
+function encodeRecord(parts) {
+  const total = 16 + parts.reduce((n, p) => n + 4 + p.length, 0);
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  out.set(new TextEncoder().encode(RECORD_MAGIC), 0);
+  view.setUint32(8, RECORD_VERSION, true);
+  view.setUint32(12, parts.length, true);
+  let at = 16;
+  for (const p of parts) {
+    view.setUint32(at, p.length, true);
+    out.set(p, at + 4);
+    at += 4 + p.length;
+  }
+  return out;
+}
+
+/** The parts of a record, or a reason why it is unusable. */
+function decodeRecord(bytes) {
+  if (bytes.length < 16 || new TextDecoder().decode(bytes.subarray(0, 8)) !== RECORD_MAGIC) {
+    return { why: 'not an rlrag saved engine' };
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const version = view.getUint32(8, true);
+  if (version !== RECORD_VERSION) return { why: `format version ${version} (this build reads ${RECORD_VERSION})` };
+  const count = view.getUint32(12, true);
+  if (count !== 4 && count !== 7) return { why: `${count} parts` };
+  const parts = [];
+  let at = 16;
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > bytes.length) return { why: 'truncated' };
+    const len = view.getUint32(at, true);
+    if (at + 4 + len > bytes.length) return { why: 'truncated' };
+    parts.push(bytes.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  if (at !== bytes.length) return { why: `${bytes.length - at} trailing bytes` };
+  return { parts };
 }
 
 function engineOptions({ device = 'auto', sparseVectors, rerankM } = {}) {
@@ -91,11 +164,14 @@ function engineOptions({ device = 'auto', sparseVectors, rerankM } = {}) {
 export class Rlrag {
   #engine;
   #onProgress;
+  #files;
   #queue = Promise.resolve();
 
-  constructor(engine, onProgress) {
+  /** @private use `Rlrag.create`, `Rlrag.importIndex` or `Rlrag.load` */
+  constructor(engine, onProgress, files) {
     this.#engine = engine;
     this.#onProgress = onProgress;
+    this.#files = files;
   }
 
   /**
@@ -104,13 +180,10 @@ export class Rlrag {
    * @returns {Promise<Rlrag>}
    */
   static async create(options) {
-    const { model, dense, onProgress, wasm } = options;
-    const fetchImpl = options.fetch ?? globalThis.fetch;
-    await initWasm(wasm);
-    const sparse = await modelBytes(model, 'model', fetchImpl);
-    const denseModel = dense === undefined ? undefined : await modelBytes(dense, 'dense', fetchImpl);
-    const engine = await Engine.create(sparse, denseModel, engineOptions(options));
-    return new Rlrag(engine, onProgress);
+    await initWasm(options?.wasm);
+    const files = await loadModels(options ?? {});
+    const engine = await Engine.create(wasmModel(files.model), wasmModel(files.dense), engineOptions(options));
+    return new Rlrag(engine, options.onProgress, files);
   }
 
   /**
@@ -120,13 +193,88 @@ export class Rlrag {
    * @returns {Promise<Rlrag>}
    */
   static async importIndex(index, options) {
-    const { model, dense, onProgress, wasm, device = 'auto' } = options;
-    const fetchImpl = options.fetch ?? globalThis.fetch;
-    await initWasm(wasm);
-    const sparse = await modelBytes(model, 'model', fetchImpl);
-    const denseModel = dense === undefined ? undefined : await modelBytes(dense, 'dense', fetchImpl);
-    const engine = await Engine.importIndex(sparse, denseModel, bytes(index, 'index'), { device });
-    return new Rlrag(engine, onProgress);
+    await initWasm(options?.wasm);
+    const files = await loadModels(options ?? {});
+    const device = options.device ?? 'auto';
+    const engine = await Engine.importIndex(wasmModel(files.model), wasmModel(files.dense), bytes(index, 'index'), {
+      device,
+    });
+    return new Rlrag(engine, options.onProgress, files);
+  }
+
+  /**
+   * Save the model files and the index under `key` in the Origin Private
+   * File System (browsers and workers; not Node), replacing any earlier save
+   * atomically.
+   * @param {string} [key]
+   * @returns {Promise<void>}
+   */
+  async save(key = 'default') {
+    const index = await this.exportIndex();
+    const { model, dense } = this.#files;
+    const parts = [model.weights, model.config, model.tokenizer];
+    if (dense) parts.push(dense.weights, dense.config, dense.tokenizer);
+    parts.push(index);
+    const file = await (await storageDir()).getFileHandle(recordName(key), { create: true });
+    const writable = await file.createWritable();
+    try {
+      await writable.write(encodeRecord(parts));
+      await writable.close();
+    } catch (e) {
+      await writable.abort().catch(() => {});
+      throw e;
+    }
+  }
+
+  /**
+   * The engine saved under `key`, or `null` when there is none. A stale
+   * (other format version), truncated or corrupt save is deleted with a
+   * console warning and `null` is returned: never a half-loaded engine.
+   * @param {string} [key]
+   * @param {{device?: DeviceChoice, onProgress?: (progress: Progress) => void, wasm?: any}} [options]
+   * @returns {Promise<Rlrag | null>}
+   */
+  static async load(key = 'default', options = {}) {
+    let handle;
+    try {
+      handle = await (await storageDir()).getFileHandle(recordName(key));
+    } catch (e) {
+      if (e?.name === 'NotFoundError') return null;
+      throw e;
+    }
+    const bytes = new Uint8Array(await (await handle.getFile()).arrayBuffer());
+    const discard = async (why) => {
+      console.warn(`rlrag: discarding the saved engine "${key}": ${why}`);
+      await Rlrag.removeSaved(key);
+      return null;
+    };
+    const { parts, why } = decodeRecord(bytes);
+    if (!parts) return discard(why);
+    const files = (p) => ({ weights: p[0], config: p[1], tokenizer: p[2] });
+    try {
+      return await Rlrag.importIndex(parts[parts.length - 1], {
+        model: files(parts),
+        dense: parts.length === 7 ? files(parts.slice(3)) : undefined,
+        device: options.device,
+        onProgress: options.onProgress,
+        wasm: options.wasm,
+      });
+    } catch (e) {
+      return discard(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  /**
+   * Delete what `save` stored under `key` (nothing if absent).
+   * @param {string} [key]
+   * @returns {Promise<void>}
+   */
+  static async removeSaved(key = 'default') {
+    try {
+      await (await storageDir()).removeEntry(recordName(key));
+    } catch (e) {
+      if (e?.name !== 'NotFoundError') throw e;
+    }
   }
 
   /** Calls run one at a time, in order. */

@@ -1,6 +1,7 @@
 // `RlragWorker`: the `Rlrag` API with the engine in a Web Worker, so indexing
 // and encoding never block the page. Same methods, all returning Promises;
 // `backend`, `size` and `modes` reflect the worker's engine after each call.
+import { Rlrag } from './index.js';
 
 /**
  * @typedef {import('./index.js').CreateOptions} CreateOptions
@@ -75,6 +76,48 @@ export class RlragWorker {
     client.#onProgress = onProgress;
     await client.#call('importIndex', [index, rest]);
     return client;
+  }
+
+  /**
+   * Start a worker and load the engine saved under `key` (`Rlrag.load`);
+   * `null` (and no worker) when there is none or it was discarded.
+   * @param {string} [key]
+   * @param {{device?: import('./index.js').DeviceChoice, onProgress?: (p: import('./index.js').Progress) => void}} [options]
+   * @param {{workerUrl?: string | URL}} [where]
+   * @returns {Promise<RlragWorker | null>}
+   */
+  static async load(key = 'default', options = {}, { workerUrl } = {}) {
+    const client = new RlragWorker(new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' }));
+    const [rest, onProgress] = plain(options);
+    client.#onProgress = onProgress;
+    try {
+      if ((await client.#call('load', [key, rest])) === null) {
+        client.terminate();
+        return null;
+      }
+    } catch (e) {
+      client.terminate();
+      throw e;
+    }
+    return client;
+  }
+
+  /**
+   * Delete a saved engine (`Rlrag.removeSaved`).
+   * @param {string} [key]
+   * @returns {Promise<void>}
+   */
+  static removeSaved(key = 'default') {
+    return Rlrag.removeSaved(key);
+  }
+
+  /**
+   * Save the worker's model files and index in this browser's storage (`Rlrag.save`).
+   * @param {string} [key]
+   * @returns {Promise<void>}
+   */
+  save(key = 'default') {
+    return this.#call('save', [key]);
   }
 
   #receive({ id, result, state, error, progress }) {

@@ -18,8 +18,15 @@ async function call(id, method, args) {
     engine = method === 'create' ? await Rlrag.create(options) : await Rlrag.importIndex(args[0], options);
     return [info(), info()];
   }
-  if (!engine) throw new Error('the worker has no engine yet: call create or importIndex first');
+  if (method === 'load') {
+    if (engine) engine.free();
+    engine = await Rlrag.load(args[0], { ...args[1], onProgress });
+    return engine ? [info(), info()] : [null];
+  }
+  if (!engine) throw new Error('the worker has no engine yet: call create, importIndex or load first');
   switch (method) {
+    case 'save':
+      return [await engine.save(args[0])];
     case 'addDocuments':
       return [await engine.addDocuments(args[0]), info()];
     case 'removeDocuments':

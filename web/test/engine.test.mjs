@@ -117,6 +117,9 @@ test('every bad input is a rejected Promise with a message', async () => {
   await assert.rejects(e.search('capital', { mode: 'sparse' }), /sparseVectors/);
   await assert.rejects(e.search('capital', { mode: 'dense' }), /no dense model/);
   assert.deepEqual(await e.search('capital', { k: 0 }), []);
+  // Saving needs a browser's Origin Private File System: a clear refusal in Node.
+  await assert.rejects(e.save('x'), /Origin Private File System/);
+  await assert.rejects(Rlrag.load('x', { wasm }), /Origin Private File System/);
   // The engine still works after every refusal.
   assert.equal((await e.search(golden.results[0].query, { k: 3, mode: 'bot' })).length, 3);
 });
