@@ -21,11 +21,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test --workspace"
 cargo test --workspace --locked
 echo "== wasm32 build of the library crates and the npm package's module"
-cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward -p rlrag-router
+cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward
 scripts/build-web.sh
+echo "== clippy on the CPU-only browser package (wasm32, --cfg rlrag_cpu_only)"
+cargo clippy --locked --target wasm32-unknown-unknown -p rlrag-wasm \
+  --config 'target.wasm32-unknown-unknown.rustflags=["--cfg", "rlrag_cpu_only"]' -- -D warnings
 echo "== the npm package: generated declarations, type-checked usage, Node tests"
 (cd web && npx tsc -p tsconfig.json && npx tsc -p test-types/tsconfig.json)
-node --test web/test/
+# A small trained router for the package's `learned` routing test.
+target/debug/trainer train-router --data data/hotpotqa100 --split train --limit 16 \
+  --epochs 1 --rollouts 2 --batch-size 8 --out target/test-router
+RLRAG_ROUTER_DIR=target/test-router node --test web/test/
 echo "== the demo page in headless Chromium: WebGPU and CPU give the native top 10"
 TRAINER=target/debug/trainer scripts/build-demo.sh
 node web/e2e/demo.mjs

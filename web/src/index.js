@@ -1,6 +1,6 @@
 // rlrag: the retriever the trainer produced, running in the page (or in
 // Node). JavaScript fetches; the wasm engine indexes and searches.
-import init, { Engine, ModelBytes } from '../pkg/rlrag_wasm.js';
+import init, { Engine, ModelBytes, RouterModel as WasmRouterModel } from '../pkg/rlrag_wasm.js';
 
 /**
  * @typedef {Uint8Array | ArrayBuffer | ArrayBufferView | string} Bytes
@@ -24,9 +24,26 @@ import init, { Engine, ModelBytes } from '../pkg/rlrag_wasm.js';
  * @typedef {{id: string, text: string, title?: string}} DocumentInput
  * @typedef {{term: string, weight: number}} TermWeight
  * @typedef {{id: string, score: number, title: string, text: string, terms: TermWeight[]}} SearchHit
+ * @typedef {{id: string, title?: string, text: string, score: number}} NetworkHit
+ * @typedef {(request: {queries: string[], k: number}) => Promise<{hits: NetworkHit[][]}> | {hits: NetworkHit[][]}} NetworkSearch
+ *   The network source: answers up to three queries at once, one hit list per query.
+ * @typedef {'learned' | 'local' | 'network' | 'both' | 'multihop'} RoutePolicy
+ * @typedef {{
+ *   policy?: RoutePolicy,
+ *   network?: NetworkSearch,
+ *   model?: RouterModel,
+ *   timeoutMs?: number,
+ *   k?: number,
+ *   maxHops?: number,
+ *   localMode?: SearchMode,
+ * }} RouteOptions
+ * @typedef {{local_calls: number, network_calls: number, rounds: number, latency_ms: number}} RouteCost
+ * @typedef {{evidence: NetworkHit[], trace: any, cost: RouteCost}} RouteOutcome
+ *   The gathered passages (best first), every decision of the router, and what it spent.
  */
 
 const MODEL_FILES = ['model.safetensors', 'config.json', 'tokenizer.json'];
+const ROUTE_OPTIONS = ['policy', 'timeoutMs', 'k', 'maxHops', 'localMode'];
 let ready = null;
 
 /** Initialise the wasm module once (`wasm`: URL, Response, bytes or module). */
@@ -342,8 +359,70 @@ export class Rlrag {
     return this.#run(() => this.#engine.exportIndex());
   }
 
+  /**
+   * Answer-side retrieval for `question` through the router: this engine is
+   * the local source, `network` (optional) the network source; a fixed
+   * policy or a trained `RouterModel` decides hop by hop. The network
+   * callback must not call this same engine (calls run one at a time).
+   * @param {string} question
+   * @param {RouteOptions} [options]
+   * @returns {Promise<RouteOutcome>}
+   */
+  route(question, { network, model, ...options } = {}) {
+    if (typeof question !== 'string') return Promise.reject(new TypeError('route: the question must be a string'));
+    if (network !== undefined && typeof network !== 'function') {
+      return Promise.reject(new TypeError('route: network must be an async function ({queries, k}) => ({hits})'));
+    }
+    if (model !== undefined && !(model instanceof RouterModel)) {
+      return Promise.reject(new TypeError('route: model must be a RouterModel'));
+    }
+    const unknown = Object.keys(options).find((key) => !ROUTE_OPTIONS.includes(key));
+    if (unknown !== undefined) {
+      return Promise.reject(new TypeError(`route: unknown option \`${unknown}\` (${['network', 'model', ...ROUTE_OPTIONS].join(', ')})`));
+    }
+    return this.#run(() =>
+      model
+        ? this.#engine.routeLearned(question, model.wasm, network, options)
+        : this.#engine.route(question, network, options),
+    );
+  }
+
   /** Free the wasm memory; the engine is unusable afterwards. */
   free() {
     this.#engine.free();
+  }
+}
+
+/** A trained routing policy: the directory `trainer train-router` writes. */
+export class RouterModel {
+  /** @private use `RouterModel.load` */
+  constructor(wasm) {
+    /** @private */
+    this.wasm = wasm;
+  }
+
+  /**
+   * Load `{weights, config}` bytes or a base URL with `model.safetensors` and `config.json`.
+   * @param {string | {baseUrl: string} | {weights: Bytes, config: Bytes}} source
+   * @param {{wasm?: any, fetch?: typeof globalThis.fetch}} [options]
+   * @returns {Promise<RouterModel>}
+   */
+  static async load(source, options = {}) {
+    await initWasm(options.wasm);
+    const baseUrl = typeof source === 'string' ? source : source?.baseUrl;
+    let weights;
+    let config;
+    if (baseUrl !== undefined) {
+      const base = String(baseUrl).replace(/\/+$/, '');
+      const fetchImpl = options.fetch ?? globalThis.fetch;
+      [weights, config] = await Promise.all([
+        fetchBytes(`${base}/model.safetensors`, fetchImpl),
+        fetchBytes(`${base}/config.json`, fetchImpl),
+      ]);
+    } else {
+      weights = bytes(source?.weights, 'router.weights');
+      config = bytes(source?.config, 'router.config');
+    }
+    return new RouterModel(WasmRouterModel.load(weights, config));
   }
 }

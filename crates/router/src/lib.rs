@@ -1,9 +1,12 @@
-//! Routing for rlrag: which source answers a retrieval step (the local index,
-//! the network, or none), and the trace of every decision.
-//!
-//! This crate holds the shared types today; the pipeline (background sensing,
-//! concurrent sub-queries, memory-filter-confidence) and the learned policy
-//! arrive with the router issue.
+//! Routing for rlrag: the KunLunBaizeRAG and RAG-R1 mechanisms as one
+//! retrieval pipeline. Per question, hop by hop: background sensing aligns the
+//! question ([`queries::align`]); a policy ([`policy`]) picks `answer`,
+//! `local`, `network`, `both` or `decompose`; up to three sub-queries per round
+//! ([`queries::bridge_queries`]) go to the chosen [`source::Source`]s at once;
+//! the query memory, the evidence filter and the calibrated confidence
+//! ([`memory`]) suppress repeats, drop seen passages and stop early. Every
+//! decision is traced ([`pipeline::Trace`]). The same code runs natively (an
+//! HTTP network source, [`http`]) and in the browser (a JS callback source).
 //!
 //! ```
 //! use rlrag_router::{Action, SourceKind};
@@ -13,8 +16,45 @@
 //! assert!(Action::Answer.sources().is_empty());
 //! ```
 
-use rlrag_reward::cost::Cost;
 use serde::{Deserialize, Serialize};
+
+pub mod error;
+pub mod eval;
+pub mod features;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod http;
+pub mod memory;
+pub mod pipeline;
+pub mod policy;
+pub mod queries;
+pub mod source;
+
+pub use error::{Fault, RouterError};
+pub use pipeline::{Clock, Decider, Outcome, PipelineConfig, Router, Trace};
+pub use policy::{FixedPolicy, LearnedDecider, LearnedPolicy, PolicyConfig, RouterConfig};
+pub use source::{Hit, LocalSource, Source};
+
+/// Most sub-queries in one round (RAG-R1).
+pub const MAX_SUB_QUERIES: usize = 3;
+
+/// The wall clock natively.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock(std::time::Instant);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self(std::time::Instant::now())
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Clock for SystemClock {
+    fn now_ms(&self) -> f64 {
+        self.0.elapsed().as_secs_f64() * 1000.0
+    }
+}
 
 /// Where retrieved passages come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,73 +100,5 @@ impl Action {
             Action::Network => &[SourceKind::Network],
             Action::Both => &[SourceKind::Local, SourceKind::Network],
         }
-    }
-}
-
-/// One decision in a question's trace.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Decision {
-    /// Hop number, from 0.
-    pub hop: u32,
-    /// The action taken.
-    pub action: Action,
-    /// The policy's probability of that action.
-    pub probability: f32,
-    /// The state features the policy saw.
-    pub features: Vec<f32>,
-    /// What this hop spent.
-    pub cost: Cost,
-}
-
-/// The record of one question: every decision, in order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Trace {
-    /// The decisions, hop by hop.
-    pub decisions: Vec<Decision>,
-}
-
-impl Trace {
-    /// Total spending over all hops.
-    pub fn total_cost(&self) -> Cost {
-        self.decisions.iter().fold(Cost::default(), |acc, d| Cost {
-            local_calls: acc.local_calls + d.cost.local_calls,
-            network_calls: acc.network_calls + d.cost.network_calls,
-            rounds: acc.rounds + d.cost.rounds,
-            latency_ms: acc.latency_ms + d.cost.latency_ms,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trace_sums_costs_and_serialises() {
-        let hop = |hop, action, network_calls| Decision {
-            hop,
-            action,
-            probability: 0.5,
-            features: vec![1.0],
-            cost: Cost {
-                local_calls: 1,
-                network_calls,
-                rounds: 1,
-                latency_ms: 2.5,
-            },
-        };
-        let trace = Trace {
-            decisions: vec![hop(0, Action::Local, 0), hop(1, Action::Both, 1)],
-        };
-        let total = trace.total_cost();
-        assert_eq!(
-            (total.local_calls, total.network_calls, total.rounds),
-            (2, 1, 2)
-        );
-        assert_eq!(total.latency_ms, 5.0);
-        let json = serde_json::to_string(&trace).expect("serialises");
-        assert!(json.contains("\"action\":\"both\""));
-        let back: Trace = serde_json::from_str(&json).expect("parses");
-        assert_eq!(back, trace);
     }
 }

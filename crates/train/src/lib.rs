@@ -3,6 +3,8 @@
 //! - [`env`]: reward environments: relevance judgements, answer containment,
 //!   or an OpenAI-compatible generator ([`llm`]);
 //! - [`loss`]: the reinforced contrastive (InfoNCE) loss;
+//! - [`router`]: REINFORCE for the routing policy (group-relative
+//!   advantages or a learned baseline, entropy bonus);
 //! - [`r3`]: the loop: on-policy retrieval over a bag-of-tokens index with
 //!   the current model, a reward per passage, an AdamW step.
 //!
@@ -15,9 +17,11 @@ mod error;
 pub mod llm;
 pub mod loss;
 pub mod r3;
+pub mod router;
 
 pub use device::{DeviceChoice, wgpu_device};
 pub use env::{ContainmentEnv, EnvStats, LlmEnv, LlmScoring, QrelsEnv, RewardEnv};
 pub use error::TrainError;
 pub use llm::{LlmClient, LlmConfig};
 pub use r3::{DocSide, R3Config, R3Trainer, StepLog};
+pub use router::{Rollout, RouterTrainConfig, RouterTrainer, UpdateLog};

@@ -119,7 +119,7 @@ const METRIC_ORDER: [&str; 6] = [
 ];
 
 /// Nearest-rank percentile of sorted values (`p` in `[0, 1]`).
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -1,9 +1,12 @@
 //! `trainer`: the rlrag command line. Today: `eval` of a retriever on a
 //! dataset; training commands arrive with the trainer issue.
 
+mod bench;
 mod eval;
 mod progress;
 mod retrievers;
+mod route;
+mod serve;
 mod train;
 
 use std::path::PathBuf;
@@ -34,6 +37,16 @@ enum Command {
     /// Write a dataset's corpus as a JSON array of `{id, title, text}` (what
     /// the browser package's `addDocuments` takes; the demo page loads it).
     ExportCorpus(ExportCorpusArgs),
+    /// Time the browser engine's work natively: load, index, time to first
+    /// result, query latency per mode, encoder throughput (JSON for
+    /// scripts/bench-browser.sh, which runs the same steps in Chromium).
+    BenchEngine(bench::BenchArgs),
+    /// Serve a corpus as a network search source (POST /search {queries, k}).
+    Serve(serve::ServeArgs),
+    /// Train the routing policy by RL (local / network / both / decompose / answer).
+    TrainRouter(route::TrainRouterArgs),
+    /// Compare the learned router with fixed routing policies on a QA set.
+    EvalRouter(route::EvalRouterArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -105,6 +118,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::TrainRetriever(args) => train::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::TrainRouter(args) => route::train(&args),
+        Command::EvalRouter(args) => route::eval(&args),
+        Command::BenchEngine(args) => {
+            let report = bench::run(&args)?;
+            let json = serde_json::to_string_pretty(&report)?;
+            match &args.json {
+                Some(path) => std::fs::write(path, json + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => println!("{json}"),
+            }
+            Ok(())
+        }
         Command::ExportCorpus(args) => {
             let ds = rlrag_retriever::Dataset::load(&args.data, args.format, None)?;
             let json = serde_json::to_string(&ds.corpus)?;

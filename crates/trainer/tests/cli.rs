@@ -570,3 +570,109 @@ fn train_retriever_errors_are_clear() {
         "not an http(s) URL",
     );
 }
+
+#[test]
+fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(data_dir.path(), 12);
+    let data = data_dir.path().to_str().expect("utf-8");
+    let out = tempfile::tempdir().expect("tempdir");
+    let model = out.path().join("router");
+    let model_s = model.to_str().expect("utf-8");
+    let o = trainer(&[
+        "train-router",
+        "--data",
+        data,
+        "--split",
+        "all",
+        "--out",
+        model_s,
+        "--epochs",
+        "2",
+        "--rollouts",
+        "2",
+        "--batch-size",
+        "6",
+    ]);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("confidence fitted on 36 outcomes"), "{log}");
+    assert!(log.contains("epoch  2: reward"), "{log}");
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "manifest.json",
+        "training.jsonl",
+        "training.svg",
+    ] {
+        assert!(model.join(f).is_file(), "{f} written");
+    }
+    let lines = std::fs::read_to_string(model.join("training.jsonl")).expect("log");
+    assert_eq!(lines.lines().count(), 2);
+    assert!(
+        std::fs::read_to_string(model.join("training.svg"))
+            .expect("svg")
+            .contains("<polyline")
+    );
+
+    let report = out.path().join("eval.json");
+    let o = trainer(&[
+        "eval-router",
+        "--data",
+        data,
+        "--split",
+        "all",
+        "--weights",
+        model_s,
+        "--json",
+        report.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("json")).expect("valid");
+    let policies = r["policies"].as_object().expect("policies");
+    let mut names: Vec<&str> = policies.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["both", "learned", "local", "multihop", "network"]);
+    for (name, p) in policies {
+        for key in ["containment@10", "all_gold@10", "network_share", "rounds"] {
+            assert!(p[key].as_f64().is_some(), "{name} lacks {key}");
+        }
+        assert!(p["latency_ms"]["p50"].as_f64().is_some());
+    }
+    let share = |n: &str| policies[n]["network_share"].as_f64().expect("share");
+    assert_eq!(share("local"), 0.0);
+    assert_eq!(share("network"), 1.0);
+    assert_eq!(share("multihop"), 2.0);
+    let contain = |n: &str| policies[n]["containment@10"].as_f64().expect("containment");
+    assert!(
+        contain("network") >= contain("local"),
+        "the network holds the whole corpus"
+    );
+
+    // A router directory that does not fit is refused clearly.
+    std::fs::write(model.join("config.json"), r#"{"version": 1, "hidden": 8, "features": 16, "confidence": {"weights": [0,0,0,0,0], "bias": 0}}"#)
+        .expect("write");
+    let o = trainer(&[
+        "eval-router",
+        "--data",
+        data,
+        "--split",
+        "all",
+        "--weights",
+        model_s,
+    ]);
+    assert_clean_failure(&o, "cannot load the router");
+    let o = trainer(&["eval-router", "--data", data, "--local-fraction", "0"]);
+    assert_clean_failure(&o, "--local-fraction");
+    let o = trainer(&["eval-router", "--data", data, "--network", "ftp://x"]);
+    assert_clean_failure(&o, "not an http(s) URL");
+}

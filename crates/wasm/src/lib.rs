@@ -19,6 +19,9 @@ use rlrag_retriever::engine::{self, EngineModels, EngineOptions, SearchMode, fin
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
+mod route;
+pub use route::RouterModel;
+
 /// Runs when the module is instantiated: a panic (a bug: nothing here should
 /// panic) is written to the console before the module aborts, so it can be
 /// reported.
@@ -116,7 +119,7 @@ async fn select_device(choice: &str) -> Result<(Device, &'static str), JsError> 
 }
 
 /// A WebGPU device, once per page (burn refuses a second initialisation).
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(rlrag_cpu_only)))]
 async fn webgpu() -> Result<Device, JsError> {
     thread_local! {
         static DEVICE: RefCell<Option<Result<Device, String>>> = const { RefCell::new(None) };
@@ -149,6 +152,14 @@ async fn webgpu() -> Result<Device, JsError> {
 #[cfg(not(target_arch = "wasm32"))]
 async fn webgpu() -> Result<Device, JsError> {
     Err(JsError::new("WebGPU is only available in browsers"))
+}
+
+/// The CPU-only package (built with `--cfg rlrag_cpu_only`) has no WebGPU backend.
+#[cfg(all(target_arch = "wasm32", rlrag_cpu_only))]
+async fn webgpu() -> Result<Device, JsError> {
+    Err(JsError::new(
+        "this rlrag build has no WebGPU backend (the CPU-only package); use device: 'cpu' or 'auto'",
+    ))
 }
 
 fn load(bytes: &ModelBytes, device: &Device) -> Result<(Arc<Encoder>, u64), JsError> {
@@ -314,6 +325,40 @@ impl Engine {
             let hits = engine.search(&query, k, mode).await.map_err(js_error)?;
             serde_wasm_bindgen::to_value(&hits).map_err(|e| js_error(e).into())
         })
+    }
+
+    /// Route `question` through the router (KunLunBaizeRAG / RAG-R1) with a
+    /// fixed policy: this engine is the local source, `network` an optional
+    /// async callback `({queries, k}) => ({hits: [[{id, title, text,
+    /// score}]]})`; options `{policy: 'local' | 'network' | 'both' |
+    /// 'multihop', localMode, timeoutMs, k, maxHops}`. Resolves to
+    /// `{evidence, trace, cost}`.
+    pub fn route(
+        &self,
+        question: String,
+        network: Option<js_sys::Function>,
+        options: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(route::route(
+            inner, question, network, None, options,
+        ))
+    }
+
+    /// As [`Engine::route`], decided by a trained [`RouterModel`] (policy `learned`).
+    #[wasm_bindgen(js_name = routeLearned)]
+    pub fn route_learned(
+        &self,
+        question: String,
+        model: &RouterModel,
+        network: Option<js_sys::Function>,
+        options: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let model = Some(model.shared());
+        wasm_bindgen_futures::future_to_promise(route::route(
+            inner, question, network, model, options,
+        ))
     }
 
     /// The corpus and every index as one versioned, checksummed file.

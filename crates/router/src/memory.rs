@@ -1,0 +1,424 @@
+//! STIE's memory-filter-confidence across hops: a memory of issued queries
+//! (a new query too similar to an earlier one is suppressed), a filter over
+//! gathered passages (seen ids dropped, near-duplicate texts collapsed), and
+//! a calibrated confidence in the evidence (stop when it is high).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use rlrag_retriever::Analyzer;
+use serde::{Deserialize, Serialize};
+
+use crate::source::Hit;
+
+/// Words that ask rather than say: never salient, never what makes two
+/// queries differ.
+pub(crate) const QUESTION_WORDS: [&str; 24] = [
+    "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "did", "does", "do",
+    "was", "were", "is", "are", "has", "have", "had", "can", "could", "would", "many", "much",
+];
+
+/// The content terms of a text: analysed (lower-cased, stemmed, stopwords
+/// out) and without question words.
+pub(crate) fn content_terms(analyzer: &Analyzer, text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    analyzer.for_each_term(text, |t| {
+        if !QUESTION_WORDS.contains(&t) {
+            out.insert(t.to_owned());
+        }
+    });
+    out
+}
+
+fn jaccard<T: Ord>(a: &BTreeSet<T>, b: &BTreeSet<T>) -> f32 {
+    let inter = a.intersection(b).count();
+    let union = a.len() + b.len() - inter;
+    if union == 0 {
+        1.0
+    } else {
+        inter as f32 / union as f32
+    }
+}
+
+/// What the memory said of a query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum Admission {
+    /// New enough: issue it.
+    Admitted,
+    /// Too close to an earlier query (or empty of content): not issued.
+    Suppressed {
+        /// The earlier query it repeats (empty for a query without content).
+        similar_to: String,
+        /// Jaccard similarity of their content terms.
+        similarity: f32,
+    },
+}
+
+/// The queries a question has issued so far.
+#[derive(Debug, Clone)]
+pub struct QueryMemory {
+    analyzer: Analyzer,
+    threshold: f32,
+    issued: Vec<(String, BTreeSet<String>)>,
+    suppressed: u32,
+}
+
+impl QueryMemory {
+    /// A memory that suppresses a query whose content terms overlap an
+    /// earlier query's by at least `threshold` (Jaccard, in `(0, 1]`).
+    pub fn new(threshold: f32) -> Self {
+        Self {
+            analyzer: Analyzer::default(),
+            threshold,
+            issued: Vec::new(),
+            suppressed: 0,
+        }
+    }
+
+    /// Decide on `query`; an admitted query is remembered as issued.
+    pub fn admit(&mut self, query: &str) -> Admission {
+        let terms = content_terms(&self.analyzer, query);
+        if terms.is_empty() {
+            self.suppressed += 1;
+            return Admission::Suppressed {
+                similar_to: String::new(),
+                similarity: 1.0,
+            };
+        }
+        let closest = self
+            .issued
+            .iter()
+            .map(|(q, t)| (q, jaccard(&terms, t)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((q, similarity)) = closest
+            && similarity >= self.threshold
+        {
+            self.suppressed += 1;
+            return Admission::Suppressed {
+                similar_to: q.clone(),
+                similarity,
+            };
+        }
+        self.issued.push((query.to_owned(), terms));
+        Admission::Admitted
+    }
+
+    /// Queries issued.
+    pub fn issued(&self) -> usize {
+        self.issued.len()
+    }
+
+    /// Queries suppressed.
+    pub fn suppressed(&self) -> u32 {
+        self.suppressed
+    }
+}
+
+/// What the filter did with a hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filtered {
+    /// A passage not seen before: keep it.
+    New,
+    /// This id was gathered before.
+    Seen,
+    /// Its text nearly repeats a passage gathered before (that passage's id).
+    NearDuplicate(String),
+}
+
+/// Word 3-gram shingles, hashed (FNV-1a: the same on every platform).
+fn shingles(text: &str) -> HashSet<u64> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let hash = |parts: &[String]| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for p in parts {
+            for b in p.bytes().chain(std::iter::once(b' ')) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    };
+    if words.len() < 3 {
+        return std::iter::once(hash(&words)).collect();
+    }
+    words.windows(3).map(hash).collect()
+}
+
+/// The passages a question has gathered: drops repeats and near-duplicates.
+#[derive(Debug, Clone)]
+pub struct EvidenceFilter {
+    near_duplicate: f32,
+    seen: HashSet<String>,
+    kept: Vec<(String, HashSet<u64>)>,
+    dropped_seen: u32,
+    collapsed: u32,
+}
+
+impl EvidenceFilter {
+    /// A filter that collapses texts whose 3-gram shingles overlap by at
+    /// least `near_duplicate` (Jaccard).
+    pub fn new(near_duplicate: f32) -> Self {
+        Self {
+            near_duplicate,
+            seen: HashSet::new(),
+            kept: Vec::new(),
+            dropped_seen: 0,
+            collapsed: 0,
+        }
+    }
+
+    /// Classify `hit`; a new one is remembered.
+    pub fn admit(&mut self, hit: &Hit) -> Filtered {
+        if self.seen.contains(&hit.id) {
+            self.dropped_seen += 1;
+            return Filtered::Seen;
+        }
+        let sh = shingles(&format!("{} {}", hit.title, hit.text));
+        for (id, other) in &self.kept {
+            let inter = sh.intersection(other).count();
+            let union = sh.len() + other.len() - inter;
+            if union > 0 && inter as f32 / union as f32 >= self.near_duplicate {
+                self.collapsed += 1;
+                self.seen.insert(hit.id.clone());
+                return Filtered::NearDuplicate(id.clone());
+            }
+        }
+        self.seen.insert(hit.id.clone());
+        self.kept.push((hit.id.clone(), sh));
+        Filtered::New
+    }
+
+    /// Passages dropped because their id was seen.
+    pub fn dropped_seen(&self) -> u32 {
+        self.dropped_seen
+    }
+
+    /// Passages collapsed into a near-duplicate.
+    pub fn collapsed(&self) -> u32 {
+        self.collapsed
+    }
+}
+
+/// The evidence features the confidence reads.
+pub const CONFIDENCE_FEATURES: usize = 5;
+
+/// Evidence features: how much of the question the best passage covers, how
+/// much the top five cover together, whether the lists agree on their best
+/// passage, how many lists there are, and the margin of the best list.
+pub fn evidence_features(
+    question_terms: &BTreeSet<String>,
+    analyzer: &Analyzer,
+    ranked: &[&Hit],
+    lists: &[Vec<Hit>],
+) -> [f32; CONFIDENCE_FEATURES] {
+    let total = question_terms.len().max(1) as f32;
+    let covered = |hits: &[&Hit]| {
+        let mut seen = BTreeSet::new();
+        for h in hits {
+            analyzer.for_each_term(&format!("{} {}", h.title, h.text), |t| {
+                if question_terms.contains(t) {
+                    seen.insert(t.to_owned());
+                }
+            });
+        }
+        seen.len() as f32 / total
+    };
+    let best_single = ranked
+        .iter()
+        .take(3)
+        .map(|h| covered(&[h]))
+        .fold(0.0_f32, f32::max);
+    let union = covered(&ranked.iter().take(5).copied().collect::<Vec<_>>());
+    let top = ranked.first().map(|h| h.id.as_str());
+    let nonempty: Vec<&Vec<Hit>> = lists.iter().filter(|l| !l.is_empty()).collect();
+    let agree = if nonempty.is_empty() {
+        0.0
+    } else {
+        nonempty
+            .iter()
+            .filter(|l| Some(l[0].id.as_str()) == top)
+            .count() as f32
+            / nonempty.len() as f32
+    };
+    let margin = nonempty
+        .iter()
+        .map(|l| match l.as_slice() {
+            [a, b, ..] if a.score.abs() > 0.0 => {
+                ((a.score - b.score) / a.score.abs()).clamp(0.0, 1.0)
+            }
+            [_] => 1.0,
+            _ => 0.0,
+        })
+        .fold(0.0_f32, f32::max);
+    [
+        best_single,
+        union,
+        agree,
+        (nonempty.len() as f32 / 6.0).min(1.0),
+        margin,
+    ]
+}
+
+/// A calibrated confidence: logistic regression over [`evidence_features`],
+/// fitted on rollouts (label: the evidence contained the answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Confidence {
+    /// One weight per feature.
+    pub weights: [f32; CONFIDENCE_FEATURES],
+    /// The intercept.
+    pub bias: f32,
+}
+
+impl Default for Confidence {
+    /// Before fitting: coverage of the question drives it (fit replaces this).
+    fn default() -> Self {
+        Self {
+            weights: [3.0, 3.0, 1.0, 0.0, 0.5],
+            bias: -4.0,
+        }
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+impl Confidence {
+    /// The probability that the evidence holds the answer.
+    pub fn score(&self, features: &[f32; CONFIDENCE_FEATURES]) -> f32 {
+        let z = self
+            .weights
+            .iter()
+            .zip(features)
+            .map(|(w, f)| w * f)
+            .sum::<f32>()
+            + self.bias;
+        sigmoid(z)
+    }
+
+    /// Fit by full-batch gradient descent on the log loss (deterministic),
+    /// with a little L2 on the weights. Needs both labels present.
+    pub fn fit(samples: &[([f32; CONFIDENCE_FEATURES], bool)], epochs: usize) -> Option<Self> {
+        let positives = samples.iter().filter(|s| s.1).count();
+        if positives == 0 || positives == samples.len() {
+            return None;
+        }
+        let mut c = Confidence {
+            weights: [0.0; CONFIDENCE_FEATURES],
+            bias: 0.0,
+        };
+        let n = samples.len() as f32;
+        let lr = 0.5;
+        for _ in 0..epochs {
+            let mut gw = [0.0_f32; CONFIDENCE_FEATURES];
+            let mut gb = 0.0;
+            for (f, y) in samples {
+                let err = c.score(f) - f32::from(u8::from(*y));
+                for (g, x) in gw.iter_mut().zip(f) {
+                    *g += err * x;
+                }
+                gb += err;
+            }
+            for (w, g) in c.weights.iter_mut().zip(gw) {
+                *w -= lr * (g / n + 1e-3 * *w);
+            }
+            c.bias -= lr * gb / n;
+        }
+        Some(c)
+    }
+
+    /// Expected calibration error over 10 equal-width bins.
+    pub fn calibration_error(&self, samples: &[([f32; CONFIDENCE_FEATURES], bool)]) -> f32 {
+        let mut bins: HashMap<usize, (f32, f32)> = HashMap::new();
+        for (f, y) in samples {
+            let p = self.score(f);
+            let b = ((p * 10.0) as usize).min(9);
+            let e = bins.entry(b).or_default();
+            e.0 += p;
+            e.1 += f32::from(u8::from(*y));
+        }
+        let n = samples.len().max(1) as f32;
+        // Σ_bins (count/n)·|mean p − mean y| = Σ_bins |Σp − Σy| / n
+        bins.values().map(|(p, y)| (p - y).abs() / n).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(id: &str, text: &str) -> Hit {
+        Hit {
+            id: id.into(),
+            title: String::new(),
+            text: text.into(),
+            score: 1.0,
+        }
+    }
+
+    #[test]
+    fn memory_suppresses_a_repeated_query_and_admits_a_new_one() {
+        let mut m = QueryMemory::new(0.8);
+        assert_eq!(
+            m.admit("Who directed the film Kiss and Tell?"),
+            Admission::Admitted
+        );
+        // The same content in other words: suppressed.
+        let again = m.admit("which film director directed Kiss and Tell");
+        assert!(
+            matches!(again, Admission::Suppressed { similarity, .. } if similarity >= 0.8),
+            "{again:?}"
+        );
+        assert_eq!(
+            m.admit("Shirley Temple government position"),
+            Admission::Admitted
+        );
+        assert!(matches!(
+            m.admit("what is the?"),
+            Admission::Suppressed { .. }
+        ));
+        assert_eq!((m.issued(), m.suppressed()), (2, 2));
+    }
+
+    #[test]
+    fn filter_drops_seen_ids_and_collapses_near_duplicates() {
+        let mut f = EvidenceFilter::new(0.7);
+        let text =
+            "Shirley Temple was an American actress and diplomat who served as ambassador to Ghana";
+        assert_eq!(f.admit(&hit("a", text)), Filtered::New);
+        assert_eq!(f.admit(&hit("a", text)), Filtered::Seen);
+        let copy = format!("{text}.");
+        assert_eq!(
+            f.admit(&hit("a-mirror", &copy)),
+            Filtered::NearDuplicate("a".into())
+        );
+        assert_eq!(
+            f.admit(&hit("b", "Kiss and Tell is a 1945 American comedy film")),
+            Filtered::New
+        );
+        assert_eq!((f.dropped_seen(), f.collapsed()), (1, 1));
+    }
+
+    #[test]
+    fn confidence_fit_separates_and_is_calibrated() {
+        // Label = the first feature is high; the fit must find it.
+        let samples: Vec<_> = (0..200)
+            .map(|i| {
+                let x = (i % 20) as f32 / 19.0;
+                ([x, 0.5, 0.0, 0.3, 0.1], x > 0.5)
+            })
+            .collect();
+        let c = Confidence::fit(&samples, 2000).expect("both labels");
+        assert!(c.score(&[1.0, 0.5, 0.0, 0.3, 0.1]) > 0.8);
+        assert!(c.score(&[0.0, 0.5, 0.0, 0.3, 0.1]) < 0.2);
+        assert!(c.calibration_error(&samples) < 0.15);
+        assert!(
+            Confidence::fit(&samples[..1], 10).is_none(),
+            "one label only"
+        );
+    }
+}

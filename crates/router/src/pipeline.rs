@@ -1,0 +1,627 @@
+//! One question, hop by hop: optional background sensing, then at each hop
+//! the policy picks an action; the hop's sub-queries (at most three, through
+//! the query memory) go to the chosen sources concurrently; the filter drops
+//! passages already gathered; the confidence may end the question early.
+//! Every decision, with its probability, features, cost, latency and any
+//! source fault, goes into the trace.
+
+use std::collections::HashMap;
+
+use futures_lite::future::zip;
+use rlrag_retriever::Analyzer;
+use rlrag_retriever::engine::SearchMode;
+use rlrag_reward::cost::Cost;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Fault, RouterError, invalid};
+use crate::features::State;
+use crate::memory::{
+    Admission, CONFIDENCE_FEATURES, Confidence, EvidenceFilter, Filtered, QueryMemory,
+    content_terms, evidence_features,
+};
+use crate::queries::{Alignment, align, bridge_queries, split_compound};
+use crate::source::{Hit, LocalSource, Source};
+use crate::{Action, MAX_SUB_QUERIES, SourceKind};
+
+/// Longest question accepted, in bytes.
+pub const MAX_QUESTION_BYTES: usize = 4096;
+
+/// Settings of the per-question pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Hits per sub-query and the evidence depth reported.
+    pub k: usize,
+    /// Most retrieval hops per question.
+    pub max_hops: u32,
+    /// Stop once the confidence reaches this (1.0 or more: never).
+    pub confidence_stop: f32,
+    /// Query memory: Jaccard similarity at which a query is a repeat.
+    pub memory_threshold: f32,
+    /// Filter: shingle Jaccard at which two passages are near-duplicates.
+    pub near_duplicate: f32,
+    /// Background sensing depth (BM25 over the local index).
+    pub sensing_k: usize,
+    /// Most titles and salient terms sensing adds to the question.
+    pub sensing_titles: usize,
+    /// See `sensing_titles`.
+    pub sensing_terms: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            k: 10,
+            max_hops: 3,
+            confidence_stop: 0.9,
+            memory_threshold: 0.9,
+            near_duplicate: 0.8,
+            sensing_k: 3,
+            sensing_titles: 2,
+            sensing_terms: 3,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Check ranges.
+    pub fn validate(&self) -> Result<(), RouterError> {
+        if self.k == 0 || self.k > 100 {
+            return Err(invalid("k", format!("{} is not in 1..=100", self.k)));
+        }
+        if self.max_hops == 0 || self.max_hops > 8 {
+            return Err(invalid(
+                "max_hops",
+                format!("{} is not in 1..=8", self.max_hops),
+            ));
+        }
+        for (field, v) in [
+            ("memory_threshold", self.memory_threshold),
+            ("near_duplicate", self.near_duplicate),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(invalid(field, format!("{v} is not in (0, 1]")));
+            }
+        }
+        if !self.confidence_stop.is_finite() || self.confidence_stop < 0.0 {
+            return Err(invalid("confidence_stop", "must be finite and >= 0"));
+        }
+        if self.sensing_k == 0 || self.sensing_k > 20 {
+            return Err(invalid(
+                "sensing_k",
+                format!("{} is not in 1..=20", self.sensing_k),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Who decides: a fixed schedule or the learned policy (see [`crate::policy`]).
+pub trait Decider {
+    /// Whether to run background sensing before the first hop, and the
+    /// probability of that choice.
+    fn sense(&mut self, features: &[f32]) -> Result<(bool, f32), RouterError>;
+    /// The action at `hop` (only `allowed` ones), and its probability.
+    fn act(
+        &mut self,
+        hop: u32,
+        features: &[f32],
+        allowed: &[bool; 5],
+    ) -> Result<(Action, f32), RouterError>;
+}
+
+/// A clock in milliseconds (`Instant` natively, `performance.now()` in browsers).
+pub trait Clock {
+    /// Milliseconds since some fixed start.
+    fn now_ms(&self) -> f64;
+}
+
+/// One sub-query of a hop and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryRecord {
+    /// The query text.
+    pub text: String,
+    /// Admitted or suppressed by the memory.
+    pub admission: Admission,
+}
+
+/// A source that failed during a hop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// Which source.
+    pub source: SourceKind,
+    /// How.
+    pub fault: Fault,
+    /// The hop's queries then went to the local index instead.
+    pub fell_back_to_local: bool,
+}
+
+/// One decision in a question's trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Hop number, from 0.
+    pub hop: u32,
+    /// The action taken.
+    pub action: Action,
+    /// The policy's probability of that action.
+    pub probability: f32,
+    /// The state features the policy saw.
+    pub features: Vec<f32>,
+    /// Which actions were allowed (order of [`Action::ALL`]).
+    pub allowed: [bool; 5],
+    /// The hop's sub-queries.
+    pub queries: Vec<QueryRecord>,
+    /// Passages the hop added (after the filter).
+    pub new_passages: usize,
+    /// Sources that failed.
+    pub faults: Vec<FaultRecord>,
+    /// Confidence after the hop.
+    pub confidence: f32,
+    /// The evidence features after the hop (what the confidence read).
+    pub evidence_features: [f32; CONFIDENCE_FEATURES],
+    /// What this hop spent (latency: this hop's wall time).
+    pub cost: Cost,
+}
+
+/// The background-sensing step of a trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensingRecord {
+    /// Whether it ran.
+    pub ran: bool,
+    /// The probability of that choice.
+    pub probability: f32,
+    /// The features the choice saw.
+    pub features: Vec<f32>,
+    /// What it added, when it ran.
+    pub alignment: Option<Alignment>,
+}
+
+/// Why the question stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The policy chose to answer.
+    Answer,
+    /// The confidence passed the threshold.
+    Confident,
+    /// The hop limit.
+    MaxHops,
+}
+
+/// The record of one question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// The question.
+    pub question: String,
+    /// Background sensing.
+    pub sensing: SensingRecord,
+    /// The hops, in order.
+    pub decisions: Vec<Decision>,
+    /// Why it stopped.
+    pub stop: StopReason,
+    /// Queries the memory suppressed.
+    pub suppressed_queries: u32,
+    /// Passages dropped as already seen.
+    pub dropped_seen: u32,
+    /// Passages collapsed as near-duplicates.
+    pub collapsed: u32,
+}
+
+impl Trace {
+    /// Total spending over all hops (and sensing).
+    pub fn total_cost(&self) -> Cost {
+        let mut c = Cost::default();
+        for d in &self.decisions {
+            c.local_calls += d.cost.local_calls;
+            c.network_calls += d.cost.network_calls;
+            c.rounds += d.cost.rounds;
+            c.latency_ms += d.cost.latency_ms;
+        }
+        if self.sensing.ran {
+            c.local_calls += 1;
+        }
+        c
+    }
+}
+
+/// What a question produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The gathered passages, best first (reciprocal-rank fusion over every
+    /// list of every hop), at most `k`.
+    pub evidence: Vec<Hit>,
+    /// Every decision.
+    pub trace: Trace,
+    /// What it spent; latency is the question's wall time.
+    pub cost: Cost,
+}
+
+/// The sources and settings questions run against.
+pub struct Router<'a> {
+    local: &'a LocalSource<'a>,
+    network: Option<&'a dyn Source>,
+    config: PipelineConfig,
+    confidence: Confidence,
+    analyzer: Analyzer,
+}
+
+/// The gathered passages of one question, fused by reciprocal rank.
+struct Evidence {
+    hits: Vec<Hit>,
+    score: Vec<f32>,
+    index: HashMap<String, usize>,
+    filter: EvidenceFilter,
+    lists: Vec<Vec<Hit>>,
+}
+
+/// Reciprocal-rank fusion constant (Cormack et al.).
+const RRF_K: f32 = 60.0;
+
+impl Evidence {
+    fn new(near_duplicate: f32) -> Self {
+        Self {
+            hits: Vec::new(),
+            score: Vec::new(),
+            index: HashMap::new(),
+            filter: EvidenceFilter::new(near_duplicate),
+            lists: Vec::new(),
+        }
+    }
+
+    /// Add one ranked list; returns how many passages were new.
+    fn add(&mut self, list: Vec<Hit>) -> usize {
+        let mut new = 0;
+        for (rank, h) in list.iter().enumerate() {
+            let rrf = 1.0 / (RRF_K + rank as f32 + 1.0);
+            let target = match self.filter.admit(h) {
+                Filtered::New => {
+                    self.index.insert(h.id.clone(), self.hits.len());
+                    self.hits.push(h.clone());
+                    self.score.push(0.0);
+                    new += 1;
+                    Some(self.hits.len() - 1)
+                }
+                Filtered::Seen => self.index.get(&h.id).copied(),
+                Filtered::NearDuplicate(of) => {
+                    let at = self.index.get(&of).copied();
+                    if let Some(i) = at {
+                        self.index.insert(h.id.clone(), i);
+                    }
+                    at
+                }
+            };
+            if let Some(i) = target {
+                self.score[i] += rrf;
+            }
+        }
+        self.lists.push(list);
+        new
+    }
+
+    fn ranked(&self) -> Vec<&Hit> {
+        let mut order: Vec<usize> = (0..self.hits.len()).collect();
+        order.sort_by(|&a, &b| self.score[b].total_cmp(&self.score[a]).then(a.cmp(&b)));
+        order.into_iter().map(|i| &self.hits[i]).collect()
+    }
+}
+
+impl<'a> Router<'a> {
+    /// A router over `local` and an optional `network` source.
+    pub fn new(
+        local: &'a LocalSource<'a>,
+        network: Option<&'a dyn Source>,
+        config: PipelineConfig,
+        confidence: Confidence,
+    ) -> Result<Self, RouterError> {
+        config.validate()?;
+        if let Some(n) = network
+            && n.kind() != SourceKind::Network
+        {
+            return Err(invalid(
+                "network",
+                "the network source is not of kind network",
+            ));
+        }
+        Ok(Self {
+            local,
+            network,
+            config,
+            confidence,
+            analyzer: Analyzer::default(),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// The evidence confidence in use.
+    pub fn confidence(&self) -> &Confidence {
+        &self.confidence
+    }
+
+    /// Replace the confidence (after fitting it).
+    pub fn set_confidence(&mut self, confidence: Confidence) {
+        self.confidence = confidence;
+    }
+
+    /// Run one question.
+    pub async fn run(
+        &self,
+        question: &str,
+        decider: &mut dyn Decider,
+        clock: &dyn Clock,
+    ) -> Result<Outcome, RouterError> {
+        let question = question.trim();
+        if question.is_empty() {
+            return Err(RouterError::InvalidQuestion {
+                reason: "the question is empty".into(),
+            });
+        }
+        if question.len() > MAX_QUESTION_BYTES {
+            return Err(RouterError::InvalidQuestion {
+                reason: format!(
+                    "{} bytes, the limit is {MAX_QUESTION_BYTES}",
+                    question.len()
+                ),
+            });
+        }
+        let start = clock.now_ms();
+        let cfg = &self.config;
+        let question_terms = content_terms(&self.analyzer, question);
+        let compound = split_compound(question);
+        let mut memory = QueryMemory::new(cfg.memory_threshold);
+        let mut evidence = Evidence::new(cfg.near_duplicate);
+        let mut state = State {
+            hop: 0,
+            max_hops: cfg.max_hops,
+            question_words: question.split_whitespace().count(),
+            k: cfg.k,
+            compound: !compound.is_empty(),
+            ..State::default()
+        };
+
+        // Background sensing (RDRA): BM25 top-few over the local index.
+        let sense_features = state.features().to_vec();
+        let (sense, sense_p) = decider.sense(&sense_features)?;
+        let mut sensing = SensingRecord {
+            ran: sense,
+            probability: sense_p,
+            features: sense_features,
+            alignment: None,
+        };
+        let mut background: Vec<Hit> = Vec::new();
+        if sense {
+            let hits = self
+                .local
+                .engine()
+                .search(question, cfg.sensing_k, SearchMode::Bm25)
+                .await?;
+            background = hits
+                .into_iter()
+                .map(|h| Hit {
+                    id: h.id,
+                    title: h.title,
+                    text: h.text,
+                    score: h.score,
+                })
+                .collect();
+            let refs: Vec<&Hit> = background.iter().collect();
+            let f = evidence_features(&question_terms, &self.analyzer, &refs, &[]);
+            state.sensed = true;
+            state.sensing_coverage = f[0];
+            state.local_calls += 1;
+            let a = align(
+                question,
+                &background,
+                &self.analyzer,
+                cfg.sensing_titles,
+                cfg.sensing_terms,
+            );
+            sensing.alignment = Some(a);
+        }
+        let main_query = sensing
+            .alignment
+            .as_ref()
+            .map_or_else(|| question.to_owned(), |a| a.query.clone());
+        state.bridges_available = !background.is_empty();
+
+        let mut decisions = Vec::new();
+        let mut stop = StopReason::MaxHops;
+        for hop in 0..cfg.max_hops {
+            state.hop = hop;
+            let features = state.features();
+            let allowed = [
+                true,
+                true,
+                self.network.is_some(),
+                self.network.is_some(),
+                true,
+            ];
+            let (action, probability) = decider.act(hop, &features, &allowed)?;
+            if !allowed[Action::ALL.iter().position(|&a| a == action).unwrap_or(0)] {
+                return Err(RouterError::Policy {
+                    reason: format!("the policy chose `{action:?}`, which is not allowed here"),
+                });
+            }
+            if action == Action::Answer {
+                decisions.push(Decision {
+                    hop,
+                    action,
+                    probability,
+                    features: features.to_vec(),
+                    allowed,
+                    queries: Vec::new(),
+                    new_passages: 0,
+                    faults: Vec::new(),
+                    confidence: state.confidence,
+                    evidence_features: state.evidence,
+                    cost: Cost::default(),
+                });
+                stop = StopReason::Answer;
+                break;
+            }
+            let hop_start = clock.now_ms();
+            // The hop's candidate sub-queries, best first.
+            let previous: Vec<&Hit> = if evidence.hits.is_empty() {
+                background.iter().collect()
+            } else {
+                evidence.ranked()
+            };
+            let mut candidates: Vec<String> = Vec::new();
+            match (action, hop) {
+                (Action::Decompose, _) => {
+                    candidates.extend(compound.iter().cloned());
+                    candidates.extend(bridge_queries(
+                        question,
+                        &previous,
+                        &self.analyzer,
+                        MAX_SUB_QUERIES,
+                    ));
+                    candidates.push(main_query.clone());
+                }
+                (_, 0) => {
+                    candidates.push(main_query.clone());
+                    candidates.extend(compound.iter().cloned());
+                }
+                _ => {
+                    // The question again (the memory suppresses it when it
+                    // was issued already), then bridges from the evidence.
+                    candidates.push(main_query.clone());
+                    candidates.extend(bridge_queries(
+                        question,
+                        &previous,
+                        &self.analyzer,
+                        MAX_SUB_QUERIES,
+                    ));
+                }
+            }
+            let mut records = Vec::new();
+            let mut queries = Vec::new();
+            for c in candidates {
+                if queries.len() == MAX_SUB_QUERIES {
+                    break;
+                }
+                let admission = memory.admit(&c);
+                if admission == Admission::Admitted {
+                    queries.push(c.clone());
+                }
+                records.push(QueryRecord { text: c, admission });
+            }
+            let mut cost = Cost {
+                rounds: 1,
+                ..Cost::default()
+            };
+            let mut faults = Vec::new();
+            let mut lists: Vec<Vec<Hit>> = Vec::new();
+            if !queries.is_empty() {
+                let use_local = action.sources().contains(&SourceKind::Local);
+                let network = self
+                    .network
+                    .filter(|_| action.sources().contains(&SourceKind::Network));
+                let k = cfg.k;
+                let local_fut = async {
+                    if use_local {
+                        Some(self.local.search(&queries, k).await)
+                    } else {
+                        None
+                    }
+                };
+                let network_fut = async {
+                    match network {
+                        Some(n) => Some(n.search(&queries, k).await),
+                        None => None,
+                    }
+                };
+                let (local_result, network_result) = zip(local_fut, network_fut).await;
+                if use_local {
+                    cost.local_calls += 1;
+                }
+                match local_result {
+                    Some(Ok(l)) => lists.extend(l),
+                    Some(Err(fault)) => faults.push(FaultRecord {
+                        source: SourceKind::Local,
+                        fault,
+                        fell_back_to_local: false,
+                    }),
+                    None => {}
+                }
+                if let Some(r) = network_result {
+                    cost.network_calls += 1;
+                    match r {
+                        Ok(l) => lists.extend(l),
+                        Err(fault) => {
+                            // The question goes on from the local index.
+                            let fallback = !use_local;
+                            if fallback {
+                                cost.local_calls += 1;
+                                if let Ok(l) = self.local.search(&queries, k).await {
+                                    lists.extend(l);
+                                }
+                            }
+                            faults.push(FaultRecord {
+                                source: SourceKind::Network,
+                                fault,
+                                fell_back_to_local: fallback,
+                            });
+                        }
+                    }
+                }
+            }
+            let mut new_passages = 0;
+            for l in lists {
+                new_passages += evidence.add(l);
+            }
+            let ranked = evidence.ranked();
+            let ef = evidence_features(&question_terms, &self.analyzer, &ranked, &evidence.lists);
+            state.evidence = ef;
+            state.confidence = if evidence.hits.is_empty() {
+                0.0
+            } else {
+                self.confidence.score(&ef)
+            };
+            state.new_passages = new_passages;
+            state.local_calls += cost.local_calls;
+            state.network_calls += cost.network_calls;
+            state.suppressed = memory.suppressed();
+            state.network_fault = faults.iter().any(|f| f.source == SourceKind::Network);
+            state.bridges_available = !ranked.is_empty();
+            cost.latency_ms = (clock.now_ms() - hop_start).max(0.0);
+            decisions.push(Decision {
+                hop,
+                action,
+                probability,
+                features: features.to_vec(),
+                allowed,
+                queries: records,
+                new_passages,
+                faults,
+                confidence: state.confidence,
+                evidence_features: ef,
+                cost,
+            });
+            if state.confidence >= cfg.confidence_stop {
+                stop = StopReason::Confident;
+                break;
+            }
+        }
+        let trace = Trace {
+            question: question.to_owned(),
+            sensing,
+            decisions,
+            stop,
+            suppressed_queries: memory.suppressed(),
+            dropped_seen: evidence.filter.dropped_seen(),
+            collapsed: evidence.filter.collapsed(),
+        };
+        let mut cost = trace.total_cost();
+        cost.latency_ms = (clock.now_ms() - start).max(0.0);
+        let ranked: Vec<Hit> = evidence.ranked().into_iter().take(cfg.k).cloned().collect();
+        Ok(Outcome {
+            evidence: ranked,
+            trace,
+            cost,
+        })
+    }
+}

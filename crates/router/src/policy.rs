@@ -1,0 +1,395 @@
+//! The routing policy (KunLunBaizeRAG's NLR): a small burn MLP over the
+//! state features choosing `answer`, `local`, `network`, `both` or
+//! `decompose` at each hop, with a second head that decides, before the first
+//! hop, whether to run background sensing, and a value head (the learned
+//! baseline of REINFORCE). Fixed policies (single-shot local, always network,
+//! always both, fixed multi-hop) are the baselines it is compared with.
+//!
+//! Saved as a model directory like the retriever's: `model.safetensors`
+//! (burn names), `config.json` ([`RouterConfig`]), `manifest.json`.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::activation::{relu, sigmoid, softmax};
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::Action;
+use crate::error::RouterError;
+use crate::features::FEATURES;
+use crate::memory::Confidence;
+use crate::pipeline::{Decider, PipelineConfig};
+
+/// The network's shape.
+#[derive(Config, Debug, PartialEq)]
+pub struct PolicyConfig {
+    /// State features in.
+    #[config(default = "FEATURES")]
+    pub features: usize,
+    /// Hidden units.
+    #[config(default = 32)]
+    pub hidden: usize,
+}
+
+impl PolicyConfig {
+    /// A freshly initialised network on `device` (burn's seeded init: call
+    /// `device.seed(..)` first for a reproducible start).
+    pub fn init(&self, device: &Device) -> PolicyNet {
+        PolicyNet {
+            hidden: LinearConfig::new(self.features, self.hidden).init(device),
+            hidden2: LinearConfig::new(self.hidden, self.hidden).init(device),
+            actions: LinearConfig::new(self.hidden, Action::ALL.len()).init(device),
+            sense: LinearConfig::new(self.hidden, 1).init(device),
+            value: LinearConfig::new(self.hidden, 1).init(device),
+        }
+    }
+}
+
+/// The policy network: two hidden layers, then action logits, the sensing
+/// logit and the value.
+#[derive(Module, Debug)]
+pub struct PolicyNet {
+    hidden: Linear,
+    hidden2: Linear,
+    actions: Linear,
+    sense: Linear,
+    value: Linear,
+}
+
+/// The heads' outputs for a batch of states.
+pub struct PolicyOutput {
+    /// `[n, 5]` action logits (order of [`Action::ALL`]).
+    pub logits: Tensor<2>,
+    /// `[n, 1]` logit of "run background sensing".
+    pub sense: Tensor<2>,
+    /// `[n, 1]` expected return from the state.
+    pub value: Tensor<2>,
+}
+
+impl PolicyNet {
+    /// The heads for `[n, features]` states.
+    pub fn forward(&self, x: Tensor<2>) -> PolicyOutput {
+        let h = relu(self.hidden.forward(x));
+        let h = relu(self.hidden2.forward(h));
+        PolicyOutput {
+            logits: self.actions.forward(h.clone()),
+            sense: self.sense.forward(h.clone()),
+            value: self.value.forward(h),
+        }
+    }
+}
+
+/// Everything the router saves besides the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Format version of the directory.
+    pub version: u32,
+    /// Hidden units of the policy.
+    pub hidden: usize,
+    /// State features (must equal this build's [`FEATURES`]).
+    pub features: usize,
+    /// The fitted evidence confidence.
+    pub confidence: Confidence,
+    /// The pipeline settings the policy was trained with.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+}
+
+/// The current router directory version.
+pub const ROUTER_FORMAT_VERSION: u32 = 1;
+
+/// A policy ready to decide: probabilities for a state.
+pub struct LearnedPolicy {
+    net: PolicyNet,
+    device: Device,
+}
+
+/// Action probabilities, the sensing probability and the value of a state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyScores {
+    /// Probabilities in [`Action::ALL`] order (disallowed actions at 0).
+    pub actions: [f32; 5],
+    /// Probability of running background sensing.
+    pub sense: f32,
+    /// The value head.
+    pub value: f32,
+}
+
+impl LearnedPolicy {
+    /// Wrap a network (any device; inference reads results back at once).
+    pub fn new(net: PolicyNet, device: Device) -> Self {
+        Self { net, device }
+    }
+
+    /// The network.
+    pub fn net(&self) -> &PolicyNet {
+        &self.net
+    }
+
+    /// Scores of one state; `allowed[i]` false masks action `i` out.
+    pub fn scores(
+        &self,
+        features: &[f32],
+        allowed: &[bool; 5],
+    ) -> Result<PolicyScores, RouterError> {
+        if features.len() != FEATURES {
+            return Err(RouterError::Policy {
+                reason: format!("{} features, the policy takes {FEATURES}", features.len()),
+            });
+        }
+        let x = Tensor::<2>::from_data(
+            TensorData::new(features.to_vec(), [1, FEATURES]),
+            &self.device,
+        );
+        let out = self.net.forward(x);
+        let mask: Vec<f32> = allowed
+            .iter()
+            .map(|&a| if a { 0.0 } else { -1e9 })
+            .collect();
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [1, 5]), &self.device);
+        let probs = softmax(out.logits + mask, 1);
+        let read = |t: Tensor<2>| -> Result<Vec<f32>, RouterError> {
+            t.try_into_data()
+                .map_err(|e| RouterError::Policy {
+                    reason: format!("cannot read the policy's output: {e:?}"),
+                })?
+                .try_into_vec::<f32>()
+                .map_err(|e| RouterError::Policy {
+                    reason: format!("policy output: {e:?}"),
+                })
+        };
+        let p = read(probs)?;
+        let sense = read(sigmoid(out.sense))?;
+        let value = read(out.value)?;
+        let mut actions = [0.0; 5];
+        for (a, v) in actions.iter_mut().zip(&p) {
+            *a = *v;
+        }
+        Ok(PolicyScores {
+            actions,
+            sense: sense.first().copied().unwrap_or(0.0),
+            value: value.first().copied().unwrap_or(0.0),
+        })
+    }
+
+    /// The weights as safetensors bytes.
+    pub fn weights_safetensors(&self) -> Result<Vec<u8>, RouterError> {
+        let mut store = SafetensorsStore::from_bytes(None);
+        self.net
+            .clone()
+            .save_into(&mut store)
+            .map_err(|e| RouterError::Policy {
+                reason: e.to_string(),
+            })?;
+        store.get_bytes().map_err(|e| RouterError::Policy {
+            reason: e.to_string(),
+        })
+    }
+
+    /// Load weights saved by [`LearnedPolicy::weights_safetensors`] into a
+    /// network of `config`'s shape; every tensor must be there and fit.
+    pub fn load(
+        config: &RouterConfig,
+        weights: &[u8],
+        device: &Device,
+    ) -> Result<Self, RouterError> {
+        if config.version != ROUTER_FORMAT_VERSION {
+            return Err(RouterError::Policy {
+                reason: format!(
+                    "router format version {} (this build reads {ROUTER_FORMAT_VERSION})",
+                    config.version
+                ),
+            });
+        }
+        if config.features != FEATURES {
+            return Err(RouterError::Policy {
+                reason: format!("{} features, this build has {FEATURES}", config.features),
+            });
+        }
+        if config.hidden == 0 || config.hidden > 4096 {
+            return Err(RouterError::Policy {
+                reason: format!("hidden size {} is out of range (1..=4096)", config.hidden),
+            });
+        }
+        let mut net = PolicyConfig::new().with_hidden(config.hidden).init(device);
+        let mut store = SafetensorsStore::from_bytes(Some(weights.to_vec()));
+        let result = net.load_from(&mut store).map_err(|e| RouterError::Policy {
+            reason: e.to_string(),
+        })?;
+        if !result.errors.is_empty() || !result.missing.is_empty() {
+            return Err(RouterError::Policy {
+                reason: format!(
+                    "weights do not fit (errors: {:?}, missing: {:?})",
+                    result.errors, result.missing
+                ),
+            });
+        }
+        Ok(Self::new(net, device.clone()))
+    }
+}
+
+/// The fixed baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FixedPolicy {
+    /// One hop on the local index.
+    Local,
+    /// One hop on the network.
+    Network,
+    /// One hop on both at once.
+    Both,
+    /// Two hops on both: the question, then bridge queries.
+    Multihop,
+}
+
+impl FixedPolicy {
+    /// Every fixed policy.
+    pub const ALL: [FixedPolicy; 4] = [
+        FixedPolicy::Local,
+        FixedPolicy::Network,
+        FixedPolicy::Both,
+        FixedPolicy::Multihop,
+    ];
+
+    /// The name in reports (`local`, `network`, `both`, `multihop`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FixedPolicy::Local => "local",
+            FixedPolicy::Network => "network",
+            FixedPolicy::Both => "both",
+            FixedPolicy::Multihop => "multihop",
+        }
+    }
+
+    fn schedule(self) -> &'static [Action] {
+        match self {
+            FixedPolicy::Local => &[Action::Local],
+            FixedPolicy::Network => &[Action::Network],
+            FixedPolicy::Both => &[Action::Both],
+            FixedPolicy::Multihop => &[Action::Both, Action::Both],
+        }
+    }
+}
+
+fn index_of(action: Action) -> usize {
+    Action::ALL.iter().position(|&a| a == action).unwrap_or(0)
+}
+
+impl Decider for FixedPolicy {
+    fn sense(&mut self, _features: &[f32]) -> Result<(bool, f32), RouterError> {
+        Ok((false, 1.0))
+    }
+
+    fn act(
+        &mut self,
+        hop: u32,
+        _features: &[f32],
+        allowed: &[bool; 5],
+    ) -> Result<(Action, f32), RouterError> {
+        let planned = usize::try_from(hop)
+            .ok()
+            .and_then(|h| self.schedule().get(h).copied())
+            .unwrap_or(Action::Answer);
+        // Without a network source the network steps run locally.
+        let action = if allowed[index_of(planned)] {
+            planned
+        } else {
+            Action::Local
+        };
+        Ok((action, 1.0))
+    }
+}
+
+/// A seeded pseudo-random stream (SplitMix64): the same draws on every
+/// platform, no OS entropy (browsers included).
+#[derive(Debug, Clone)]
+pub struct Sampler(u64);
+
+impl Sampler {
+    /// A stream from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next value in `[0, 1)`.
+    pub fn next_f32(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// The learned policy deciding: sampling from its probabilities (training
+/// rollouts) or taking the most probable choice (evaluation, serving).
+pub struct LearnedDecider<'p> {
+    policy: &'p LearnedPolicy,
+    sampler: Option<Sampler>,
+}
+
+impl<'p> LearnedDecider<'p> {
+    /// Greedy decisions.
+    pub fn greedy(policy: &'p LearnedPolicy) -> Self {
+        Self {
+            policy,
+            sampler: None,
+        }
+    }
+
+    /// Sampled decisions from a seeded stream.
+    pub fn sampling(policy: &'p LearnedPolicy, seed: u64) -> Self {
+        Self {
+            policy,
+            sampler: Some(Sampler::new(seed)),
+        }
+    }
+}
+
+impl Decider for LearnedDecider<'_> {
+    fn sense(&mut self, features: &[f32]) -> Result<(bool, f32), RouterError> {
+        let s = self.policy.scores(features, &[true; 5])?;
+        let yes = match &mut self.sampler {
+            Some(r) => r.next_f32() < s.sense,
+            None => s.sense >= 0.5,
+        };
+        Ok((yes, if yes { s.sense } else { 1.0 - s.sense }))
+    }
+
+    fn act(
+        &mut self,
+        _hop: u32,
+        features: &[f32],
+        allowed: &[bool; 5],
+    ) -> Result<(Action, f32), RouterError> {
+        let s = self.policy.scores(features, allowed)?;
+        let pick = match &mut self.sampler {
+            Some(r) => {
+                let u = r.next_f32();
+                let mut acc = 0.0;
+                let mut chosen = None;
+                for (i, p) in s.actions.iter().enumerate() {
+                    acc += p;
+                    if allowed[i] && u < acc {
+                        chosen = Some(i);
+                        break;
+                    }
+                }
+                chosen.unwrap_or_else(|| most_probable(&s.actions, allowed))
+            }
+            None => most_probable(&s.actions, allowed),
+        };
+        Ok((Action::ALL[pick], s.actions[pick]))
+    }
+}
+
+fn most_probable(p: &[f32; 5], allowed: &[bool; 5]) -> usize {
+    (0..5)
+        .filter(|&i| allowed[i])
+        .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
+        .unwrap_or(0)
+}

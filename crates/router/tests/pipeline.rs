@@ -1,0 +1,401 @@
+//! The routing pipeline end to end on the real SPLADE-tiny tokenizer/encoder
+//! (`scripts/fetch-models.sh`) and a real HTTP endpoint on 127.0.0.1: every
+//! mechanism changes what happens (memory, filter, confidence stop, sensing,
+//! multi-query), and every network fault leaves the question answered from
+//! the local index with the fault in the trace.
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use burn::tensor::Device;
+use futures_lite::future::block_on;
+use rlrag_encoder::Encoder;
+use rlrag_encoder::models::pretrained;
+use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode};
+use rlrag_retriever::{Bm25Index, Bm25Params, Document, Retriever};
+use rlrag_router::error::Fault;
+use rlrag_router::http::HttpSource;
+use rlrag_router::memory::{Admission, Confidence};
+use rlrag_router::pipeline::StopReason;
+use rlrag_router::source::{Hit, SearchRequest, SearchResponse, Source};
+use rlrag_router::{
+    Action, Decider, FixedPolicy, LocalSource, Outcome, PipelineConfig, Router, RouterError,
+    SourceKind, SystemClock,
+};
+
+fn corpus() -> Vec<Document> {
+    [
+        ("kiss", "Kiss and Tell (1945 film)", "Kiss and Tell is a 1945 American comedy film starring then 17-year-old Shirley Temple as Corliss Archer."),
+        ("temple", "Shirley Temple", "Shirley Temple Black was an American actress, singer, dancer and diplomat who served as Chief of Protocol of the United States and ambassador to Ghana."),
+        ("arthur", "Arthur's Magazine", "Arthur's Magazine (1844-1846) was an American literary periodical published in Philadelphia in the 19th century."),
+        ("women", "First for Women", "First for Women is a woman's magazine published by Bauer Media Group in the USA. The magazine was started in 1989."),
+        ("paris", "Paris", "Paris is the capital and most populous city of France, on the river Seine."),
+        ("seine", "Seine", "The Seine is a river in northern France that flows through Paris into the English Channel."),
+        ("ghana", "Ghana", "Ghana is a country in West Africa; its capital is Accra."),
+        ("comedy", "Comedy film", "A comedy film is a genre of film in which the main emphasis is on humor."),
+    ]
+    .into_iter()
+    .map(|(id, t, x)| Document::new(id, t, x))
+    .collect()
+}
+
+fn engine(docs: &[Document]) -> Engine {
+    let encoder = Encoder::from_dir(&pretrained("splade-tiny"), &Device::flex())
+        .expect("run scripts/fetch-models.sh");
+    let mut engine = Engine::new(
+        EngineModels {
+            sparse: Arc::new(encoder),
+            sparse_fingerprint: 1,
+            dense: None,
+        },
+        EngineOptions {
+            sparse_vectors: false,
+            rerank_m: 0,
+        },
+    )
+    .expect("engine");
+    block_on(engine.add_documents(docs, &mut |_| {})).expect("indexes");
+    engine
+}
+
+/// How the fake endpoint answers.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Serve,
+    Slow(u64),
+    Status(u16),
+    Garbage,
+    WrongCount,
+}
+
+/// A real HTTP server on 127.0.0.1 over `docs` (BM25), answering as told.
+struct Endpoint {
+    url: String,
+    requests: Arc<Mutex<Vec<SearchRequest>>>,
+}
+
+fn endpoint(docs: Vec<Document>, behaviour: Behaviour) -> Endpoint {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/search", listener.local_addr().expect("addr"));
+    let mut index = Bm25Index::new(Bm25Params::default(), Default::default()).expect("bm25");
+    index.add_documents(&docs).expect("index");
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let req: SearchRequest =
+                serde_json::from_slice(&body).expect("the router sends the protocol");
+            log.lock().unwrap().push(req.clone());
+            let answer = |req: &SearchRequest| SearchResponse {
+                hits: req
+                    .queries
+                    .iter()
+                    .map(|q| {
+                        index
+                            .search(q, req.k)
+                            .unwrap()
+                            .into_iter()
+                            .map(|h| {
+                                let d = docs.iter().find(|d| d.id == h.id).unwrap();
+                                Hit {
+                                    id: d.id.clone(),
+                                    title: d.title.clone(),
+                                    text: d.text.clone(),
+                                    score: h.score,
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            };
+            let (status, payload) = match behaviour {
+                Behaviour::Serve => (200, serde_json::to_string(&answer(&req)).unwrap()),
+                Behaviour::Slow(ms) => {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    (200, serde_json::to_string(&answer(&req)).unwrap())
+                }
+                Behaviour::Status(s) => (s, "{\"error\": \"down\"}".to_owned()),
+                Behaviour::Garbage => (200, "{\"hits\": [[{\"id\": 7}]".to_owned()),
+                Behaviour::WrongCount => (200, "{\"hits\": []}".to_owned()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}",
+                payload.len()
+            );
+        }
+    });
+    Endpoint { url, requests }
+}
+
+/// A decider that follows a script.
+struct Script {
+    sense: bool,
+    actions: Vec<Action>,
+    calls: usize,
+}
+
+impl Script {
+    fn new(sense: bool, actions: &[Action]) -> Self {
+        Self {
+            sense,
+            actions: actions.to_vec(),
+            calls: 0,
+        }
+    }
+}
+
+impl Decider for Script {
+    fn sense(&mut self, _f: &[f32]) -> Result<(bool, f32), RouterError> {
+        Ok((self.sense, 1.0))
+    }
+
+    fn act(
+        &mut self,
+        _hop: u32,
+        f: &[f32],
+        _allowed: &[bool; 5],
+    ) -> Result<(Action, f32), RouterError> {
+        assert_eq!(f.len(), rlrag_router::features::FEATURES);
+        let a = self
+            .actions
+            .get(self.calls)
+            .copied()
+            .unwrap_or(Action::Answer);
+        self.calls += 1;
+        Ok((a, 1.0))
+    }
+}
+
+const NEVER: f32 = 2.0;
+
+fn config(confidence_stop: f32) -> PipelineConfig {
+    PipelineConfig {
+        k: 3,
+        confidence_stop,
+        ..PipelineConfig::default()
+    }
+}
+
+fn run(router: &Router<'_>, q: &str, d: &mut dyn Decider) -> Outcome {
+    block_on(router.run(q, d, &SystemClock::default())).expect("runs")
+}
+
+const Q: &str = "What government position was held by the woman who portrayed Corliss Archer in the film Kiss and Tell?";
+
+#[test]
+fn every_network_fault_is_recorded_and_the_question_completes_locally() {
+    let docs = corpus();
+    let local = LocalSource::new(engine(&docs[..4]), SearchMode::Bm25).expect("local");
+    for (behaviour, timeout_ms, expect) in [
+        (Behaviour::Slow(1500), 300, "timeout"),
+        (Behaviour::Status(503), 2000, "http"),
+        (Behaviour::Garbage, 2000, "malformed"),
+        (Behaviour::WrongCount, 2000, "malformed"),
+    ] {
+        let ep = endpoint(docs.clone(), behaviour);
+        let net = HttpSource::new(&ep.url, Duration::from_millis(timeout_ms)).expect("url");
+        let router =
+            Router::new(&local, Some(&net), config(NEVER), Confidence::default()).expect("router");
+        let out = run(&router, Q, &mut FixedPolicy::Network);
+        let hop = &out.trace.decisions[0];
+        assert_eq!(hop.action, Action::Network);
+        assert_eq!(hop.faults.len(), 1, "{expect}: {:?}", hop.faults);
+        let f = &hop.faults[0];
+        assert_eq!(f.source, SourceKind::Network);
+        assert!(f.fell_back_to_local, "{expect}");
+        let kind = match &f.fault {
+            Fault::Timeout { limit_ms } => {
+                assert_eq!(*limit_ms, timeout_ms);
+                "timeout"
+            }
+            Fault::Http { status } => {
+                assert_eq!(*status, 503);
+                "http"
+            }
+            Fault::Malformed { .. } => "malformed",
+            Fault::Transport { .. } => "transport",
+        };
+        assert_eq!(kind, expect);
+        assert!(!out.evidence.is_empty(), "{expect}: answered from local");
+        assert!(
+            out.evidence
+                .iter()
+                .all(|h| ["kiss", "temple", "arthur", "women"].contains(&h.id.as_str()))
+        );
+        assert_eq!((out.cost.network_calls, out.cost.local_calls), (1, 1));
+    }
+    // A slow network within the limit is no fault.
+    let ep = endpoint(docs.clone(), Behaviour::Slow(200));
+    let net = HttpSource::new(&ep.url, Duration::from_millis(3000)).expect("url");
+    let router =
+        Router::new(&local, Some(&net), config(NEVER), Confidence::default()).expect("router");
+    let out = run(&router, Q, &mut FixedPolicy::Network);
+    assert!(out.trace.decisions[0].faults.is_empty());
+    assert!(out.trace.decisions[0].cost.latency_ms >= 200.0);
+    // Nothing listening: a transport fault.
+    let net =
+        HttpSource::new("http://127.0.0.1:9/search", Duration::from_millis(500)).expect("url");
+    let router =
+        Router::new(&local, Some(&net), config(NEVER), Confidence::default()).expect("router");
+    let out = run(&router, Q, &mut FixedPolicy::Network);
+    let f = &out.trace.decisions[0].faults[0].fault;
+    assert!(
+        matches!(f, Fault::Transport { .. } | Fault::Timeout { .. }),
+        "{f:?}"
+    );
+    assert!(!out.evidence.is_empty());
+}
+
+#[test]
+fn memory_suppresses_a_repeated_query() {
+    let docs = corpus();
+    let local = LocalSource::new(engine(&docs), SearchMode::Bm25).expect("local");
+    let router = Router::new(&local, None, config(NEVER), Confidence::default()).expect("router");
+    let out = run(
+        &router,
+        Q,
+        &mut Script::new(false, &[Action::Local, Action::Local]),
+    );
+    let second = &out.trace.decisions[1];
+    let repeat = second
+        .queries
+        .iter()
+        .find(|r| r.text == Q)
+        .expect("the question is offered again at hop 1");
+    assert!(
+        matches!(&repeat.admission, Admission::Suppressed { similar_to, .. } if similar_to == Q),
+        "{repeat:?}"
+    );
+    assert!(out.trace.suppressed_queries >= 1);
+    // Bridge queries (entities of hop 0's passages) were admitted instead.
+    assert!(
+        second
+            .queries
+            .iter()
+            .any(|r| r.admission == Admission::Admitted)
+    );
+    assert!(
+        second
+            .queries
+            .iter()
+            .filter(|r| r.admission == Admission::Admitted)
+            .count()
+            <= 3
+    );
+}
+
+#[test]
+fn filter_drops_passages_already_gathered() {
+    let docs = corpus();
+    let local = LocalSource::new(engine(&docs), SearchMode::Bm25).expect("local");
+    let ep = endpoint(docs.clone(), Behaviour::Serve);
+    let net = HttpSource::new(&ep.url, Duration::from_secs(5)).expect("url");
+    let router =
+        Router::new(&local, Some(&net), config(NEVER), Confidence::default()).expect("router");
+    // Both sources hold the same passages: the second copy of each is dropped.
+    let out = run(&router, Q, &mut FixedPolicy::Both);
+    assert!(out.trace.dropped_seen >= 3, "{}", out.trace.dropped_seen);
+    let mut ids: Vec<&str> = out.evidence.iter().map(|h| h.id.as_str()).collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "evidence holds each passage once");
+    // The request carried the question once, under the sub-query limit.
+    let reqs = ep.requests.lock().unwrap();
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].queries.len() <= 3 && reqs[0].queries[0] == Q);
+}
+
+#[test]
+fn confidence_stops_early_on_an_easy_question_only() {
+    let docs = corpus();
+    let local = LocalSource::new(engine(&docs), SearchMode::Bm25).expect("local");
+    let router = Router::new(&local, None, config(0.5), Confidence::default()).expect("router");
+    // Every content word of this question is in one passage: stop after hop 0.
+    let easy = run(
+        &router,
+        "Which river flows through Paris?",
+        &mut FixedPolicy::Multihop,
+    );
+    assert_eq!(easy.trace.stop, StopReason::Confident);
+    assert_eq!(easy.trace.decisions.len(), 1);
+    assert!(easy.trace.decisions[0].confidence >= 0.5);
+    // Nothing covers this one: both hops run.
+    let hard = run(
+        &router,
+        "Which glacier feeds the Amazon delta wetlands?",
+        &mut FixedPolicy::Multihop,
+    );
+    let actions: Vec<Action> = hard.trace.decisions.iter().map(|d| d.action).collect();
+    assert_eq!(actions, [Action::Local, Action::Local, Action::Answer]);
+    assert!(hard.trace.decisions[1].confidence < 0.5);
+    assert_eq!(hard.trace.stop, StopReason::Answer);
+}
+
+#[test]
+fn background_sensing_aligns_the_query() {
+    let docs = corpus();
+    let local = LocalSource::new(engine(&docs), SearchMode::Bm25).expect("local");
+    let router = Router::new(&local, None, config(NEVER), Confidence::default()).expect("router");
+    let q = "Which actress played Corliss Archer?";
+    let out = run(&router, q, &mut Script::new(true, &[Action::Local]));
+    let a = out.trace.sensing.alignment.as_ref().expect("sensing ran");
+    assert!(
+        a.titles.iter().any(|t| t.starts_with("Kiss and Tell")),
+        "{a:?}"
+    );
+    let sent = &out.trace.decisions[0].queries[0].text;
+    assert_eq!(sent, &a.query);
+    assert!(sent.starts_with(q) && sent.len() > q.len());
+    assert_eq!(out.cost.local_calls, 2, "sensing is a local call");
+    let plain = run(&router, q, &mut Script::new(false, &[Action::Local]));
+    assert!(plain.trace.sensing.alignment.is_none());
+    assert_eq!(plain.trace.decisions[0].queries[0].text, q);
+}
+
+#[test]
+fn sub_queries_reach_the_network_together_and_bad_questions_are_refused() {
+    let docs = corpus();
+    let local = LocalSource::new(engine(&docs[4..]), SearchMode::Bm25).expect("local");
+    let ep = endpoint(docs.clone(), Behaviour::Serve);
+    let net = HttpSource::new(&ep.url, Duration::from_secs(5)).expect("url");
+    let router =
+        Router::new(&local, Some(&net), config(NEVER), Confidence::default()).expect("router");
+    let q = "Which magazine was started first, Arthur's Magazine or First for Women?";
+    let out = run(&router, q, &mut FixedPolicy::Network);
+    let reqs = ep.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 1, "one request per hop");
+    assert_eq!(
+        reqs[0].queries.len(),
+        3,
+        "the question and its two halves: {:?}",
+        reqs[0].queries
+    );
+    let ids: Vec<&str> = out.evidence.iter().map(|h| h.id.as_str()).collect();
+    assert!(ids.contains(&"arthur") && ids.contains(&"women"), "{ids:?}");
+    for bad in ["", "   ", &"x".repeat(5000)] {
+        let err = block_on(router.run(bad, &mut FixedPolicy::Local, &SystemClock::default()));
+        assert!(matches!(err, Err(RouterError::InvalidQuestion { .. })));
+    }
+    assert_eq!(net.kind(), SourceKind::Network);
+}

@@ -1,0 +1,201 @@
+//! `trainer bench-engine`: the browser engine's work, timed natively — the
+//! same steps, corpus and queries as the page `web/bench/` runs in a browser
+//! (`scripts/bench-browser.sh` runs both and prints the ratios).
+//!
+//! 1. load the model directory (read + parse the weights and tokenizer);
+//! 2. index the whole corpus as the demo does (BM25 + bags of tokens, no
+//!    encoder run);
+//! 3. the first query (`bot`): load + index + first query is the time to
+//!    first result;
+//! 4. every query in `bm25`, `bot` and `hybrid` mode: latency percentiles;
+//! 5. a second engine with learned-sparse document vectors over the first
+//!    `--encode-docs` documents (the encoder's throughput), then `sparse` queries.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::tensor::{Device, try_read_sync};
+use rlrag_encoder::{Encoder, ModelFiles};
+use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode, fingerprint};
+use rlrag_retriever::{Dataset, DatasetFormat};
+use serde::Serialize;
+
+use crate::eval::{Latency, percentile};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// A model directory (the trainer's output, or a pretrained SPLADE-tiny).
+    #[arg(long)]
+    model: PathBuf,
+    /// The corpus and queries: a BEIR or QA directory, or a HotpotQA file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Dataset format; detected from the path when omitted.
+    #[arg(long, value_parser = crate::parse_format)]
+    format: Option<DatasetFormat>,
+    /// How many queries to time per mode (the dataset's first ones).
+    #[arg(long, default_value_t = 100)]
+    queries: usize,
+    /// How many documents to index with learned-sparse vectors (0: skip step 5).
+    #[arg(long, default_value_t = 200)]
+    encode_docs: usize,
+    /// Results per query.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Write the report (with the query texts, for the browser run) here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Timings of one run; the browser bench writes the same fields.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub runtime: String,
+    pub threads: usize,
+    pub documents: usize,
+    pub load_ms: f64,
+    pub index_ms: f64,
+    /// Documents per second, BM25 + bags of tokens.
+    pub index_docs_per_s: f64,
+    pub first_query_ms: f64,
+    pub time_to_first_result_ms: f64,
+    /// Per mode: latency percentiles over the queries.
+    pub query_ms: std::collections::BTreeMap<String, Latency>,
+    /// Documents encoded into learned-sparse vectors, and how fast.
+    pub encode_docs: usize,
+    pub encode_docs_per_s: Option<f64>,
+    pub queries: Vec<String>,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    try_read_sync(f).context("a CPU computation did not complete at once")
+}
+
+fn latencies(
+    engine: &Engine,
+    queries: &[String],
+    k: usize,
+    mode: SearchMode,
+) -> anyhow::Result<Latency> {
+    let mut times = Vec::with_capacity(queries.len());
+    for q in queries {
+        let t = Instant::now();
+        let hits = block(engine.search(q, k, mode))??;
+        times.push(ms(t));
+        if hits.is_empty() {
+            bail!("`{}` found nothing for {q:?}", mode.name());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Latency {
+        p50: percentile(&times, 0.50),
+        p95: percentile(&times, 0.95),
+    })
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let ds = Dataset::load(&args.data, args.format, None)?;
+    let queries: Vec<String> = ds
+        .queries
+        .iter()
+        .take(args.queries)
+        .map(|q| q.text.clone())
+        .collect();
+    if queries.is_empty() {
+        bail!("{} has no queries to time", args.data.display());
+    }
+    let device = Device::flex();
+
+    let start = Instant::now();
+    let read = |f: &str| {
+        let path = args.model.join(f);
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let (weights, config, tokenizer) = (
+        read("model.safetensors")?,
+        read("config.json")?,
+        read("tokenizer.json")?,
+    );
+    let files = ModelFiles {
+        weights: &weights,
+        config: &config,
+        tokenizer: &tokenizer,
+    };
+    let encoder = Arc::new(Encoder::load(files, &device)?);
+    let sparse_fingerprint = fingerprint(&[&weights, &config, &tokenizer]);
+    let models = || EngineModels {
+        sparse: Arc::clone(&encoder),
+        sparse_fingerprint,
+        dense: None,
+    };
+    let load_ms = ms(start);
+
+    let t = Instant::now();
+    let options = EngineOptions {
+        sparse_vectors: false,
+        rerank_m: 0,
+    };
+    let mut engine = Engine::new(models(), options)?;
+    block(engine.add_documents(&ds.corpus, &mut |_| {}))??;
+    let index_ms = ms(t);
+
+    let t = Instant::now();
+    block(engine.search(&queries[0], args.k, SearchMode::Bot))??;
+    let first_query_ms = ms(t);
+    let time_to_first_result_ms = ms(start);
+
+    let mut query_ms = std::collections::BTreeMap::new();
+    for mode in [SearchMode::Bm25, SearchMode::Bot, SearchMode::Hybrid] {
+        query_ms.insert(
+            mode.name().to_owned(),
+            latencies(&engine, &queries, args.k, mode)?,
+        );
+    }
+
+    let encode_docs = args.encode_docs.min(ds.corpus.len());
+    let mut encode_docs_per_s = None;
+    if encode_docs > 0 {
+        let options = EngineOptions {
+            sparse_vectors: true,
+            rerank_m: 0,
+        };
+        let mut sparse = Engine::new(models(), options)?;
+        let t = Instant::now();
+        block(sparse.add_documents(&ds.corpus[..encode_docs], &mut |_| {}))??;
+        encode_docs_per_s = Some(encode_docs as f64 / t.elapsed().as_secs_f64());
+        query_ms.insert(
+            SearchMode::Sparse.name().to_owned(),
+            latencies(&sparse, &queries, args.k, SearchMode::Sparse)?,
+        );
+    }
+
+    Ok(BenchReport {
+        runtime: "native".to_owned(),
+        threads: rayon_threads(),
+        documents: ds.corpus.len(),
+        load_ms,
+        index_ms,
+        index_docs_per_s: ds.corpus.len() as f64 / (index_ms / 1000.0),
+        first_query_ms,
+        time_to_first_result_ms,
+        query_ms,
+        encode_docs,
+        encode_docs_per_s,
+        queries,
+    })
+}
+
+/// The CPU threads burn's kernels may use (`RAYON_NUM_THREADS`, else all cores).
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}

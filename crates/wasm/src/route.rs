@@ -1,0 +1,253 @@
+//! The router in the browser: the page's engine is the local source, a JS
+//! async callback is the network source (`({queries, k}) => Promise<{hits}>`,
+//! with a time limit), and a fixed or learned policy decides.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use rlrag_retriever::engine::{self, SearchMode};
+use rlrag_router::error::Fault;
+use rlrag_router::memory::Confidence;
+use rlrag_router::policy::{LearnedDecider, LearnedPolicy, RouterConfig};
+use rlrag_router::source::{SearchRequest, SearchResponse, SourceFuture, check_reply};
+use rlrag_router::{
+    Clock, Decider, FixedPolicy, LocalSource, PipelineConfig, Router, Source, SourceKind,
+};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::{busy, input_error, js_error};
+
+/// A trained routing policy (`trainer train-router`'s directory).
+#[wasm_bindgen]
+pub struct RouterModel {
+    inner: Rc<(LearnedPolicy, RouterConfig)>,
+}
+
+#[wasm_bindgen]
+impl RouterModel {
+    /// `model.safetensors` and `config.json` of a router directory (the
+    /// policy runs on the CPU: it is a few thousand weights).
+    pub fn load(weights: Vec<u8>, config: Vec<u8>) -> Result<RouterModel, JsError> {
+        let config: RouterConfig = serde_json::from_slice(&config)
+            .map_err(|e| JsError::new(&format!("router config.json: {e}")))?;
+        let policy = LearnedPolicy::load(&config, &weights, &Device::flex()).map_err(js_error)?;
+        Ok(RouterModel {
+            inner: Rc::new((policy, config)),
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RouteOptions {
+    /// `local`, `network`, `both`, `multihop` or `learned` (needs a model).
+    policy: Option<String>,
+    /// How the local engine is searched (default `bm25`).
+    local_mode: Option<String>,
+    /// Network time limit in milliseconds (default 5000).
+    timeout_ms: Option<u32>,
+    /// Hits per sub-query (default 10).
+    k: Option<usize>,
+    /// Hop limit (default 3).
+    max_hops: Option<u32>,
+}
+
+/// The network as a JS async callback.
+struct JsSource {
+    callback: Function,
+    timeout_ms: u32,
+}
+
+fn message(value: &JsValue) -> String {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
+}
+
+/// A promise that resolves to `sentinel` after `ms` (and the timer id).
+fn timer(ms: u32, sentinel: &JsValue) -> Result<(Promise, JsValue), Fault> {
+    let global = js_sys::global();
+    let set_timeout = Reflect::get(&global, &"setTimeout".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+        .ok_or_else(|| Fault::Transport {
+            detail: "no setTimeout in this JS environment".into(),
+        })?;
+    let id = Rc::new(RefCell::new(JsValue::UNDEFINED));
+    let id_out = Rc::clone(&id);
+    let promise = Promise::new(&mut |resolve, _reject| {
+        let value = sentinel.clone();
+        let fire = Closure::once_into_js(move || {
+            let _ = resolve.call1(&JsValue::NULL, &value);
+        });
+        if let Ok(t) = set_timeout.call2(&JsValue::NULL, &fire, &JsValue::from(ms)) {
+            *id_out.borrow_mut() = t;
+        }
+    });
+    let id = id.borrow().clone();
+    Ok((promise, id))
+}
+
+fn clear_timer(id: &JsValue) {
+    if let Some(f) = Reflect::get(&js_sys::global(), &"clearTimeout".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+    {
+        let _ = f.call1(&JsValue::NULL, id);
+    }
+}
+
+impl RouterModel {
+    pub(crate) fn shared(&self) -> Rc<(LearnedPolicy, RouterConfig)> {
+        Rc::clone(&self.inner)
+    }
+}
+
+impl JsSource {
+    async fn call(
+        &self,
+        queries: &[String],
+        k: usize,
+    ) -> Result<Vec<Vec<rlrag_router::Hit>>, Fault> {
+        let request = SearchRequest {
+            queries: queries.to_vec(),
+            k,
+        };
+        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+        let arg =
+            serde::Serialize::serialize(&request, &serializer).map_err(|e| Fault::Transport {
+                detail: e.to_string(),
+            })?;
+        let returned = self
+            .callback
+            .call1(&JsValue::NULL, &arg)
+            .map_err(|e| Fault::Transport {
+                detail: format!("the network callback threw: {}", message(&e)),
+            })?;
+        let answer = Promise::resolve(&returned);
+        let sentinel: JsValue = Object::new().into();
+        let (timeout, id) = timer(self.timeout_ms, &sentinel)?;
+        let raced = JsFuture::from(Promise::race(&Array::of2(&answer, &timeout))).await;
+        clear_timer(&id);
+        let value = raced.map_err(|e| Fault::Transport {
+            detail: format!("the network callback rejected: {}", message(&e)),
+        })?;
+        if value == sentinel {
+            return Err(Fault::Timeout {
+                limit_ms: u64::from(self.timeout_ms),
+            });
+        }
+        let reply: SearchResponse =
+            serde_wasm_bindgen::from_value(value).map_err(|e| Fault::Malformed {
+                detail: format!("not the search protocol's answer: {e}"),
+            })?;
+        check_reply(reply, queries.len(), k)
+    }
+}
+
+impl Source for JsSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Network
+    }
+
+    fn search<'a>(&'a self, queries: &'a [String], k: usize) -> SourceFuture<'a> {
+        Box::pin(self.call(queries, k))
+    }
+}
+
+/// `Date.now()`: the browser's wall clock.
+struct JsClock;
+
+impl Clock for JsClock {
+    fn now_ms(&self) -> f64 {
+        js_sys::Date::now()
+    }
+}
+
+fn fixed(name: &str) -> Option<FixedPolicy> {
+    FixedPolicy::ALL.into_iter().find(|p| p.name() == name)
+}
+
+/// Route one question over the engine (local) and an optional network callback.
+#[allow(clippy::await_holding_refcell_ref)] // as in `Engine::search`
+pub(crate) async fn route(
+    inner: Rc<RefCell<engine::Engine>>,
+    question: String,
+    network: Option<Function>,
+    model: Option<Rc<(LearnedPolicy, RouterConfig)>>,
+    options: JsValue,
+) -> Result<JsValue, JsValue> {
+    let options: RouteOptions = if options.is_undefined() || options.is_null() {
+        RouteOptions::default()
+    } else {
+        serde_wasm_bindgen::from_value(options).map_err(|e| input_error("options", &e))?
+    };
+    let policy =
+        options
+            .policy
+            .as_deref()
+            .unwrap_or(if model.is_some() { "learned" } else { "local" });
+    let mode: SearchMode = options
+        .local_mode
+        .as_deref()
+        .unwrap_or("bm25")
+        .parse()
+        .map_err(js_error)?;
+    let timeout_ms = options.timeout_ms.unwrap_or(5000).max(1);
+    let network = network.map(|callback| JsSource {
+        callback,
+        timeout_ms,
+    });
+    let engine = inner.try_borrow().map_err(|_| busy())?;
+    let local = LocalSource::borrowed(&engine, mode).map_err(js_error)?;
+    let (mut pipeline, confidence) = match (&model, policy) {
+        (Some(m), "learned") => (m.1.pipeline.clone(), m.1.confidence.clone()),
+        (None, "learned") => {
+            return Err(JsError::new(
+                "policy `learned` needs a router model (routeLearned), or pick local, network, both or multihop",
+            )
+            .into());
+        }
+        // Fixed schedules: the confidence never stops them early.
+        _ => (
+            PipelineConfig {
+                confidence_stop: 2.0,
+                ..PipelineConfig::default()
+            },
+            Confidence::default(),
+        ),
+    };
+    if let Some(k) = options.k {
+        pipeline.k = k;
+    }
+    if let Some(h) = options.max_hops {
+        pipeline.max_hops = h;
+    }
+    let router = Router::new(
+        &local,
+        network.as_ref().map(|n| n as &dyn Source),
+        pipeline,
+        confidence,
+    )
+    .map_err(js_error)?;
+    let mut decider: Box<dyn Decider + '_> = match (policy, &model) {
+        ("learned", Some(m)) => Box::new(LearnedDecider::greedy(&m.0)),
+        (name, _) => Box::new(fixed(name).ok_or_else(|| {
+            JsError::new(&format!(
+                "unknown policy `{name}` (learned, local, network, both or multihop)"
+            ))
+        })?),
+    };
+    let outcome = router
+        .run(&question, decider.as_mut(), &JsClock)
+        .await
+        .map_err(js_error)?;
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    serde::Serialize::serialize(&outcome, &serializer).map_err(|e| js_error(e).into())
+}

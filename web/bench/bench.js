@@ -1,0 +1,87 @@
+// The browser half of scripts/bench-browser.sh: the same steps as
+// `trainer bench-engine` (see crates/trainer/src/bench.rs), timed with
+// performance.now() on the main thread, the engine used directly (no worker).
+// Parameters come in the query string; the result lands in
+// `window.benchResult` (or `window.benchError`).
+import { Rlrag } from './src/index.js';
+
+const params = new URLSearchParams(location.search);
+const device = params.get('device') ?? 'cpu';
+const k = Number(params.get('k') ?? 10);
+const encodeDocs = Number(params.get('encodeDocs') ?? 200);
+
+async function json(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`cannot load ${url}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function percentiles(times) {
+  const sorted = [...times].sort((a, b) => a - b);
+  const at = (p) => sorted[Math.min(sorted.length, Math.max(1, Math.ceil(p * sorted.length))) - 1];
+  return { p50: at(0.5), p95: at(0.95) };
+}
+
+async function latencies(engine, queries, mode) {
+  const times = [];
+  for (const q of queries) {
+    const t = performance.now();
+    const hits = await engine.search(q, { k, mode });
+    times.push(performance.now() - t);
+    if (hits.length === 0) throw new Error(`${mode} found nothing for ${JSON.stringify(q)}`);
+  }
+  return percentiles(times);
+}
+
+async function bench() {
+  // Inputs are fetched before the clock starts: the corpus stands for data
+  // the page already has; the model fetch and the wasm compile are timed.
+  const corpus = await json('corpus.json');
+  const queries = await json('queries.json');
+  const start = performance.now();
+  const engine = await Rlrag.create({ model: 'model', device, sparseVectors: false });
+  const loadMs = performance.now() - start;
+  let t = performance.now();
+  await engine.addDocuments(corpus);
+  const indexMs = performance.now() - t;
+  t = performance.now();
+  await engine.search(queries[0], { k, mode: 'bot' });
+  const firstQueryMs = performance.now() - t;
+  const timeToFirstResultMs = performance.now() - start;
+  const queryMs = {};
+  for (const mode of ['bm25', 'bot', 'hybrid']) queryMs[mode] = await latencies(engine, queries, mode);
+  let encodeDocsPerS = null;
+  const encoded = Math.min(encodeDocs, corpus.length);
+  if (encoded > 0) {
+    const sparse = await Rlrag.create({ model: 'model', device, sparseVectors: true });
+    t = performance.now();
+    await sparse.addDocuments(corpus.slice(0, encoded));
+    encodeDocsPerS = encoded / ((performance.now() - t) / 1000);
+    queryMs.sparse = await latencies(sparse, queries, 'sparse');
+  }
+  return {
+    runtime: `browser (${navigator.userAgent.match(/Chrom(e|ium)\/[\d.]+/)?.[0] ?? navigator.userAgent})`,
+    backend: engine.backend,
+    threads: 1,
+    documents: corpus.length,
+    load_ms: loadMs,
+    index_ms: indexMs,
+    index_docs_per_s: corpus.length / (indexMs / 1000),
+    first_query_ms: firstQueryMs,
+    time_to_first_result_ms: timeToFirstResultMs,
+    query_ms: queryMs,
+    encode_docs: encoded,
+    encode_docs_per_s: encodeDocsPerS,
+  };
+}
+
+bench().then(
+  (result) => {
+    window.benchResult = result;
+    document.getElementById('status').textContent = 'done';
+  },
+  (e) => {
+    window.benchError = e instanceof Error ? e.message : String(e);
+    document.getElementById('status').textContent = `failed: ${window.benchError}`;
+  },
+);

@@ -1,0 +1,109 @@
+// Runs web/bench/ in headless Chromium (Debian's, via playwright-core) and
+// compares it with `trainer bench-engine`'s native report: the driver of
+// scripts/bench-browser.sh.
+//   node web/bench/run.mjs --native N.json --pkg DIR --model DIR --corpus F.json
+//        [--device cpu|webgpu] [--encode-docs N] [--out F.json]
+import { createServer } from 'node:http';
+import { readFile, writeFile } from 'node:fs/promises';
+import { extname, join, normalize } from 'node:path';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const { values: opts } = parseArgs({
+  options: {
+    native: { type: 'string' },
+    pkg: { type: 'string' },
+    model: { type: 'string' },
+    corpus: { type: 'string' },
+    device: { type: 'string', default: 'cpu' },
+    'encode-docs': { type: 'string', default: '200' },
+    out: { type: 'string' },
+  },
+});
+for (const required of ['native', 'pkg', 'model', 'corpus']) {
+  if (!opts[required]) {
+    console.error(`usage: node web/bench/run.mjs --native N.json --pkg DIR --model DIR --corpus F.json [--device cpu|webgpu] [--encode-docs N] [--out F.json] (missing --${required})`);
+    process.exit(2);
+  }
+}
+
+const web = new URL('../', import.meta.url).pathname;
+const native = JSON.parse(await readFile(opts.native, 'utf8'));
+const queries = Buffer.from(JSON.stringify(native.queries));
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm' };
+
+/** URL path → file: the page, the package's JS and wasm, the model, the data. */
+function resolve(path) {
+  if (path === '/' || path === '/index.html') return join(web, 'bench/index.html');
+  if (path === '/bench.js') return join(web, 'bench/bench.js');
+  if (path === '/corpus.json') return opts.corpus;
+  for (const [prefix, dir] of [['/src/', join(web, 'src')], ['/pkg/', opts.pkg], ['/model/', opts.model]]) {
+    if (path.startsWith(prefix)) return join(dir, path.slice(prefix.length));
+  }
+  return null;
+}
+
+const server = createServer(async (req, res) => {
+  const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+  try {
+    if (path === '/queries.json') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(queries);
+      return;
+    }
+    const file = resolve(path);
+    if (!file || path.includes('..')) throw new Error('not found');
+    const body = await readFile(file);
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(body);
+  } catch {
+    res.writeHead(404).end('not found');
+  }
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const url = `http://127.0.0.1:${server.address().port}/`;
+
+const args = ['--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update'];
+if (opts.device === 'webgpu') args.push('--enable-unsafe-webgpu');
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args });
+let result;
+try {
+  const page = await browser.newPage();
+  page.on('console', (m) => m.type() === 'error' && console.error(`page: ${m.text()}`));
+  let failed;
+  const failure = new Promise((_, reject) => {
+    failed = reject;
+  });
+  page.on('crash', () => failed(new Error('the renderer crashed')));
+  page.on('pageerror', (e) => failed(new Error(`page error: ${e.message}`)));
+  await page.goto(`${url}?device=${opts.device}&encodeDocs=${opts['encode-docs']}`);
+  await Promise.race([
+    page.waitForFunction(() => window.benchResult || window.benchError, null, { timeout: 1_800_000, polling: 500 }),
+    failure,
+  ]);
+  const error = await page.evaluate(() => window.benchError);
+  if (error) throw new Error(`the browser bench failed: ${error}`);
+  result = await page.evaluate(() => window.benchResult);
+} finally {
+  await browser.close();
+  server.close();
+}
+
+// Ratios: browser speed / native speed (≥ 0.5 is the goal for the CPU build).
+const speed = (b, n) => (b && n ? n / b : null); // for times: native time / browser time
+const rows = [
+  ['time to first result (ms)', native.time_to_first_result_ms, result.time_to_first_result_ms, speed(result.time_to_first_result_ms, native.time_to_first_result_ms)],
+  ['  model load (ms)', native.load_ms, result.load_ms, speed(result.load_ms, native.load_ms)],
+  ['index BM25 + bags (docs/s)', native.index_docs_per_s, result.index_docs_per_s, result.index_docs_per_s / native.index_docs_per_s],
+  [`encode sparse vectors (docs/s, ${result.encode_docs} docs)`, native.encode_docs_per_s, result.encode_docs_per_s, result.encode_docs_per_s && native.encode_docs_per_s ? result.encode_docs_per_s / native.encode_docs_per_s : null],
+];
+for (const mode of Object.keys(result.query_ms)) {
+  const n = native.query_ms[mode]?.p50;
+  rows.push([`query p50, ${mode} (ms)`, n, result.query_ms[mode].p50, speed(result.query_ms[mode].p50, n)]);
+}
+const fmt = (v) => (v === null || v === undefined ? '–' : v >= 100 ? v.toFixed(0) : v.toFixed(2));
+console.log(`| ${native.documents} HotpotQA-100 paragraphs, ${native.queries.length} queries | native (${native.threads} threads) | ${result.runtime}, ${result.backend} | browser/native |`);
+console.log('|---|---:|---:|---:|');
+for (const [name, n, b, r] of rows) console.log(`| ${name} | ${fmt(n)} | ${fmt(b)} | ${r === null ? '–' : `${r.toFixed(2)}x`} |`);
+if (opts.out) {
+  await writeFile(opts.out, `${JSON.stringify({ native, browser: result, ratios: Object.fromEntries(rows.map(([n, , , r]) => [n.trim(), r])) }, null, 2)}\n`);
+  console.log(`wrote ${opts.out}`);
+}
