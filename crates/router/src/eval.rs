@@ -82,6 +82,17 @@ pub struct Latency {
     pub p95: f64,
 }
 
+impl Latency {
+    /// p50 and p95 of `times`, in any order.
+    pub fn of(mut times: Vec<f64>) -> Self {
+        times.sort_by(f64::total_cmp);
+        Self {
+            p50: percentile(&times, 0.5),
+            p95: percentile(&times, 0.95),
+        }
+    }
+}
+
 /// A policy over a question set (the `eval-router` JSON per policy).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyReport {
@@ -105,7 +116,8 @@ pub struct PolicyReport {
     pub questions: usize,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// Nearest-rank percentile of sorted values (`p` in `[0, 1]`).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -121,8 +133,7 @@ pub fn summarize(scores: &[QuestionScore]) -> PolicyReport {
         (!labelled.is_empty())
             .then(|| labelled.iter().filter(|&&b| b).count() as f64 / labelled.len() as f64)
     };
-    let mut lat: Vec<f64> = scores.iter().map(|s| s.latency_ms).collect();
-    lat.sort_by(f64::total_cmp);
+    let lat: Vec<f64> = scores.iter().map(|s| s.latency_ms).collect();
     PolicyReport {
         containment: share(&|s| s.containment),
         all_gold: share(&|s| s.all_gold),
@@ -132,12 +143,25 @@ pub fn summarize(scores: &[QuestionScore]) -> PolicyReport {
             .sum::<f64>()
             / n,
         rounds: scores.iter().map(|s| f64::from(s.rounds)).sum::<f64>() / n,
-        latency_ms: Latency {
-            p50: percentile(&lat, 0.5),
-            p95: percentile(&lat, 0.95),
-        },
+        latency_ms: Latency::of(lat),
         suppressed_per_question: scores.iter().map(|s| f64::from(s.suppressed)).sum::<f64>() / n,
         reward: scores.iter().map(|s| s.reward).sum::<f64>() / n,
         questions: scores.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Latency, percentile};
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 10.0);
+        assert_eq!(percentile(&v, 0.95), 19.0);
+        assert_eq!(percentile(&[3.0], 0.95), 3.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+        let l = Latency::of(v.iter().rev().copied().collect());
+        assert_eq!((l.p50, l.p95), (10.0, 19.0));
     }
 }

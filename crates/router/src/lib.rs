@@ -92,6 +92,17 @@ impl Action {
         Action::Decompose,
     ];
 
+    /// Position in [`Action::ALL`] (the policy's output unit).
+    pub fn index(self) -> usize {
+        match self {
+            Action::Answer => 0,
+            Action::Local => 1,
+            Action::Network => 2,
+            Action::Both => 3,
+            Action::Decompose => 4,
+        }
+    }
+
     /// The sources an action queries directly.
     pub fn sources(self) -> &'static [SourceKind] {
         match self {

@@ -440,7 +440,7 @@ impl<'a> Router<'a> {
                 true,
             ];
             let (action, probability) = decider.act(hop, &features, &allowed)?;
-            if !allowed[Action::ALL.iter().position(|&a| a == action).unwrap_or(0)] {
+            if !allowed[action.index()] {
                 return Err(RouterError::Policy {
                     reason: format!("the policy chose `{action:?}`, which is not allowed here"),
                 });

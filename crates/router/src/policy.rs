@@ -274,10 +274,6 @@ impl FixedPolicy {
     }
 }
 
-fn index_of(action: Action) -> usize {
-    Action::ALL.iter().position(|&a| a == action).unwrap_or(0)
-}
-
 impl Decider for FixedPolicy {
     fn sense(&mut self, _features: &[f32]) -> Result<(bool, f32), RouterError> {
         Ok((false, 1.0))
@@ -294,7 +290,7 @@ impl Decider for FixedPolicy {
             .and_then(|h| self.schedule().get(h).copied())
             .unwrap_or(Action::Answer);
         // Without a network source the network steps run locally.
-        let action = if allowed[index_of(planned)] {
+        let action = if allowed[planned.index()] {
             planned
         } else {
             Action::Local

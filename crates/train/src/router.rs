@@ -16,7 +16,6 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_sigmoid, log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rlrag_router::Action;
 use rlrag_router::features::FEATURES;
 use rlrag_router::pipeline::Trace;
 use rlrag_router::policy::{LearnedPolicy, PolicyConfig, PolicyNet};
@@ -78,13 +77,6 @@ pub struct RouterTrainer {
     net: PolicyNet,
     device: Device,
     optim: ModuleOptimizer,
-}
-
-fn action_index(a: Action) -> i64 {
-    Action::ALL
-        .iter()
-        .position(|&x| x == a)
-        .map_or(0, |i| i as i64)
 }
 
 /// Advantages per rollout: group-relative for groups of two or more, else
@@ -158,7 +150,7 @@ impl RouterTrainer {
                     }
                     feats.extend_from_slice(&d.features);
                     masks.extend(d.allowed.iter().map(|&ok| if ok { 0.0_f32 } else { -1e9 }));
-                    chosen.push(action_index(d.action));
+                    chosen.push(d.action.index() as i64);
                     adv_group.push(*a);
                     returns.push(ret);
                 }

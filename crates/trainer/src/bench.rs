@@ -20,9 +20,8 @@ use burn::tensor::{Device, try_read_sync};
 use rlrag_encoder::{Encoder, ModelFiles};
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode, fingerprint};
 use rlrag_retriever::{Dataset, DatasetFormat};
+use rlrag_router::eval::Latency;
 use serde::Serialize;
-
-use crate::eval::{Latency, percentile};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -92,11 +91,7 @@ fn latencies(
             bail!("`{}` found nothing for {q:?}", mode.name());
         }
     }
-    times.sort_by(f64::total_cmp);
-    Ok(Latency {
-        p50: percentile(&times, 0.50),
-        p95: percentile(&times, 0.95),
-    })
+    Ok(Latency::of(times))
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {

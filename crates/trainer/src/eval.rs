@@ -10,6 +10,7 @@ use anyhow::Context;
 use rlrag_retriever::{AnnProbe, Dataset, DatasetFormat, Document, Query, Retriever};
 use rlrag_reward::answer::NormalizedText;
 use rlrag_reward::retrieval::{all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
+use rlrag_router::eval::Latency;
 use serde::Serialize;
 
 use crate::progress::LazyBar;
@@ -23,13 +24,6 @@ pub struct EvalConfig {
     pub retriever: RetrieverKind,
     pub k: usize,
     pub settings: RetrieverArgs,
-}
-
-/// Latency percentiles in milliseconds.
-#[derive(Debug, Serialize)]
-pub struct Latency {
-    pub p50: f64,
-    pub p95: f64,
 }
 
 /// How an approximate index compares with exact search on the same query
@@ -118,15 +112,6 @@ const METRIC_ORDER: [&str; 6] = [
     "all_gold@10",
 ];
 
-/// Nearest-rank percentile of sorted values (`p` in `[0, 1]`).
-pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Mean of per-query values under one metric name.
 #[derive(Default)]
 struct Means(BTreeMap<&'static str, (f64, usize)>);
@@ -202,8 +187,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
     let index_seconds = started.elapsed().as_secs_f64();
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
 
-    let (metrics, mut latencies) = score_queries(index.as_ref(), &ds.queries, &by_id, config.k)?;
-    latencies.sort_by(f64::total_cmp);
+    let (metrics, latencies) = score_queries(index.as_ref(), &ds.queries, &by_id, config.k)?;
     let ann = index
         .ann()
         .map(|probe| measure_ann(probe, &ds.queries))
@@ -216,10 +200,7 @@ pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
             retriever: index.name().to_string(),
             queries: ds.queries.len(),
             metrics,
-            latency_ms: Latency {
-                p50: percentile(&latencies, 0.50),
-                p95: percentile(&latencies, 0.95),
-            },
+            latency_ms: Latency::of(latencies),
             split: ds.split.clone(),
             k: config.k,
             documents: ds.corpus.len(),
@@ -270,19 +251,5 @@ impl Report {
         }
         let _ = writeln!(out, "+----------------+---------+");
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 10.0);
-        assert_eq!(percentile(&v, 0.95), 19.0);
-        assert_eq!(percentile(&[3.0], 0.95), 3.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }

@@ -85,13 +85,19 @@ struct Setup {
     corpus_docs: usize,
 }
 
-/// FNV-1a over the seed and the id: the local/network split, the same everywhere.
-fn keep_local(seed: u64, id: &str, fraction: f64) -> bool {
+/// FNV-1a over bytes: seeds and the local/network split, the same everywhere.
+fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in seed.to_le_bytes().iter().chain(id.as_bytes()) {
+    for b in parts.into_iter().flatten() {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h
+}
+
+/// Whether document `id` goes to the local index (a seeded `fraction` of them).
+fn keep_local(seed: u64, id: &str, fraction: f64) -> bool {
+    let h = fnv1a([&seed.to_le_bytes()[..], id.as_bytes()]);
     ((h >> 11) as f64 / (1u64 << 53) as f64) < fraction
 }
 
@@ -431,14 +437,8 @@ fn fit_confidence(setup: &Setup, args: &SetupArgs) -> anyhow::Result<(Confidence
 }
 
 fn hash_seed(parts: &[u64]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.to_le_bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
+    let bytes: Vec<[u8; 8]> = parts.iter().map(|p| p.to_le_bytes()).collect();
+    fnv1a(bytes.iter().map(|b| &b[..]))
 }
 
 pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
