@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::memory::CONFIDENCE_FEATURES;
 
 /// Length of the state vector.
-pub const FEATURES: usize = 16;
+pub const FEATURES: usize = 17;
 
 /// The state of a question between hops (the pipeline fills it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -20,9 +20,11 @@ pub struct State {
     pub sensed: bool,
     /// Best coverage of the question by one background passage.
     pub sensing_coverage: f32,
-    /// The calibrated confidence in the evidence so far.
+    /// The calibrated confidence in the evidence so far (before the first
+    /// hop: in the background passages, when sensing ran).
     pub confidence: f32,
-    /// [`crate::memory::evidence_features`] of the evidence so far.
+    /// [`crate::memory::evidence_features`] of the evidence so far (before
+    /// the first hop: of the background passages).
     pub evidence: [f32; CONFIDENCE_FEATURES],
     /// New passages the last round added.
     pub new_passages: usize,
@@ -60,6 +62,7 @@ impl State {
             self.evidence[0],
             self.evidence[1],
             self.evidence[2],
+            self.evidence[5],
             (self.new_passages as f32 / self.k.max(1) as f32).min(1.0),
             per3(self.local_calls),
             per3(self.network_calls),

@@ -28,11 +28,13 @@ pub mod pipeline;
 pub mod policy;
 pub mod queries;
 pub mod source;
+pub mod writer;
 
 pub use error::{Fault, RouterError};
 pub use pipeline::{Clock, Decider, Outcome, PipelineConfig, Router, Trace};
 pub use policy::{FixedPolicy, LearnedDecider, LearnedPolicy, PolicyConfig, RouterConfig};
 pub use source::{Hit, LocalSource, Source};
+pub use writer::QueryWriter;
 
 /// Most sub-queries in one round (RAG-R1).
 pub const MAX_SUB_QUERIES: usize = 3;

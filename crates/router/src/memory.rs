@@ -1,5 +1,7 @@
 //! STIE's memory-filter-confidence across hops: a memory of issued queries
-//! (a new query too similar to an earlier one is suppressed), a filter over
+//! per source (a new query too similar to one already sent to every source it
+//! is meant for is suppressed; the local index's miss is no reason not to ask
+//! the network the same thing), a filter over
 //! gathered passages (seen ids dropped, near-duplicate texts collapsed), and
 //! a calibrated confidence in the evidence (stop when it is high).
 
@@ -8,6 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use rlrag_retriever::Analyzer;
 use serde::{Deserialize, Serialize};
 
+use crate::SourceKind;
 use crate::source::Hit;
 
 /// Words that ask rather than say: never salient, never what makes two
@@ -54,12 +57,12 @@ pub enum Admission {
     },
 }
 
-/// The queries a question has issued so far.
+/// The queries a question has issued so far, and where to.
 #[derive(Debug, Clone)]
 pub struct QueryMemory {
     analyzer: Analyzer,
     threshold: f32,
-    issued: Vec<(String, BTreeSet<String>)>,
+    issued: Vec<(String, BTreeSet<String>, SourceKind)>,
     suppressed: u32,
 }
 
@@ -75,8 +78,10 @@ impl QueryMemory {
         }
     }
 
-    /// Decide on `query`; an admitted query is remembered as issued.
-    pub fn admit(&mut self, query: &str) -> Admission {
+    /// Decide on `query` for `sources`: suppressed when every one of them
+    /// was sent a similar query already (or the query has no content); an
+    /// admitted query is remembered as issued to each of `sources`.
+    pub fn admit(&mut self, query: &str, sources: &[SourceKind]) -> Admission {
         let terms = content_terms(&self.analyzer, query);
         if terms.is_empty() {
             self.suppressed += 1;
@@ -85,27 +90,41 @@ impl QueryMemory {
                 similarity: 1.0,
             };
         }
-        let closest = self
-            .issued
-            .iter()
-            .map(|(q, t)| (q, jaccard(&terms, t)))
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        if let Some((q, similarity)) = closest
-            && similarity >= self.threshold
+        let closest = |source: SourceKind| {
+            self.issued
+                .iter()
+                .filter(|(_, _, s)| *s == source)
+                .map(|(q, t, _)| (q, jaccard(&terms, t)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .filter(|(_, similarity)| *similarity >= self.threshold)
+        };
+        let repeats: Vec<_> = sources.iter().map(|&s| closest(s)).collect();
+        if !sources.is_empty()
+            && let Some(Some((q, similarity))) = repeats.iter().all(Option::is_some).then(|| {
+                repeats
+                    .iter()
+                    .flatten()
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .copied()
+            })
         {
+            let similar_to = q.clone();
             self.suppressed += 1;
             return Admission::Suppressed {
-                similar_to: q.clone(),
+                similar_to,
                 similarity,
             };
         }
-        self.issued.push((query.to_owned(), terms));
+        for &s in sources {
+            self.issued.push((query.to_owned(), terms.clone(), s));
+        }
         Admission::Admitted
     }
 
-    /// Queries issued.
+    /// Distinct queries issued (to any source).
     pub fn issued(&self) -> usize {
-        self.issued.len()
+        let distinct: BTreeSet<&str> = self.issued.iter().map(|(q, _, _)| q.as_str()).collect();
+        distinct.len()
     }
 
     /// Queries suppressed.
@@ -204,13 +223,16 @@ impl EvidenceFilter {
 }
 
 /// The evidence features the confidence reads.
-pub const CONFIDENCE_FEATURES: usize = 5;
+pub const CONFIDENCE_FEATURES: usize = 6;
 
 /// Evidence features: how much of the question the best passage covers, how
 /// much the top five cover together, whether the lists agree on their best
-/// passage, how many lists there are, and the margin of the best list.
+/// passage, how many lists there are, the margin of the best list, and the
+/// share of the question's entities ([`crate::queries::question_entities`])
+/// that a top passage is titled after.
 pub fn evidence_features(
     question_terms: &BTreeSet<String>,
+    entities: &[BTreeSet<String>],
     analyzer: &Analyzer,
     ranked: &[&Hit],
     lists: &[Vec<Hit>],
@@ -260,7 +282,34 @@ pub fn evidence_features(
         agree,
         (nonempty.len() as f32 / 6.0).min(1.0),
         margin,
+        entity_titles(entities, analyzer, ranked),
     ]
+}
+
+/// Share of the question's entities that some top-10 passage is titled
+/// after (half of the entity's terms in the title and half of the title's in
+/// the entity): whether the articles the question names were found at all.
+/// 1 when the question names none.
+fn entity_titles(entities: &[BTreeSet<String>], analyzer: &Analyzer, ranked: &[&Hit]) -> f32 {
+    if entities.is_empty() {
+        return 1.0;
+    }
+    let titles: Vec<BTreeSet<String>> = ranked
+        .iter()
+        .take(10)
+        .map(|h| content_terms(analyzer, &h.title))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let found = entities
+        .iter()
+        .filter(|e| {
+            titles.iter().any(|t| {
+                let common = e.intersection(t).count();
+                2 * common >= e.len() && 2 * common >= t.len()
+            })
+        })
+        .count();
+    found as f32 / entities.len() as f32
 }
 
 /// A calibrated confidence: logistic regression over [`evidence_features`],
@@ -277,8 +326,8 @@ impl Default for Confidence {
     /// Before fitting: coverage of the question drives it (fit replaces this).
     fn default() -> Self {
         Self {
-            weights: [3.0, 3.0, 1.0, 0.0, 0.5],
-            bias: -4.0,
+            weights: [3.0, 3.0, 1.0, 0.0, 0.5, 1.0],
+            bias: -5.0,
         }
     }
 }
@@ -362,26 +411,38 @@ mod tests {
 
     #[test]
     fn memory_suppresses_a_repeated_query_and_admits_a_new_one() {
+        const L: &[SourceKind] = &[SourceKind::Local];
+        const N: &[SourceKind] = &[SourceKind::Network];
+        const BOTH: &[SourceKind] = &[SourceKind::Local, SourceKind::Network];
         let mut m = QueryMemory::new(0.8);
         assert_eq!(
-            m.admit("Who directed the film Kiss and Tell?"),
+            m.admit("Who directed the film Kiss and Tell?", L),
             Admission::Admitted
         );
-        // The same content in other words: suppressed.
-        let again = m.admit("which film director directed Kiss and Tell");
+        // The same content in other words, to the same source: suppressed.
+        let again = m.admit("which film director directed Kiss and Tell", L);
         assert!(
             matches!(again, Admission::Suppressed { similarity, .. } if similarity >= 0.8),
             "{again:?}"
         );
+        // The network has not been asked: admitted there (and for both).
         assert_eq!(
-            m.admit("Shirley Temple government position"),
+            m.admit("which film director directed Kiss and Tell", BOTH),
             Admission::Admitted
         );
         assert!(matches!(
-            m.admit("what is the?"),
+            m.admit("Who directed the film Kiss and Tell?", N),
             Admission::Suppressed { .. }
         ));
-        assert_eq!((m.issued(), m.suppressed()), (2, 2));
+        assert_eq!(
+            m.admit("Shirley Temple government position", N),
+            Admission::Admitted
+        );
+        assert!(matches!(
+            m.admit("what is the?", BOTH),
+            Admission::Suppressed { .. }
+        ));
+        assert_eq!((m.issued(), m.suppressed()), (3, 3));
     }
 
     #[test]
@@ -404,17 +465,46 @@ mod tests {
     }
 
     #[test]
+    fn entity_titles_say_whether_the_named_articles_were_found() {
+        let analyzer = Analyzer::default();
+        let q = "Which magazine was started first, Arthur's Magazine or First for Women?";
+        let entities = crate::queries::question_entities(q, &analyzer);
+        assert_eq!(entities.len(), 2, "{entities:?}");
+        let titled = |id: &str, title: &str| Hit {
+            id: id.into(),
+            title: title.into(),
+            text: "x".into(),
+            score: 1.0,
+        };
+        let (a, w, other) = (
+            titled("a", "Arthur's Magazine"),
+            titled("w", "First for Women"),
+            titled("o", "Women's Health (magazine)"),
+        );
+        let terms = content_terms(&analyzer, q);
+        let f = |hits: &[&Hit]| evidence_features(&terms, &entities, &analyzer, hits, &[])[5];
+        assert_eq!(f(&[&a, &w]), 1.0);
+        assert_eq!(f(&[&other, &a]), 0.5);
+        assert_eq!(f(&[&other]), 0.0);
+        assert_eq!(
+            evidence_features(&terms, &[], &analyzer, &[&other], &[])[5],
+            1.0,
+            "nothing named, nothing missing"
+        );
+    }
+
+    #[test]
     fn confidence_fit_separates_and_is_calibrated() {
         // Label = the first feature is high; the fit must find it.
         let samples: Vec<_> = (0..200)
             .map(|i| {
                 let x = (i % 20) as f32 / 19.0;
-                ([x, 0.5, 0.0, 0.3, 0.1], x > 0.5)
+                ([x, 0.5, 0.0, 0.3, 0.1, 1.0], x > 0.5)
             })
             .collect();
         let c = Confidence::fit(&samples, 2000).expect("both labels");
-        assert!(c.score(&[1.0, 0.5, 0.0, 0.3, 0.1]) > 0.8);
-        assert!(c.score(&[0.0, 0.5, 0.0, 0.3, 0.1]) < 0.2);
+        assert!(c.score(&[1.0, 0.5, 0.0, 0.3, 0.1, 1.0]) > 0.8);
+        assert!(c.score(&[0.0, 0.5, 0.0, 0.3, 0.1, 1.0]) < 0.2);
         assert!(c.calibration_error(&samples) < 0.15);
         assert!(
             Confidence::fit(&samples[..1], 10).is_none(),

@@ -19,8 +19,9 @@ use crate::memory::{
     Admission, CONFIDENCE_FEATURES, Confidence, EvidenceFilter, Filtered, QueryMemory,
     content_terms, evidence_features,
 };
-use crate::queries::{Alignment, align, bridge_queries, split_compound};
+use crate::queries::{Alignment, align, bridge_queries, question_entities, split_compound};
 use crate::source::{Hit, LocalSource, Source};
+use crate::writer::{MAX_SUB_QUERY_BYTES, QueryWriter};
 use crate::{Action, MAX_SUB_QUERIES, SourceKind};
 
 /// Longest question accepted, in bytes.
@@ -155,6 +156,10 @@ pub struct Decision {
     pub new_passages: usize,
     /// Sources that failed.
     pub faults: Vec<FaultRecord>,
+    /// The sub-query writer failed on this `decompose` hop (its heuristic
+    /// queries were used alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_fault: Option<Fault>,
     /// Confidence after the hop.
     pub confidence: f32,
     /// The evidence features after the hop (what the confidence read).
@@ -240,6 +245,7 @@ pub struct Outcome {
 pub struct Router<'a> {
     local: &'a LocalSource<'a>,
     network: Option<&'a dyn Source>,
+    writer: Option<&'a dyn QueryWriter>,
     config: PipelineConfig,
     confidence: Confidence,
     analyzer: Analyzer,
@@ -325,10 +331,18 @@ impl<'a> Router<'a> {
         Ok(Self {
             local,
             network,
+            writer: None,
             config,
             confidence,
             analyzer: Analyzer::default(),
         })
+    }
+
+    /// Let `writer` (an LLM) propose the sub-queries of `decompose` hops.
+    #[must_use]
+    pub fn with_writer(mut self, writer: &'a dyn QueryWriter) -> Self {
+        self.writer = Some(writer);
+        self
     }
 
     /// The settings.
@@ -370,6 +384,7 @@ impl<'a> Router<'a> {
         let start = clock.now_ms();
         let cfg = &self.config;
         let question_terms = content_terms(&self.analyzer, question);
+        let entities = question_entities(question, &self.analyzer);
         let compound = split_compound(question);
         let mut memory = QueryMemory::new(cfg.memory_threshold);
         let mut evidence = Evidence::new(cfg.near_duplicate);
@@ -407,10 +422,16 @@ impl<'a> Router<'a> {
                     score: h.score,
                 })
                 .collect();
+            // What the local index holds for the question, before any round:
+            // the first decision sees it (KunLunBaizeRAG's sensing-informed
+            // routing: local when it already covers the question).
             let refs: Vec<&Hit> = background.iter().collect();
-            let f = evidence_features(&question_terms, &self.analyzer, &refs, &[]);
+            let lists = [background.clone()];
+            let f = evidence_features(&question_terms, &entities, &self.analyzer, &refs, &lists);
             state.sensed = true;
             state.sensing_coverage = f[0];
+            state.evidence = f;
+            state.confidence = self.confidence.score(&f);
             state.local_calls += 1;
             let a = align(
                 question,
@@ -455,6 +476,7 @@ impl<'a> Router<'a> {
                     queries: Vec::new(),
                     new_passages: 0,
                     faults: Vec::new(),
+                    writer_fault: None,
                     confidence: state.confidence,
                     evidence_features: state.evidence,
                     cost: Cost::default(),
@@ -470,8 +492,23 @@ impl<'a> Router<'a> {
                 evidence.ranked()
             };
             let mut candidates: Vec<String> = Vec::new();
+            let mut writer_fault = None;
             match (action, hop) {
                 (Action::Decompose, _) => {
+                    if let Some(w) = self.writer {
+                        let context: Vec<Hit> =
+                            previous.iter().take(5).map(|&h| h.clone()).collect();
+                        match w.write(question, &context).await {
+                            Ok(written) => candidates.extend(
+                                written
+                                    .into_iter()
+                                    .map(|q| q.trim().to_owned())
+                                    .filter(|q| !q.is_empty() && q.len() <= MAX_SUB_QUERY_BYTES)
+                                    .take(MAX_SUB_QUERIES),
+                            ),
+                            Err(fault) => writer_fault = Some(fault),
+                        }
+                    }
                     candidates.extend(compound.iter().cloned());
                     candidates.extend(bridge_queries(
                         question,
@@ -503,7 +540,7 @@ impl<'a> Router<'a> {
                 if queries.len() == MAX_SUB_QUERIES {
                     break;
                 }
-                let admission = memory.admit(&c);
+                let admission = memory.admit(&c, action.sources());
                 if admission == Admission::Admitted {
                     queries.push(c.clone());
                 }
@@ -574,7 +611,13 @@ impl<'a> Router<'a> {
                 new_passages += evidence.add(l);
             }
             let ranked = evidence.ranked();
-            let ef = evidence_features(&question_terms, &self.analyzer, &ranked, &evidence.lists);
+            let ef = evidence_features(
+                &question_terms,
+                &entities,
+                &self.analyzer,
+                &ranked,
+                &evidence.lists,
+            );
             state.evidence = ef;
             state.confidence = if evidence.hits.is_empty() {
                 0.0
@@ -597,6 +640,7 @@ impl<'a> Router<'a> {
                 queries: records,
                 new_passages,
                 faults,
+                writer_fault,
                 confidence: state.confidence,
                 evidence_features: ef,
                 cost,

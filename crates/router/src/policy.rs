@@ -99,7 +99,7 @@ pub struct RouterConfig {
 }
 
 /// The current router directory version.
-pub const ROUTER_FORMAT_VERSION: u32 = 1;
+pub const ROUTER_FORMAT_VERSION: u32 = 2;
 
 /// A policy ready to decide: probabilities for a state.
 pub struct LearnedPolicy {

@@ -145,6 +145,19 @@ fn capitalised_runs(text: &str) -> Vec<String> {
     out
 }
 
+/// The entities a question names (capitalised runs), each as its content
+/// terms; runs without content ("What", "The") are left out, repeats once.
+pub fn question_entities(question: &str, analyzer: &Analyzer) -> Vec<BTreeSet<String>> {
+    let mut out: Vec<BTreeSet<String>> = Vec::new();
+    for run in capitalised_runs(question) {
+        let terms = content_terms(analyzer, &run);
+        if !terms.is_empty() && !out.contains(&terms) {
+            out.push(terms);
+        }
+    }
+    out
+}
+
 /// Whether the question already names `candidate`: at least half of the
 /// candidate's content terms are in it.
 fn mostly_named(question_terms: &BTreeSet<String>, analyzer: &Analyzer, candidate: &str) -> bool {

@@ -21,6 +21,7 @@ use rlrag_router::http::HttpSource;
 use rlrag_router::memory::{Admission, Confidence};
 use rlrag_router::pipeline::StopReason;
 use rlrag_router::source::{Hit, SearchRequest, SearchResponse, Source};
+use rlrag_router::writer::{MAX_SUB_QUERY_BYTES, QueryWriter, WriterFuture};
 use rlrag_router::{
     Action, Decider, FixedPolicy, LocalSource, Outcome, PipelineConfig, Router, RouterError,
     SourceKind, SystemClock,
@@ -145,6 +146,15 @@ fn endpoint(docs: Vec<Document>, behaviour: Behaviour) -> Endpoint {
         }
     });
     Endpoint { url, requests }
+}
+
+/// The last four passages local, all of them behind a real HTTP endpoint.
+fn half_local_whole_network() -> (LocalSource<'static>, Endpoint, HttpSource) {
+    let docs = corpus();
+    let local = LocalSource::new(engine(&docs[4..]), SearchMode::Bm25).expect("local");
+    let ep = endpoint(docs, Behaviour::Serve);
+    let net = HttpSource::new(&ep.url, Duration::from_secs(5)).expect("url");
+    (local, ep, net)
 }
 
 /// A decider that follows a script.
@@ -305,6 +315,33 @@ fn memory_suppresses_a_repeated_query() {
 }
 
 #[test]
+fn the_memory_still_lets_the_network_see_what_only_the_local_index_was_asked() {
+    let (local, ep, net) = half_local_whole_network();
+    let router =
+        Router::new(&local, Some(&net), config(NEVER), Confidence::default()).expect("router");
+    let out = run(
+        &router,
+        Q,
+        &mut Script::new(false, &[Action::Local, Action::Network, Action::Network]),
+    );
+    let asked = |hop: usize| -> Vec<String> {
+        out.trace.decisions[hop]
+            .queries
+            .iter()
+            .filter(|r| r.admission == Admission::Admitted)
+            .map(|r| r.text.clone())
+            .collect()
+    };
+    assert!(asked(1).contains(&Q.to_owned()), "{:?}", asked(1));
+    assert!(
+        !asked(2).contains(&Q.to_owned()),
+        "the network already has it"
+    );
+    let reqs = ep.requests.lock().unwrap().clone();
+    assert!(reqs[0].queries.contains(&Q.to_owned()));
+}
+
+#[test]
 fn filter_drops_passages_already_gathered() {
     let docs = corpus();
     let local = LocalSource::new(engine(&docs), SearchMode::Bm25).expect("local");
@@ -375,10 +412,7 @@ fn background_sensing_aligns_the_query() {
 
 #[test]
 fn sub_queries_reach_the_network_together_and_bad_questions_are_refused() {
-    let docs = corpus();
-    let local = LocalSource::new(engine(&docs[4..]), SearchMode::Bm25).expect("local");
-    let ep = endpoint(docs.clone(), Behaviour::Serve);
-    let net = HttpSource::new(&ep.url, Duration::from_secs(5)).expect("url");
+    let (local, ep, net) = half_local_whole_network();
     let router =
         Router::new(&local, Some(&net), config(NEVER), Confidence::default()).expect("router");
     let q = "Which magazine was started first, Arthur's Magazine or First for Women?";
@@ -398,4 +432,73 @@ fn sub_queries_reach_the_network_together_and_bad_questions_are_refused() {
         assert!(matches!(err, Err(RouterError::InvalidQuestion { .. })));
     }
     assert_eq!(net.kind(), SourceKind::Network);
+}
+
+/// A sub-query writer that answers from a list (or fails) and records what it saw.
+struct Writer {
+    reply: Result<Vec<String>, Fault>,
+    seen: Mutex<Vec<(String, usize)>>,
+}
+
+impl QueryWriter for Writer {
+    fn write<'a>(&'a self, question: &'a str, evidence: &'a [Hit]) -> WriterFuture<'a> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push((question.to_owned(), evidence.len()));
+        let reply = self.reply.clone();
+        Box::pin(async move { reply })
+    }
+}
+
+#[test]
+fn decompose_puts_written_sub_queries_first_and_survives_a_failed_writer() {
+    let docs = corpus();
+    let local = LocalSource::new(engine(&docs), SearchMode::Bm25).expect("local");
+    let written = Writer {
+        reply: Ok(vec![
+            "  Shirley Temple diplomat  ".into(),
+            String::new(),
+            "x".repeat(MAX_SUB_QUERY_BYTES + 1),
+            "Corliss Archer actress".into(),
+        ]),
+        seen: Mutex::new(Vec::new()),
+    };
+    let router = Router::new(&local, None, config(NEVER), Confidence::default())
+        .expect("router")
+        .with_writer(&written);
+    let out = run(
+        &router,
+        Q,
+        &mut Script::new(false, &[Action::Local, Action::Decompose]),
+    );
+    let d = &out.trace.decisions[1];
+    assert_eq!(d.action, Action::Decompose);
+    assert_eq!(d.writer_fault, None);
+    let texts: Vec<&str> = d.queries.iter().map(|q| q.text.as_str()).collect();
+    assert_eq!(
+        &texts[..2],
+        ["Shirley Temple diplomat", "Corliss Archer actress"],
+        "written queries go first, empty and overlong ones dropped: {texts:?}"
+    );
+    let seen = written.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "only the decompose hop asks the writer");
+    assert_eq!(seen[0].0, Q);
+    assert_eq!(seen[0].1, 3, "the writer sees the evidence gathered so far");
+    assert!(out.evidence.iter().any(|h| h.id == "temple"));
+
+    let failing = Writer {
+        reply: Err(Fault::Timeout { limit_ms: 5 }),
+        seen: Mutex::new(Vec::new()),
+    };
+    let router = Router::new(&local, None, config(NEVER), Confidence::default())
+        .expect("router")
+        .with_writer(&failing);
+    let out = run(&router, Q, &mut Script::new(false, &[Action::Decompose]));
+    let d = &out.trace.decisions[0];
+    assert_eq!(d.writer_fault, Some(Fault::Timeout { limit_ms: 5 }));
+    assert!(
+        !d.queries.is_empty() && d.new_passages > 0,
+        "the heuristic sub-queries still ran"
+    );
 }

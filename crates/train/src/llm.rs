@@ -1,11 +1,17 @@
-//! A client for an OpenAI-compatible generator (llama.cpp's server, vLLM,
-//! OpenAI): answer a question from one passage, or score the gold answer's
-//! probability in one forward pass where the server returns log-probabilities.
+//! The generator adapter: a client for an OpenAI-compatible server
+//! (llama.cpp's server, vLLM, OpenAI) with a timeout and retries. It answers a
+//! question from passages (or from none: the plain generation of RLAG), scores
+//! the gold answer's probability in one forward pass where the server returns
+//! log-probabilities, judges an answer against the gold ones (LLM-as-judge),
+//! and writes sub-queries for the router's `decompose` hops.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use rlrag_router::writer::{QueryWriter, WriterFuture, parse_sub_queries};
+use rlrag_router::{Fault, Hit};
 
 use crate::TrainError;
 
@@ -36,12 +42,73 @@ impl Default for LlmConfig {
     }
 }
 
-/// The prompt prefix shared by both modes; the answer follows it.
-pub fn prompt(question: &str, passage: &str) -> String {
+/// Most characters of one passage in a prompt (a small model's context is short).
+pub const MAX_PASSAGE_CHARS: usize = 700;
+
+/// The answer prompt; the answer follows it. One passage, several (numbered)
+/// or none (the model answers from what it knows).
+pub fn prompt(question: &str, passages: &[&str]) -> String {
+    let cut = |p: &str| p.chars().take(MAX_PASSAGE_CHARS).collect::<String>();
+    match passages {
+        [] => format!(
+            "Answer the question. Reply with the answer only, a few words.\n\n\
+             Question: {question}\n\nAnswer:"
+        ),
+        [one] => format!(
+            "Answer the question using the passage. Reply with the answer only, a few words.\n\n\
+             Passage: {}\n\nQuestion: {question}\n\nAnswer:",
+            cut(one)
+        ),
+        many => {
+            let mut listed = String::new();
+            for (i, p) in many.iter().enumerate() {
+                listed.push_str(&format!("Passage {}: {}\n", i + 1, cut(p)));
+            }
+            format!(
+                "Answer the question using the passages. Reply with the answer only, a few words.\n\n\
+                 {listed}\nQuestion: {question}\n\nAnswer:"
+            )
+        }
+    }
+}
+
+/// The LLM-as-judge prompt: is `prediction` a correct answer, given the gold ones?
+pub fn judge_prompt(question: &str, answers: &[String], prediction: &str) -> String {
     format!(
-        "Answer the question using the passage. Reply with the answer only, a few words.\n\n\
-         Passage: {passage}\n\nQuestion: {question}\n\nAnswer:"
+        "Decide whether the predicted answer to the question means the same as a gold answer. \
+         Reply with yes or no only.\n\nQuestion: {question}\nGold answers: {}\n\
+         Predicted answer: {prediction}\n\nCorrect:",
+        answers.join(" | ")
     )
+}
+
+/// The prompt asking for sub-queries (titles of the passages so far as hints).
+pub fn sub_query_prompt(question: &str, titles: &[&str]) -> String {
+    let hints = if titles.is_empty() {
+        String::new()
+    } else {
+        format!("Passages found so far: {}\n", titles.join("; "))
+    };
+    format!(
+        "Write up to 3 short web search queries that together find the facts needed to answer \
+         the question. One query per line, nothing else.\n\nQuestion: {question}\n{hints}\nQueries:"
+    )
+}
+
+/// A judge's reply read as a verdict: `Some(true)` for yes, `Some(false)` for
+/// no, `None` for anything else.
+pub fn parse_verdict(reply: &str) -> Option<bool> {
+    let first = reply
+        .trim()
+        .trim_start_matches(['"', '\'', '*'])
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()?
+        .to_ascii_lowercase();
+    match first.as_str() {
+        "yes" | "correct" | "true" => Some(true),
+        "no" | "incorrect" | "false" | "wrong" => Some(false),
+        _ => None,
+    }
 }
 
 /// A blocking client with a timeout and retries.
@@ -91,11 +158,43 @@ impl LlmClient {
 
     /// The generator's answer to `question` given `passage` (greedy).
     pub fn answer(&self, question: &str, passage: &str) -> Result<String, TrainError> {
+        self.chat(&prompt(question, &[passage]), self.config.max_answer_tokens)
+    }
+
+    /// The generator's answer to `question` from `passages` (none: from what
+    /// the model knows), greedy.
+    pub fn answer_from(&self, question: &str, passages: &[&str]) -> Result<String, TrainError> {
+        self.chat(&prompt(question, passages), self.config.max_answer_tokens)
+    }
+
+    /// LLM-as-judge: whether `prediction` answers `question` as a gold answer
+    /// does. A reply that is neither yes nor no is an error.
+    pub fn judge(
+        &self,
+        question: &str,
+        answers: &[String],
+        prediction: &str,
+    ) -> Result<bool, TrainError> {
+        let reply = self.chat(&judge_prompt(question, answers, prediction), 4)?;
+        parse_verdict(&reply).ok_or_else(|| TrainError::Endpoint {
+            url: format!("{}/chat/completions", self.config.base_url),
+            reason: format!("the judge replied `{}`, not yes or no", truncate(&reply)),
+        })
+    }
+
+    /// Up to three search queries for `question`, written by the model.
+    pub fn sub_queries(&self, question: &str, titles: &[&str]) -> Result<Vec<String>, TrainError> {
+        let reply = self.chat(&sub_query_prompt(question, titles), 64)?;
+        Ok(parse_sub_queries(&reply))
+    }
+
+    /// One greedy chat completion of a single user message.
+    fn chat(&self, content: &str, max_tokens: u32) -> Result<String, TrainError> {
         let body = json!({
             "model": self.config.model,
-            "messages": [{"role": "user", "content": prompt(question, passage)}],
+            "messages": [{"role": "user", "content": content}],
             "temperature": 0.0,
-            "max_tokens": self.config.max_answer_tokens,
+            "max_tokens": max_tokens,
         });
         let reply = self.post("/chat/completions", &body)?;
         parse_chat_answer(&reply).ok_or_else(|| TrainError::Endpoint {
@@ -116,7 +215,7 @@ impl LlmClient {
         passage: &str,
         gold: &str,
     ) -> Result<Option<f32>, TrainError> {
-        let prefix = prompt(question, passage);
+        let prefix = prompt(question, &[passage]);
         let body = json!({
             "model": self.config.model,
             "prompt": format!("{prefix} {gold}"),
@@ -127,6 +226,24 @@ impl LlmClient {
         });
         let reply = self.post("/completions", &body)?;
         Ok(parse_answer_logprob(&reply, prefix.len()).map(|lp| lp.exp() as f32))
+    }
+}
+
+/// The generator writes the router's `decompose` sub-queries (blocking: the
+/// hop waits for them before it retrieves anyway).
+impl QueryWriter for LlmClient {
+    fn write<'a>(&'a self, question: &'a str, evidence: &'a [Hit]) -> WriterFuture<'a> {
+        Box::pin(async move {
+            let titles: Vec<&str> = evidence
+                .iter()
+                .map(|h| h.title.as_str())
+                .filter(|t| !t.is_empty())
+                .collect();
+            self.sub_queries(question, &titles)
+                .map_err(|e| Fault::Transport {
+                    detail: e.to_string(),
+                })
+        })
     }
 }
 
@@ -184,6 +301,29 @@ mod tests {
         assert!((lp + 0.75).abs() < 1e-12);
         assert_eq!(parse_answer_logprob(&completion, 100), None);
         assert_eq!(parse_answer_logprob(&json!({"choices": [{}]}), 0), None);
+    }
+
+    #[test]
+    fn prompts_and_verdicts() {
+        let plain = prompt("Who?", &[]);
+        assert!(!plain.contains("Passage") && plain.ends_with("Answer:"));
+        let one = prompt("Who?", &["Ann wrote it."]);
+        assert!(one.contains("Passage: Ann wrote it."));
+        let long = "y".repeat(MAX_PASSAGE_CHARS + 50);
+        let two = prompt("Who?", &["a", &long]);
+        assert!(two.contains("Passage 1: a\n") && two.contains("Passage 2: "));
+        assert!(!two.contains(&long), "passages are cut");
+        for (reply, verdict) in [
+            ("Yes.", Some(true)),
+            (" no, it is not", Some(false)),
+            ("**Correct**", Some(true)),
+            ("Maybe", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_verdict(reply), verdict, "{reply:?}");
+        }
+        let q = sub_query_prompt("Who?", &["Jaws", "Spielberg"]);
+        assert!(q.contains("Jaws; Spielberg"));
     }
 
     #[test]

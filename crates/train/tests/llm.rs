@@ -92,8 +92,9 @@ fn endpoints_that_time_out_or_lie_score_zero_and_are_counted() {
     }
 }
 
-#[test]
-fn a_real_generator_judges_passages() {
+/// The URL of a running generator (`RLRAG_LLM_URL`, default 127.0.0.1:8080),
+/// or `None` with the reason printed.
+fn real_generator() -> Option<String> {
     let url = std::env::var("RLRAG_LLM_URL").unwrap_or_else(|_| "http://127.0.0.1:8080/v1".into());
     let host = url
         .trim_start_matches("http://")
@@ -103,8 +104,16 @@ fn a_real_generator_judges_passages() {
         .to_string();
     if TcpStream::connect(&host).is_err() {
         println!("skipped: no generator at {url} (start one with scripts/llm-server.sh)");
-        return;
+        return None;
     }
+    Some(url)
+}
+
+#[test]
+fn a_real_generator_judges_passages() {
+    let Some(url) = real_generator() else {
+        return;
+    };
     let (q, docs) = question();
     let refs: Vec<&Document> = docs.iter().collect();
     for scoring in [
@@ -118,4 +127,50 @@ fn a_real_generator_judges_passages() {
         assert_eq!(r.len(), 2);
         assert_eq!(r[1], 0.0, "the banana passage does not answer the question");
     }
+}
+
+#[test]
+fn a_real_generator_answers_judges_and_writes_sub_queries() {
+    let Some(url) = real_generator() else {
+        return;
+    };
+    let c = client(&url, 60_000);
+    let (q, docs) = question();
+    let answer = c
+        .answer_from(&q.text, &[&docs[1].text, &docs[0].text])
+        .expect("answers");
+    println!("augmented: {answer:?}");
+    assert!(answer.to_lowercase().contains("paris"), "{answer:?}");
+    let plain = c
+        .answer_from(&q.text, &[])
+        .expect("answers without passages");
+    println!("plain: {plain:?}");
+    assert!(!plain.is_empty());
+    let yes = c.judge(&q.text, &q.answers, "Paris").expect("a verdict");
+    println!("judge(Paris): {yes}");
+    let subs = c
+        .sub_queries(
+            "Which magazine was started first, Arthur's Magazine or First for Women?",
+            &[],
+        )
+        .expect("sub-queries");
+    println!("sub-queries: {subs:?}");
+    assert!(!subs.is_empty() && subs.len() <= 3, "{subs:?}");
+    assert!(subs.iter().all(|s| !s.is_empty() && s.len() <= 256));
+}
+
+#[test]
+fn a_judge_that_says_neither_yes_nor_no_is_an_error_and_garbled_sub_queries_are_cleaned() {
+    let (q, _) = question();
+    let maybe = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 58\r\n\r\n{\"choices\":[{\"message\":{\"content\":\"Maybe, hard to say\"}}]}";
+    let c = client(&fake_server(Some(maybe)), 2000);
+    let err = c
+        .judge(&q.text, &q.answers, "Paris")
+        .expect_err("no verdict");
+    assert!(err.to_string().contains("not yes or no"), "{err}");
+    // The same reply read as sub-queries: one line, kept as it is.
+    assert_eq!(
+        c.sub_queries(&q.text, &[]).expect("a reply"),
+        ["Maybe, hard to say"]
+    );
 }

@@ -3,6 +3,7 @@
 //! the network source all of it (served in-process on 127.0.0.1 unless
 //! `--network` names an endpoint).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use rlrag_encoder::Encoder;
 use rlrag_encoder::models::pretrained;
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode, fingerprint};
 use rlrag_retriever::{Dataset, DatasetFormat, Document, Query};
-use rlrag_reward::composite::RewardConfig;
+use rlrag_reward::composite::{Correctness, RewardConfig};
+use rlrag_reward::cost::CostWeights;
 use rlrag_router::eval::{PolicyReport, QuestionScore, score, summarize};
 use rlrag_router::http::HttpSource;
 use rlrag_router::memory::{CONFIDENCE_FEATURES, Confidence};
@@ -24,7 +26,9 @@ use rlrag_router::policy::{LearnedDecider, LearnedPolicy, ROUTER_FORMAT_VERSION,
 use rlrag_router::{
     Decider, FixedPolicy, LocalSource, Outcome, PipelineConfig, Router, SystemClock,
 };
-use rlrag_train::{Rollout, RouterTrainConfig, RouterTrainer};
+use rlrag_train::{
+    LlmClient, LlmConfig, Rollout, RouterTrainConfig, RouterTrainer, preference_pair,
+};
 use serde::Serialize;
 
 use crate::progress::LazyBar;
@@ -67,10 +71,48 @@ pub struct SetupArgs {
     /// λ of the reward: correctness − λ·cost.
     #[arg(long, default_value_t = 0.1)]
     lambda: f64,
+    /// Cost of one network request (before λ).
+    #[arg(long, default_value_t = CostWeights::default().network_call)]
+    network_cost: f64,
+    /// Cost of one retrieval round (before λ).
+    #[arg(long, default_value_t = CostWeights::default().round)]
+    round_cost: f64,
     /// Most hops per question.
     #[arg(long, default_value_t = 3)]
     max_hops: u32,
+    /// An OpenAI-compatible generator (`http://host:port/v1`, e.g.
+    /// scripts/llm-server.sh): it answers every question from the top
+    /// evidence, and the answers are scored by EM and F1.
+    #[arg(long)]
+    generator: Option<String>,
+    /// The `model` field of generator requests.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    generator_model: String,
+    /// Generator time limit per request (each request is tried twice).
+    #[arg(long, default_value_t = 30_000)]
+    generator_timeout_ms: u64,
+    /// Correctness term of the reward: `containment` (of the evidence), or
+    /// `f1` / `exact_match` of the generator's answer (need --generator).
+    #[arg(long, default_value = "containment", value_parser = parse_correctness)]
+    correctness: Correctness,
+    /// `decompose` hops ask the generator for their sub-queries (RAG-R1).
+    #[arg(long)]
+    llm_sub_queries: bool,
 }
+
+fn parse_correctness(s: &str) -> Result<Correctness, String> {
+    match s {
+        "containment" => Ok(Correctness::Containment),
+        "f1" => Ok(Correctness::F1),
+        "exact_match" | "em" => Ok(Correctness::ExactMatch),
+        other => Err(format!(
+            "`{other}` is not one of containment, f1, exact_match"
+        )),
+    }
+}
+
+/// Passages of the evidence the generator reads.
+const ANSWER_PASSAGES: usize = 3;
 
 /// Sources and questions, ready to route.
 struct Setup {
@@ -83,6 +125,16 @@ struct Setup {
     reward: RewardConfig,
     local_docs: usize,
     corpus_docs: usize,
+    generator: Option<LlmClient>,
+    llm_sub_queries: bool,
+    generator_failures: Cell<u32>,
+}
+
+/// One routed question: its outcome, the generator's answer, its scores.
+struct Run {
+    outcome: Outcome,
+    prediction: Option<String>,
+    score: QuestionScore,
 }
 
 /// FNV-1a over bytes: seeds and the local/network split, the same everywhere.
@@ -187,9 +239,33 @@ impl Setup {
         let network = HttpSource::new(&url, Duration::from_millis(args.timeout_ms.max(1)))?;
         let reward = RewardConfig {
             lambda: args.lambda,
+            cost: CostWeights {
+                network_call: args.network_cost,
+                round: args.round_cost,
+                ..CostWeights::default()
+            },
+            correctness: args.correctness,
             ..RewardConfig::default()
         };
         reward.validate()?;
+        if args.generator.is_none() && args.correctness != Correctness::Containment {
+            bail!(
+                "--correctness {:?} scores the generator's answers: give --generator",
+                args.correctness
+            );
+        }
+        if args.generator.is_none() && args.llm_sub_queries {
+            bail!("--llm-sub-queries needs --generator");
+        }
+        let generator = match &args.generator {
+            Some(url) => Some(LlmClient::new(LlmConfig {
+                base_url: url.clone(),
+                model: args.generator_model.clone(),
+                timeout_ms: args.generator_timeout_ms,
+                ..LlmConfig::default()
+            })?),
+            None => None,
+        };
         Ok(Self {
             name: ds.name.clone(),
             split,
@@ -200,7 +276,33 @@ impl Setup {
             reward,
             local_docs: local_docs.len(),
             corpus_docs: ds.corpus.len(),
+            generator,
+            llm_sub_queries: args.llm_sub_queries,
+            generator_failures: Cell::new(0),
         })
+    }
+
+    /// The generator's answer to `q` from the outcome's top evidence; `None`
+    /// without a generator, or when it failed (counted; the answer scores 0).
+    fn predict(&self, q: &Query, out: &Outcome) -> Option<String> {
+        let g = self.generator.as_ref()?;
+        let passages = evidence_texts(out);
+        let refs: Vec<&str> = passages.iter().map(|(_, t)| t.as_str()).collect();
+        match g.answer_from(&q.text, &refs) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.failed(&e);
+                None
+            }
+        }
+    }
+
+    fn failed(&self, e: &rlrag_train::TrainError) {
+        let n = self.generator_failures.get() + 1;
+        self.generator_failures.set(n);
+        if n <= 3 {
+            eprintln!("generator failed ({n} so far): {e}");
+        }
     }
 
     fn router(
@@ -208,12 +310,11 @@ impl Setup {
         pipeline: PipelineConfig,
         confidence: Confidence,
     ) -> anyhow::Result<Router<'_>> {
-        Ok(Router::new(
-            &self.local,
-            Some(&self.network),
-            pipeline,
-            confidence,
-        )?)
+        let router = Router::new(&self.local, Some(&self.network), pipeline, confidence)?;
+        Ok(match &self.generator {
+            Some(g) if self.llm_sub_queries => router.with_writer(g),
+            _ => router,
+        })
     }
 }
 
@@ -234,26 +335,56 @@ fn run_one(router: &Router<'_>, q: &Query, decider: &mut dyn Decider) -> anyhow:
     Ok(block_on(router.run(&q.text, decider, &clock))?)
 }
 
-/// Run `questions` with a fresh decider each; scores and outcomes.
-fn run_all<'p>(
+/// The top evidence as (id, "title: text") for the generator.
+fn evidence_texts(out: &Outcome) -> Vec<(String, String)> {
+    out.evidence
+        .iter()
+        .take(ANSWER_PASSAGES)
+        .map(|h| {
+            let text = if h.title.is_empty() {
+                h.text.clone()
+            } else {
+                format!("{}: {}", h.title, h.text)
+            };
+            (h.id.clone(), text)
+        })
+        .collect()
+}
+
+/// Route, answer (with a generator) and score one question.
+fn route_one(
+    setup: &Setup,
     router: &Router<'_>,
-    questions: &[Query],
-    reward: &RewardConfig,
+    q: &Query,
+    decider: &mut dyn Decider,
+) -> anyhow::Result<Run> {
+    let outcome = run_one(router, q, decider)?;
+    let prediction = setup.predict(q, &outcome);
+    let score = score(&outcome, q, &setup.reward, prediction.as_deref())?;
+    Ok(Run {
+        outcome,
+        prediction,
+        score,
+    })
+}
+
+/// Run every question with a fresh decider each.
+fn run_all<'p>(
+    setup: &Setup,
+    router: &Router<'_>,
     label: &'static str,
     mut decider: impl FnMut(usize) -> Box<dyn Decider + 'p>,
-) -> anyhow::Result<(Vec<QuestionScore>, Vec<Outcome>)> {
+) -> anyhow::Result<Vec<Run>> {
+    let questions = &setup.questions;
     let mut bar = LazyBar::new(questions.len() as u64, label);
-    let mut scores = Vec::with_capacity(questions.len());
-    let mut outcomes = Vec::with_capacity(questions.len());
+    let mut runs = Vec::with_capacity(questions.len());
     for (i, q) in questions.iter().enumerate() {
         let mut d = decider(i);
-        let out = run_one(router, q, d.as_mut())?;
-        scores.push(score(&out, q, reward)?);
-        outcomes.push(out);
+        runs.push(route_one(setup, router, q, d.as_mut())?);
         bar.inc(1);
     }
     bar.finish();
-    Ok((scores, outcomes))
+    Ok(runs)
 }
 
 /// A router directory: weights, config, manifest.
@@ -279,6 +410,15 @@ pub struct EvalRouterArgs {
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also ask the generator to judge every answer against the gold ones
+    /// (LLM-as-judge; needs --generator).
+    #[arg(long)]
+    judge: bool,
+    /// Write RLAG preference pairs (the answer with the evidence against the
+    /// answer without it) of the learned policy, else always-network, as
+    /// JSONL here (needs --generator).
+    #[arg(long)]
+    rlag_out: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -302,16 +442,33 @@ fn table(report: &EvalReport) -> String {
         report.local_documents,
         report.corpus_documents
     );
-    let _ = writeln!(
-        out,
-        "| policy | containment@10 | all_gold@10 | network calls/q | rounds/q | p50 ms | p95 ms | suppressed/q | reward |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let generated = report.policies.values().any(|p| p.f1.is_some());
+    let judged = report.policies.values().any(|p| p.judge.is_some());
+    let mut head = "| policy | containment@10 | all_gold@10 |".to_owned();
+    let mut rule = "|---|---|---|".to_owned();
+    if generated {
+        head.push_str(" EM | F1 |");
+        rule.push_str("---|---|");
+    }
+    if judged {
+        head.push_str(" judge |");
+        rule.push_str("---|");
+    }
+    head.push_str(" network calls/q | rounds/q | p50 ms | p95 ms | suppressed/q | reward |");
+    rule.push_str("---|---|---|---|---|---|");
+    let _ = writeln!(out, "{head}\n{rule}");
     let f = |v: Option<f64>| v.map_or("–".to_owned(), |x| format!("{x:.3}"));
     for (name, p) in &report.policies {
+        let mut answers = String::new();
+        if generated {
+            let _ = write!(answers, " {} | {} |", f(p.exact_match), f(p.f1));
+        }
+        if judged {
+            let _ = write!(answers, " {} |", f(p.judge));
+        }
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.3} |",
+            "| {name} | {} | {} |{answers} {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.3} |",
             f(p.containment),
             f(p.all_gold),
             p.network_share,
@@ -326,26 +483,46 @@ fn table(report: &EvalReport) -> String {
 }
 
 pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
+    if args.setup.generator.is_none() && (args.judge || args.rlag_out.is_some()) {
+        bail!("--judge and --rlag-out need --generator");
+    }
     let setup = Setup::new(&args.setup, "test")?;
     let mut policies = BTreeMap::new();
+    let mut last = None;
     for fixed in FixedPolicy::ALL {
         let router = setup.router(pipeline(&args.setup, NEVER), Confidence::default())?;
-        let (scores, _) = run_all(
-            &router,
-            &setup.questions,
-            &setup.reward,
-            fixed.name(),
-            |_| Box::new(fixed),
-        )?;
+        let mut runs = run_all(&setup, &router, fixed.name(), |_| Box::new(fixed))?;
+        judge_all(&setup, &mut runs, args.judge);
+        let scores: Vec<QuestionScore> = runs.iter().map(|r| r.score.clone()).collect();
         policies.insert(fixed.name().to_owned(), summarize(&scores));
+        if fixed == FixedPolicy::Network {
+            last = Some(runs);
+        }
     }
     if let Some(dir) = &args.weights {
         let (policy, config) = load_router(dir)?;
         let router = setup.router(config.pipeline.clone(), config.confidence.clone())?;
-        let (scores, _) = run_all(&router, &setup.questions, &setup.reward, "learned", |_| {
+        let mut runs = run_all(&setup, &router, "learned", |_| {
             Box::new(LearnedDecider::greedy(&policy))
         })?;
+        judge_all(&setup, &mut runs, args.judge);
+        let scores: Vec<QuestionScore> = runs.iter().map(|r| r.score.clone()).collect();
         policies.insert("learned".to_owned(), summarize(&scores));
+        last = Some(runs);
+    }
+    if let (Some(path), Some(runs)) = (&args.rlag_out, &last) {
+        let written = write_rlag(&setup, runs, path)?;
+        eprintln!(
+            "wrote {written} RLAG preference pairs ({} questions) to {}",
+            runs.len(),
+            path.display()
+        );
+    }
+    if setup.generator_failures.get() > 0 {
+        eprintln!(
+            "the generator failed {} times (those answers scored 0)",
+            setup.generator_failures.get()
+        );
     }
     let report = EvalReport {
         dataset: setup.name.clone(),
@@ -416,17 +593,12 @@ fn fit_confidence(setup: &Setup, args: &SetupArgs) -> anyhow::Result<(Confidence
         FixedPolicy::Multihop,
     ] {
         let router = setup.router(pipeline(args, NEVER), Confidence::default())?;
-        let (scores, outcomes) = run_all(
-            &router,
-            &setup.questions,
-            &setup.reward,
-            "confidence",
-            |_| Box::new(fixed),
-        )?;
-        for (s, o) in scores.iter().zip(&outcomes) {
-            if let (Some(label), Some(last)) =
-                (s.containment.or(s.all_gold), o.trace.decisions.last())
-            {
+        let runs = run_all(setup, &router, "confidence", |_| Box::new(fixed))?;
+        for r in &runs {
+            if let (Some(label), Some(last)) = (
+                r.score.containment.or(r.score.all_gold),
+                r.outcome.trace.decisions.last(),
+            ) {
                 samples.push((last.evidence_features, label));
             }
         }
@@ -434,6 +606,63 @@ fn fit_confidence(setup: &Setup, args: &SetupArgs) -> anyhow::Result<(Confidence
     let fitted = Confidence::fit(&samples, 3000).unwrap_or_default();
     let ece = fitted.calibration_error(&samples);
     Ok((fitted, ece, samples.len()))
+}
+
+/// With `judge`, the generator's verdict on every answer.
+fn judge_all(setup: &Setup, runs: &mut [Run], judge: bool) {
+    let Some(g) = setup.generator.as_ref().filter(|_| judge) else {
+        return;
+    };
+    let mut bar = LazyBar::new(runs.len() as u64, "judge");
+    for (r, q) in runs.iter_mut().zip(&setup.questions) {
+        if let Some(p) = &r.prediction
+            && !q.answers.is_empty()
+        {
+            match g.judge(&q.text, &q.answers, p) {
+                Ok(v) => r.score.judge = Some(v),
+                Err(e) => setup.failed(&e),
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish();
+}
+
+/// RLAG pairs: every question's answer with its evidence against a plain
+/// answer; returns the pairs written.
+fn write_rlag(setup: &Setup, runs: &[Run], path: &Path) -> anyhow::Result<usize> {
+    let Some(g) = setup.generator.as_ref() else {
+        bail!("--rlag-out needs --generator");
+    };
+    let mut out = String::new();
+    let mut written = 0;
+    let mut bar = LazyBar::new(runs.len() as u64, "rlag");
+    for (r, q) in runs.iter().zip(&setup.questions) {
+        bar.inc(1);
+        let Some(augmented) = &r.prediction else {
+            continue;
+        };
+        let plain = match g.answer_from(&q.text, &[]) {
+            Ok(p) => p,
+            Err(e) => {
+                setup.failed(&e);
+                continue;
+            }
+        };
+        let passages = evidence_texts(&r.outcome);
+        let refs: Vec<(&str, &str)> = passages
+            .iter()
+            .map(|(id, t)| (id.as_str(), t.as_str()))
+            .collect();
+        if let Some(pair) = preference_pair(&q.text, &q.answers, &refs, augmented, &plain) {
+            out.push_str(&serde_json::to_string(&pair)?);
+            out.push('\n');
+            written += 1;
+        }
+    }
+    bar.finish();
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(written)
 }
 
 fn hash_seed(parts: &[u64]) -> u64 {
@@ -493,13 +722,12 @@ pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
                 for g in 0..args.rollouts {
                     let seed = hash_seed(&[args.setup.seed, epoch as u64, qi as u64, g as u64]);
                     let mut d = LearnedDecider::sampling(&policy, seed);
-                    let out = run_one(&router, q, &mut d)?;
-                    let s = score(&out, q, &setup.reward)?;
+                    let run = route_one(&setup, &router, q, &mut d)?;
                     group.push(Rollout {
-                        trace: out.trace,
-                        reward: s.reward,
+                        trace: run.outcome.trace,
+                        reward: run.score.reward,
                     });
-                    all_scores.push(s);
+                    all_scores.push(run.score);
                 }
                 groups.push(group);
                 bar.inc(1);
@@ -559,7 +787,7 @@ pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
         "split": setup.split,
         "questions": n,
         "local_fraction": args.setup.local_fraction,
-        "reward": {"correctness": "containment", "lambda": args.setup.lambda},
+        "reward": setup.reward,
         "epochs": args.epochs,
         "rollouts": args.rollouts,
         "seed": args.setup.seed,

@@ -40,11 +40,7 @@ fn eval_json(data_path: &Path, extra: &[&str]) -> serde_json::Value {
     ];
     args.extend_from_slice(extra);
     let o = trainer(&args);
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("| metric"), "table: {table}");
     serde_json::from_str(&std::fs::read_to_string(out).expect("json written")).expect("valid json")
@@ -372,11 +368,7 @@ fn train_retriever_writes_a_model_that_eval_loads() {
         "2",
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert!(
         stdout.contains("| ndcg@10") && stdout.contains("before"),
         "{stdout}"
@@ -571,34 +563,87 @@ fn train_retriever_errors_are_clear() {
     );
 }
 
-#[test]
-fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() {
-    let data_dir = tempfile::tempdir().expect("tempdir");
-    small_qa_set(data_dir.path(), 12);
-    let data = data_dir.path().to_str().expect("utf-8");
-    let out = tempfile::tempdir().expect("tempdir");
-    let model = out.path().join("router");
-    let model_s = model.to_str().expect("utf-8");
-    let o = trainer(&[
-        "train-router",
-        "--data",
-        data,
-        "--split",
-        "all",
-        "--out",
-        model_s,
-        "--epochs",
-        "2",
-        "--rollouts",
-        "2",
-        "--batch-size",
-        "6",
-    ]);
+/// A 12-question HotpotQA set and a directory for the router commands.
+struct RouterCase {
+    data_dir: tempfile::TempDir,
+    out: tempfile::TempDir,
+}
+
+impl RouterCase {
+    fn new() -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        small_qa_set(data_dir.path(), 12);
+        Self {
+            data_dir,
+            out: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn data(&self) -> &str {
+        self.data_dir.path().to_str().expect("utf-8")
+    }
+
+    fn model(&self) -> PathBuf {
+        self.out.path().join("router")
+    }
+
+    /// `train-router` on every question, two rollouts, batches of six.
+    fn train(&self, epochs: &str, extra: &[&str]) -> Output {
+        let model = self.model();
+        let mut args = vec![
+            "train-router",
+            "--data",
+            self.data(),
+            "--split",
+            "all",
+            "--out",
+            model.to_str().expect("utf-8"),
+            "--epochs",
+            epochs,
+            "--rollouts",
+            "2",
+            "--batch-size",
+            "6",
+        ];
+        args.extend_from_slice(extra);
+        trainer(&args)
+    }
+
+    /// `eval-router` on every question with the trained policy; the report's path.
+    fn eval(&self, extra: &[&str]) -> (Output, PathBuf) {
+        let (model, report) = (self.model(), self.out.path().join("eval.json"));
+        let mut args = vec![
+            "eval-router",
+            "--data",
+            self.data(),
+            "--split",
+            "all",
+            "--weights",
+            model.to_str().expect("utf-8"),
+            "--json",
+            report.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        (trainer(&args), report)
+    }
+}
+
+fn assert_ok(o: &Output) {
     assert!(
         o.status.success(),
         "stderr: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() {
+    let case = RouterCase::new();
+    let data = case.data();
+    let model = case.model();
+    let model_s = model.to_str().expect("utf-8");
+    let o = case.train("2", &[]);
+    assert_ok(&o);
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(log.contains("confidence fitted on 36 outcomes"), "{log}");
     assert!(log.contains("epoch  2: reward"), "{log}");
@@ -619,23 +664,8 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
             .contains("<polyline")
     );
 
-    let report = out.path().join("eval.json");
-    let o = trainer(&[
-        "eval-router",
-        "--data",
-        data,
-        "--split",
-        "all",
-        "--weights",
-        model_s,
-        "--json",
-        report.to_str().expect("utf-8"),
-    ]);
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (o, report) = case.eval(&[]);
+    assert_ok(&o);
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("json")).expect("valid");
     let policies = r["policies"].as_object().expect("policies");
@@ -659,7 +689,7 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
     );
 
     // A router directory that does not fit is refused clearly.
-    std::fs::write(model.join("config.json"), r#"{"version": 1, "hidden": 8, "features": 16, "confidence": {"weights": [0,0,0,0,0], "bias": 0}}"#)
+    std::fs::write(model.join("config.json"), r#"{"version": 1, "hidden": 8, "features": 16, "confidence": {"weights": [0,0,0,0,0,0], "bias": 0}}"#)
         .expect("write");
     let o = trainer(&[
         "eval-router",
@@ -675,4 +705,174 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
     assert_clean_failure(&o, "--local-fraction");
     let o = trainer(&["eval-router", "--data", data, "--network", "ftp://x"]);
     assert_clean_failure(&o, "not an http(s) URL");
+}
+
+/// A fake OpenAI-compatible generator on 127.0.0.1 that records every prompt:
+/// a judge prompt gets "yes", a sub-query prompt two queries, an answer
+/// prompt the titles of its passages, a prompt without passages "unknown".
+fn fake_generator() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    let prompts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = prompts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let prompt = request["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let reply = if prompt.ends_with("Correct:") {
+                "yes".to_owned()
+            } else if prompt.ends_with("Queries:") {
+                "1. first written query\n2. second written query".to_owned()
+            } else if prompt.contains("Passage") {
+                prompt
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("Passage"))
+                    .filter_map(|l| l.split_once(": ").map(|(_, rest)| rest))
+                    .filter_map(|rest| rest.split(": ").next())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                "unknown".to_owned()
+            };
+            seen.lock().expect("lock").push(prompt);
+            let payload =
+                serde_json::json!({"choices": [{"message": {"role": "assistant", "content": reply}}]})
+                    .to_string();
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}",
+                payload.len()
+            );
+        }
+    });
+    (url, prompts)
+}
+
+#[test]
+fn the_router_with_a_generator_scores_answers_judges_them_and_exports_rlag_pairs() {
+    let case = RouterCase::new();
+    let data = case.data();
+    let model = case.model();
+    let (url, prompts) = fake_generator();
+    let o = case.train(
+        "1",
+        &[
+            "--generator",
+            &url,
+            "--correctness",
+            "f1",
+            "--llm-sub-queries",
+        ],
+    );
+    assert_ok(&o);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["reward"]["correctness"], "f1");
+    {
+        let p = prompts.lock().expect("lock");
+        assert!(
+            p.iter().any(|x| x.ends_with("Queries:")),
+            "decompose hops asked the generator for sub-queries"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.contains("Passage") && x.ends_with("Answer:"))
+        );
+    }
+
+    let pairs = case.out.path().join("rlag.jsonl");
+    let (o, report) = case.eval(&[
+        "--generator",
+        &url,
+        "--judge",
+        "--rlag-out",
+        pairs.to_str().expect("utf-8"),
+    ]);
+    assert_ok(&o);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("| EM | F1 | judge |"), "{table}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("json")).expect("valid");
+    for (name, p) in r["policies"].as_object().expect("policies") {
+        let f1 = p["f1"].as_f64().expect("f1");
+        let em = p["em"].as_f64().expect("em");
+        assert!(
+            (0.0..=1.0).contains(&f1) && em <= f1 + 1e-9,
+            "{name}: em {em}, f1 {f1}"
+        );
+        assert_eq!(
+            p["judge"].as_f64(),
+            Some(1.0),
+            "{name}: the judge said yes to all"
+        );
+    }
+    let lines = std::fs::read_to_string(&pairs).expect("pairs written");
+    let pairs: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        !pairs.is_empty() && pairs.len() <= 12,
+        "{} pairs",
+        pairs.len()
+    );
+    for p in &pairs {
+        // The plain answer is "unknown": only the augmented one can win.
+        assert_eq!(p["chosen_from"], "augmented");
+        assert_eq!(p["rejected"], "unknown");
+        assert!(p["chosen_f1"].as_f64() > p["rejected_f1"].as_f64());
+        assert!(!p["prompt"].as_str().expect("prompt").contains("Passage"));
+        assert!(
+            p["augmented_prompt"]
+                .as_str()
+                .expect("prompt")
+                .contains("Passage")
+        );
+    }
+
+    // A generator that is not there: every answer fails, is counted, and the
+    // evaluation still completes.
+    let o = trainer(&[
+        "eval-router",
+        "--data",
+        data,
+        "--split",
+        "all",
+        "--limit",
+        "3",
+        "--generator",
+        "http://127.0.0.1:1/v1",
+        "--generator-timeout-ms",
+        "500",
+    ]);
+    assert_ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the generator failed 12 times"));
+    let o = trainer(&["eval-router", "--data", data, "--judge"]);
+    assert_clean_failure(&o, "need --generator");
+    let o = trainer(&["eval-router", "--data", data, "--correctness", "f1"]);
+    assert_clean_failure(&o, "give --generator");
+    let o = trainer(&["eval-router", "--data", data, "--correctness", "bleu"]);
+    assert_clean_failure(&o, "not one of containment, f1, exact_match");
 }
