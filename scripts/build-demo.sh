@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # Builds the static demo page into www/dist: the page, the npm package (its
 # JS and wasm), a model directory, and the HotpotQA-100 paragraphs.
-#   [TRAINER=path/to/trainer] scripts/build-demo.sh [--model DIR] [--release]
+#   [TRAINER=path/to/trainer] scripts/build-demo.sh [--model DIR] [--router DIR] [--release]
 # --model: a directory the trainer wrote (default: the pretrained SPLADE-tiny
-# from scripts/fetch-models.sh). --release: the size-tuned wasm build.
+# from scripts/fetch-models.sh). --router: a `trainer train-router` directory
+# (the page's `learned` routing policy; without it the page offers the fixed
+# ones). --release: the size-tuned wasm build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${RLRAG_MODELS:-${RLRAG_CACHE:-$HOME/.cache/rlrag}/models}/splade-tiny"
 release=""
+router=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
+    --router) router="$2"; shift 2 ;;
     --release) release="--release"; shift ;;
-    *) echo "usage: scripts/build-demo.sh [--model DIR] [--release]" >&2; exit 2 ;;
+    *) echo "usage: scripts/build-demo.sh [--model DIR] [--router DIR] [--release]" >&2; exit 2 ;;
   esac
 done
 for f in model.safetensors config.json tokenizer.json; do
   [ -f "$model/$f" ] || { echo "build-demo: $model/$f is missing (scripts/fetch-models.sh, or a trainer --out directory)" >&2; exit 1; }
 done
+if [ -n "$router" ]; then
+  for f in model.safetensors config.json; do
+    [ -f "$router/$f" ] || { echo "build-demo: $router/$f is missing (a trainer train-router --out directory)" >&2; exit 1; }
+  done
+fi
 scripts/build-web.sh $release
 dist=www/dist
 rm -rf "$dist"
@@ -26,6 +35,10 @@ cp www/index.html www/app.js www/style.css "$dist/"
 cp web/src/*.js "$dist/rlrag/src/"
 cp web/pkg/rlrag_wasm.js web/pkg/rlrag_wasm_bg.wasm "$dist/rlrag/pkg/"
 cp "$model/model.safetensors" "$model/config.json" "$model/tokenizer.json" "$dist/model/"
+if [ -n "$router" ]; then
+  mkdir -p "$dist/router"
+  cp "$router/model.safetensors" "$router/config.json" "$dist/router/"
+fi
 if [ -f "$model/manifest.json" ]; then
   cp "$model/manifest.json" "$dist/model/"
 else
@@ -39,4 +52,4 @@ if [ -z "$trainer" ]; then
   trainer=target/release/trainer
 fi
 "$trainer" export-corpus --data data/hotpotqa100 --out "$dist/corpus.json"
-echo "demo built in $dist (model: $model)"
+echo "demo built in $dist (model: $model; router: ${router:-none, fixed policies only})"

@@ -3,9 +3,13 @@
 #  1. train the learned-sparse retriever by reward (R3) on HotpotQA-100
 #     (80 % of the questions; nDCG@10 of the held-out 20 % before → after),
 #     writing the model directory target/main/model;
-#  2. build the demo page on it (size-tuned wasm, WebGPU with a CPU fallback)
-#     over the HotpotQA-100 paragraphs into www/dist;
-#  3. serve it on http://127.0.0.1:${PORT:-8000}/ until interrupted.
+#  2. train the routing policy by REINFORCE on HotpotQA-100 (half the
+#     paragraphs local, all of them behind an HTTP search endpoint), writing
+#     target/main/router;
+#  3. build the demo page on both (size-tuned wasm, WebGPU with a CPU
+#     fallback) over the HotpotQA-100 paragraphs into www/dist; its routed
+#     questions can use Wikipedia as the network source when ticked;
+#  4. serve it on http://127.0.0.1:${PORT:-8000}/ until interrupted.
 # Set SERVE=0 to stop after building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +21,10 @@ cargo build --release --locked -p trainer
 model=target/main/model
 target/release/trainer train-retriever --data data/hotpotqa100 --split all --holdout 0.2 \
   --env qrels --steps 100 --seed 42 --out "$model"
-TRAINER=target/release/trainer scripts/build-demo.sh --model "$model" --release
+router=target/main/router
+target/release/trainer train-router --data data/hotpotqa100 --split train --epochs 20 \
+  --rollouts 4 --batch-size 8 --lr 0.01 --entropy 0.03 --lambda 0.2 --round-cost 0.3 --out "$router"
+TRAINER=target/release/trainer scripts/build-demo.sh --model "$model" --router "$router" --release
 if [ "${SERVE:-1}" != 0 ]; then
   exec scripts/serve-demo.sh "${PORT:-8000}"
 fi

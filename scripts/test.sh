@@ -33,7 +33,7 @@ target/debug/trainer train-router --data data/hotpotqa100 --split train --limit 
   --epochs 1 --rollouts 2 --batch-size 8 --out target/test-router
 RLRAG_ROUTER_DIR=target/test-router node --test web/test/
 echo "== the demo page in headless Chromium: WebGPU and CPU give the native top 10"
-TRAINER=target/debug/trainer scripts/build-demo.sh
+TRAINER=target/debug/trainer scripts/build-demo.sh --router target/test-router
 node web/e2e/demo.mjs
 echo "== wasm32 in Node: same vectors and rankings as native"
 cargo test --locked --target wasm32-unknown-unknown -p rlrag-retriever --test native_wasm_parity

@@ -63,17 +63,46 @@ function render(hits) {
     score.className = 'hit-score';
     score.textContent = hit.score.toFixed(3);
     head.append(title, score);
+    const matched = hit.terms ?? [];
     const terms = document.createElement('ul');
     terms.className = 'terms';
     terms.setAttribute('aria-label', 'matched terms');
-    for (const t of hit.terms.slice(0, 12)) {
+    for (const t of matched.slice(0, 12)) {
       const chip = document.createElement('li');
       chip.textContent = `${t.term} ${t.weight.toFixed(2)}`;
       terms.append(chip);
     }
-    li.append(head, highlighted(hit.text, hit.terms.map((t) => t.term)), terms);
+    li.append(head, highlighted(hit.text, matched.map((t) => t.term)), terms);
     list.append(li);
   }
+}
+
+/** One line per routing decision: what the policy chose, how sure it was,
+ * the sub-queries (and those the memory suppressed), what came back. */
+function renderTrace(outcome) {
+  const list = $('trace');
+  list.replaceChildren();
+  const line = (text, className) => {
+    const li = document.createElement('li');
+    if (className) li.className = className;
+    li.textContent = text;
+    list.append(li);
+  };
+  const { sensing, decisions, stop } = outcome.trace;
+  if (sensing.ran) {
+    line(`sensing (p=${sensing.probability.toFixed(2)}): ${sensing.alignment?.query ?? ''}`, 'sensing');
+  }
+  for (const d of decisions) {
+    const asked = d.queries.filter((q) => q.admission.verdict === 'admitted').map((q) => q.text);
+    const suppressed = d.queries.filter((q) => q.admission.verdict !== 'admitted').length;
+    let text = `hop ${d.hop + 1}: ${d.action} (p=${d.probability.toFixed(2)})`;
+    if (asked.length) text += ` · asked ${asked.map((q) => `“${q}”`).join(', ')}`;
+    if (suppressed) text += ` · ${suppressed} repeated quer${suppressed === 1 ? 'y' : 'ies'} suppressed`;
+    if (d.action !== 'answer') text += ` · +${d.new_passages} passages · confidence ${d.confidence.toFixed(2)}`;
+    for (const f of d.faults) text += ` · ${f.source} failed (${f.fault.kind})${f.fell_back_to_local ? ', answered locally' : ''}`;
+    line(text, d.faults.length ? 'fault' : undefined);
+  }
+  line(`stopped: ${stop}`, 'stop');
 }
 
 async function text(url) {
@@ -122,7 +151,15 @@ async function main() {
   $('index-time').textContent = restored
     ? `${seconds.toFixed(1)} s (restored from this browser's storage)`
     : `${seconds.toFixed(1)} s (load + index)`;
-  for (const id of ['query', 'mode', 'go']) $(id).disabled = false;
+  for (const id of ['query', 'mode', 'go', 'question', 'policy', 'wikipedia', 'ask']) $(id).disabled = false;
+  const learned = await engine.loadRouter('router').then(
+    () => true,
+    () => false,
+  );
+  if (!learned) {
+    $('policy').querySelector('option[value="learned"]').disabled = true;
+    $('policy').value = 'multihop';
+  }
   document.body.dataset.restored = String(restored);
   document.body.dataset.ready = 'true';
 
@@ -137,7 +174,27 @@ async function main() {
       const ms = performance.now() - start;
       render(hits);
       $('timing').textContent = `${hits.length} results in ${ms.toFixed(1)} ms · ${mode} · ${engine.backend}`;
+      $('trace').replaceChildren();
       document.body.dataset.searched = String(Number(document.body.dataset.searched ?? 0) + 1);
+    } catch (e) {
+      showError(e);
+    }
+  });
+
+  $('route').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    $('error').hidden = true;
+    const policy = $('policy').value;
+    const network = $('wikipedia').checked ? { kind: 'wikipedia' } : 'none';
+    try {
+      const start = performance.now();
+      const outcome = await engine.route($('question').value, { policy, network, timeoutMs: 4000 });
+      const ms = performance.now() - start;
+      render(outcome.evidence);
+      renderTrace(outcome);
+      const { network_calls: calls, rounds } = outcome.cost;
+      $('timing').textContent = `${outcome.evidence.length} passages in ${ms.toFixed(0)} ms · ${policy} · ${rounds} round${rounds === 1 ? '' : 's'} · ${calls} network call${calls === 1 ? '' : 's'}`;
+      document.body.dataset.routed = String(Number(document.body.dataset.routed ?? 0) + 1);
     } catch (e) {
       showError(e);
     }

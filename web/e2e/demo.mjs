@@ -5,7 +5,10 @@
 // — once with WebGPU (SwiftShader's adapter, --enable-unsafe-webgpu) and once
 // without (the CPU fallback); on the CPU also that a second visit restores
 // model + index from the Origin Private File System and that a corrupt save is discarded
-// with a warning. Screenshots go to target/e2e/.
+// with a warning, and that a routed question gathers evidence from the local
+// index and from Wikipedia (its API answered by a stand-in, then failing:
+// the trace shows the fault and the question completes locally).
+// Screenshots go to target/e2e/.
 import { createServer } from 'node:http';
 import { readFile, mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -97,6 +100,49 @@ async function visit(context, url, label, { restored, results }) {
   return { page, warnings };
 }
 
+/** A question routed through the page, with Wikipedia as the network. */
+async function ask(page, question, policy) {
+  const before = Number((await page.getAttribute('body', 'data-routed')) ?? 0);
+  await page.fill('#question', question);
+  await page.selectOption('#policy', policy);
+  await page.check('#wikipedia');
+  await page.click('#ask');
+  await page.waitForFunction(
+    (n) => Number(document.body.dataset.routed ?? 0) > n || !document.getElementById('error').hidden,
+    before,
+    { timeout: 300_000 },
+  );
+  assert.ok(await page.isHidden('#error'), `route ${policy}: ${await page.textContent('#error')}`);
+  return {
+    ids: await page.$$eval('#results > li', (lis) => lis.map((li) => li.dataset.id)),
+    trace: await page.$$eval('#trace > li', (lis) => lis.map((li) => li.textContent)),
+  };
+}
+
+async function routing(context, page) {
+  // The learned policy came with the page (scripts/build-demo.sh --router).
+  assert.equal(await page.$eval('#policy option[value="learned"]', (o) => o.disabled), false, 'a router model was served');
+  const pages = [{ pageid: 19_058, title: 'Shirley Temple', snippet: 'American actress and <span>diplomat</span>' }];
+  let answered = 0;
+  await context.route('https://en.wikipedia.org/**', (route) => {
+    answered += 1;
+    return route.fulfill({ status: 200, contentType: 'application/json', headers: { 'access-control-allow-origin': '*' }, body: JSON.stringify({ query: { search: pages } }) });
+  });
+  const question = 'What government position was held by the woman who portrayed Corliss Archer in the film Kiss and Tell?';
+  const viaWikipedia = await ask(page, question, 'network');
+  assert.ok(answered >= 1, 'the worker asked Wikipedia');
+  assert.ok(viaWikipedia.ids.includes('wikipedia:en:19058'), viaWikipedia.ids.join(' '));
+  assert.ok(viaWikipedia.trace.some((l) => l.startsWith('hop 1: network')), viaWikipedia.trace.join(' | '));
+  await context.unroute('https://en.wikipedia.org/**');
+  await context.route('https://en.wikipedia.org/**', (route) => route.abort('internetdisconnected'));
+  const offline = await ask(page, question, 'network');
+  assert.ok(offline.trace.some((l) => l.includes('network failed') && l.includes('answered locally')), offline.trace.join(' | '));
+  assert.ok(offline.ids.length > 0 && offline.ids.every((id) => !id.startsWith('wikipedia:')), offline.ids.join(' '));
+  const learned = await ask(page, question, 'learned');
+  assert.ok(learned.trace.length >= 2 && learned.trace.at(-1).startsWith('stopped:'), learned.trace.join(' | '));
+  console.log(`routing: ${viaWikipedia.trace.join(' | ')} || offline: ${offline.trace.join(' | ')} || learned: ${learned.trace.join(' | ')}`);
+}
+
 async function run(url, webgpu) {
   const label = webgpu ? 'webgpu' : 'cpu';
   const browser = await launch(webgpu);
@@ -110,8 +156,10 @@ async function run(url, webgpu) {
     const shot = join(out, `demo-${label}.png`);
     await first.page.screenshot({ path: shot });
     console.log(`screenshot ${shot}`);
-    await first.page.close();
     if (webgpu) return;
+    await routing(context, first.page);
+    await first.page.screenshot({ path: join(out, 'demo-route.png') });
+    await first.page.close();
 
     // A second visit restores model + index from OPFS, same answers.
     const again = await visit(context, url, label, { restored: true, results: golden.results.slice(0, 3) });

@@ -27,10 +27,14 @@ import init, { Engine, ModelBytes, RouterModel as WasmRouterModel } from '../pkg
  * @typedef {{id: string, title?: string, text: string, score: number}} NetworkHit
  * @typedef {(request: {queries: string[], k: number}) => Promise<{hits: NetworkHit[][]}> | {hits: NetworkHit[][]}} NetworkSearch
  *   The network source: answers up to three queries at once, one hit list per query.
- * @typedef {'learned' | 'local' | 'network' | 'both' | 'multihop'} RoutePolicy
+ * @typedef {(request: {question: string, evidence: NetworkHit[]}) => Promise<string[] | string> | string[] | string} QueryWriter
+ *   Writes up to three sub-queries for a `decompose` hop (an LLM in the page):
+ *   a list, or one text with a query per line.
+ * @typedef {'learned' | 'local' | 'network' | 'both' | 'multihop' | 'decompose'} RoutePolicy
  * @typedef {{
  *   policy?: RoutePolicy,
  *   network?: NetworkSearch,
+ *   writeQueries?: QueryWriter,
  *   model?: RouterModel,
  *   timeoutMs?: number,
  *   k?: number,
@@ -368,22 +372,25 @@ export class Rlrag {
    * @param {RouteOptions} [options]
    * @returns {Promise<RouteOutcome>}
    */
-  route(question, { network, model, ...options } = {}) {
+  route(question, { network, writeQueries, model, ...options } = {}) {
     if (typeof question !== 'string') return Promise.reject(new TypeError('route: the question must be a string'));
     if (network !== undefined && typeof network !== 'function') {
       return Promise.reject(new TypeError('route: network must be an async function ({queries, k}) => ({hits})'));
+    }
+    if (writeQueries !== undefined && typeof writeQueries !== 'function') {
+      return Promise.reject(new TypeError('route: writeQueries must be an async function ({question, evidence}) => string[]'));
     }
     if (model !== undefined && !(model instanceof RouterModel)) {
       return Promise.reject(new TypeError('route: model must be a RouterModel'));
     }
     const unknown = Object.keys(options).find((key) => !ROUTE_OPTIONS.includes(key));
     if (unknown !== undefined) {
-      return Promise.reject(new TypeError(`route: unknown option \`${unknown}\` (${['network', 'model', ...ROUTE_OPTIONS].join(', ')})`));
+      return Promise.reject(new TypeError(`route: unknown option \`${unknown}\` (${['network', 'writeQueries', 'model', ...ROUTE_OPTIONS].join(', ')})`));
     }
     return this.#run(() =>
       model
-        ? this.#engine.routeLearned(question, model.wasm, network, options)
-        : this.#engine.route(question, network, options),
+        ? this.#engine.routeLearned(question, model.wasm, network, writeQueries, options)
+        : this.#engine.route(question, network, writeQueries, options),
     );
   }
 
@@ -426,3 +433,4 @@ export class RouterModel {
     return new RouterModel(WasmRouterModel.load(weights, config));
   }
 }
+export { wikipediaSource } from './wikipedia.js';

@@ -174,6 +174,28 @@ export class RlragWorker {
     return this.#call('search', [query, options]);
   }
 
+  /**
+   * Load a trained routing policy into the worker (`RouterModel.load`: a
+   * base URL, made absolute against the page, or `{weights, config}` bytes).
+   * @param {string | {baseUrl: string} | {weights: import('./index.js').Bytes, config: import('./index.js').Bytes}} source
+   * @returns {Promise<boolean>}
+   */
+  loadRouter(source) {
+    return this.#call('loadRouter', [absolute(source)]);
+  }
+
+  /**
+   * `engine.route` in the worker. The network is named, not passed (a
+   * function cannot cross into a worker): `'none'` or `{kind: 'wikipedia',
+   * lang?}`; `policy: 'learned'` uses the model from `loadRouter`.
+   * @param {string} question
+   * @param {Omit<import('./index.js').RouteOptions, 'network' | 'model'> & {network?: 'none' | {kind: 'wikipedia', lang?: string}}} [options]
+   * @returns {Promise<import('./index.js').RouteOutcome>}
+   */
+  route(question, options = {}) {
+    return this.#call('route', [question, options]);
+  }
+
   /** @returns {Promise<Uint8Array>} */
   exportIndex() {
     return this.#call('exportIndex', []);

@@ -1,9 +1,18 @@
 // The Web Worker side of `RlragWorker` (worker-client.js): one engine per
 // worker, driven by messages `{id, method, args}`; answers `{id, result}`,
 // `{id, error}` or, while indexing, `{id, progress}`.
-import { Rlrag } from './index.js';
+import { Rlrag, RouterModel } from './index.js';
+import { wikipediaSource } from './wikipedia.js';
 
 let engine = null;
+let router = null;
+
+/** Network sources a worker can build itself (functions cannot be posted). */
+function networkSource(network) {
+  if (network === undefined || network === null || network === 'none') return undefined;
+  if (network?.kind === 'wikipedia') return wikipediaSource({ lang: network.lang });
+  throw new Error(`route: unknown network ${JSON.stringify(network)} (the worker builds 'none' or {kind: 'wikipedia', lang?})`);
+}
 
 function info() {
   return { backend: engine.backend, size: engine.size, modes: engine.modes };
@@ -33,6 +42,21 @@ async function call(id, method, args) {
       return [await engine.removeDocuments(args[0]), info()];
     case 'search':
       return [await engine.search(args[0], args[1])];
+    case 'loadRouter':
+      router = await RouterModel.load(args[0]);
+      return [true];
+    case 'route': {
+      const { network, policy, ...options } = args[1] ?? {};
+      if (policy === 'learned' && !router) throw new Error('route: the learned policy needs loadRouter first');
+      const model = policy === 'learned' ? router : undefined;
+      return [
+        await engine.route(args[0], {
+          ...options,
+          ...(model ? { model } : { policy }),
+          network: networkSource(network),
+        }),
+      ];
+    }
     case 'exportIndex': {
       const bytes = await engine.exportIndex();
       return [bytes, null, [bytes.buffer]];

@@ -1,6 +1,6 @@
 // The README's example, type-checked against the generated declarations
 // (`npm run typecheck`): a wrong option or a misuse of a result fails here.
-import { Rlrag, type SearchHit } from 'rlrag';
+import { Rlrag, RouterModel, wikipediaSource, type SearchHit } from 'rlrag';
 import { RlragWorker } from 'rlrag/worker';
 
 export async function example(corpus: { id: string; text: string; title?: string }[]): Promise<SearchHit[]> {
@@ -16,8 +16,18 @@ export async function example(corpus: { id: string; text: string; title?: string
   const bytes: Uint8Array = await engine.exportIndex();
   const again = await Rlrag.importIndex(bytes, { model: '/models/rlrag' });
   await again.removeDocuments(['a']);
+  const router = await RouterModel.load('/models/router');
+  const routed = await engine.route('who founded the company?', {
+    model: router,
+    network: wikipediaSource({ lang: 'en' }),
+    timeoutMs: 3000,
+  });
+  console.log(routed.evidence.map((h) => h.title), routed.cost.network_calls);
   const worker = await RlragWorker.create({ model: '/models/rlrag', device: 'cpu' });
   await worker.addDocuments(corpus);
+  await worker.loadRouter('/models/router');
+  const viaWorker = await worker.route('who founded it?', { policy: 'learned', network: { kind: 'wikipedia' } });
+  console.log(viaWorker.trace);
   worker.terminate();
   return hits;
 }

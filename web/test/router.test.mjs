@@ -10,7 +10,8 @@ import { readFileSync, existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-import { Rlrag, RouterModel } from '../src/index.js';
+import { Rlrag, RouterModel, wikipediaSource } from '../src/index.js';
+import { snippetText } from '../src/wikipedia.js';
 
 const root = new URL('../../', import.meta.url);
 const wasm = readFileSync(new URL('web/pkg/rlrag_wasm_bg.wasm', root));
@@ -102,10 +103,91 @@ test('a trained router decides in the browser build', { skip: routerDir && exist
   assert.ok(out.trace.decisions.length >= 1);
   for (const d of out.trace.decisions) {
     assert.ok(d.probability > 0 && d.probability <= 1);
-    assert.equal(d.features.length, 16);
+    assert.equal(d.features.length, JSON.parse(readFileSync(join(routerDir, 'config.json'), 'utf8')).features);
   }
   await assert.rejects(RouterModel.load({ weights: new Uint8Array([1, 2, 3]), config: read(routerDir, 'config.json') }, { wasm }), /policy weights/);
   await assert.rejects(RouterModel.load({ weights: read(routerDir, 'model.safetensors'), config: '{}' }, { wasm }), /router config.json/);
   local.free();
   web.free();
+});
+
+/** A fetch that answers like MediaWiki's search API (`pages`, the query's
+ * words first), recording URLs. */
+function fakeWikipedia(pages, urls = []) {
+  return async (url) => {
+    urls.push(url);
+    const q = new URL(url).searchParams;
+    const words = q.get('srsearch').toLowerCase();
+    const named = (p) => p.title.toLowerCase().split(' ').some((w) => words.includes(w));
+    const search = [...pages.filter(named), ...pages.filter((p) => !named(p))];
+    return new Response(JSON.stringify({ query: { search: search.slice(0, Number(q.get('srlimit'))) } }), {
+      headers: { 'content-type': 'application/json' },
+    });
+  };
+}
+
+test('the Wikipedia source asks every sub-query at once and maps the API reply to hits', async () => {
+  assert.equal(snippetText('<span class="searchmatch">Shirley</span> Temple &amp; co &quot;x&quot;'), 'Shirley Temple & co "x"');
+  const urls = [];
+  const pages = [
+    { pageid: 7, title: 'Shirley Temple', snippet: 'American <span class="searchmatch">actress</span> and diplomat' },
+    { pageid: 9, title: 'Kiss and Tell', snippet: '1945 film' },
+  ];
+  const source = wikipediaSource({ lang: 'en', fetch: fakeWikipedia(pages, urls) });
+  const { hits } = await source({ queries: ['shirley temple', 'kiss film'], k: 2 });
+  assert.equal(urls.length, 2);
+  const first = new URL(urls[0]);
+  assert.equal(first.origin + first.pathname, 'https://en.wikipedia.org/w/api.php');
+  assert.equal(first.searchParams.get('origin'), '*', 'CORS for browsers');
+  assert.deepEqual(hits[0][0], { id: 'wikipedia:en:7', title: 'Shirley Temple', text: 'American actress and diplomat', score: 2 });
+  assert.equal(hits[1][0].title, 'Kiss and Tell');
+  assert.throws(() => wikipediaSource({ lang: 'en.evil.com/' }), /not a Wikipedia language code/);
+
+  // Routed: the Wikipedia hits join the evidence; a reply of the wrong shape
+  // or an HTTP error is a fault and the question completes locally.
+  const { local } = await engines();
+  const routed = await local.route(question, { policy: 'network', network: source });
+  assert.equal(routed.cost.network_calls, 1);
+  assert.ok(routed.evidence.some((h) => h.id.startsWith('wikipedia:en:')), JSON.stringify(routed.evidence));
+  for (const [reply, status, needle] of [
+    [{ error: { code: 'maxlag' } }, 200, 'no query.search'],
+    [{}, 503, 'HTTP 503'],
+    [{ query: { search: [{ title: 'x' }] } }, 200, 'without title or pageid'],
+  ]) {
+    const lying = wikipediaSource({ fetch: async () => new Response(JSON.stringify(reply), { status }) });
+    const out = await local.route(question, { policy: 'network', network: lying });
+    const faults = out.trace.decisions[0].faults;
+    assert.equal(faults.length, 1);
+    assert.ok(JSON.stringify(faults[0]).includes(needle), JSON.stringify(faults[0]));
+    assert.ok(out.evidence.length > 0, 'answered from the local index');
+  }
+});
+
+test('an LLM in the page can write the decompose sub-queries; a failing writer is a traced fault', async () => {
+  const { local } = await engines();
+  const seen = [];
+  const writeQueries = async ({ question: q, evidence }) => {
+    seen.push([q, evidence.length]);
+    return ['  first written query ', '', 'second written query'];
+  };
+  const out = await local.route(question, { policy: 'decompose', writeQueries });
+  const d = out.trace.decisions[0];
+  assert.equal(d.action, 'decompose');
+  assert.deepEqual(d.queries.slice(0, 2).map((q) => q.text), ['first written query', 'second written query']);
+  assert.equal(d.writer_fault, undefined);
+  assert.deepEqual(seen, [[question, 0]]);
+  // One text with a query per line works too.
+  const lines = await local.route(question, { policy: 'decompose', writeQueries: () => '1. alpha query\n2. beta query' });
+  assert.deepEqual(lines.trace.decisions[0].queries.slice(0, 2).map((q) => q.text), ['alpha query', 'beta query']);
+  for (const [writer, kind] of [
+    [() => { throw new Error('no model loaded'); }, 'transport'],
+    [async () => 42, 'malformed'],
+    [() => new Promise(() => {}), 'timeout'],
+  ]) {
+    const failed = await local.route(question, { policy: 'decompose', writeQueries: writer, timeoutMs: 200 });
+    const decision = failed.trace.decisions[0];
+    assert.equal(decision.writer_fault?.kind, kind, JSON.stringify(decision.writer_fault));
+    assert.ok(decision.new_passages > 0, 'the heuristic sub-queries still ran');
+  }
+  await assert.rejects(local.route(question, { writeQueries: 'nope' }), /writeQueries must be an async function/);
 });

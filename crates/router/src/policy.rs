@@ -161,17 +161,13 @@ impl LearnedPolicy {
                     reason: format!("policy output: {e:?}"),
                 })
         };
-        let p = read(probs)?;
-        let sense = read(sigmoid(out.sense))?;
-        let value = read(out.value)?;
-        let mut actions = [0.0; 5];
-        for (a, v) in actions.iter_mut().zip(&p) {
-            *a = *v;
-        }
+        // One read-back for all three heads: [p(action) × 5, p(sense), value].
+        let all = read(Tensor::cat(vec![probs, sigmoid(out.sense), out.value], 1))?;
+        let at = |i: usize| all.get(i).copied().unwrap_or(0.0);
         Ok(PolicyScores {
-            actions,
-            sense: sense.first().copied().unwrap_or(0.0),
-            value: value.first().copied().unwrap_or(0.0),
+            actions: std::array::from_fn(at),
+            sense: at(5),
+            value: at(6),
         })
     }
 
@@ -243,25 +239,42 @@ pub enum FixedPolicy {
     Both,
     /// Two hops on both: the question, then bridge queries.
     Multihop,
+    /// One `decompose` hop on the local index: sub-queries (a writer's when
+    /// there is one, the question's halves, bridges).
+    Decompose,
 }
 
 impl FixedPolicy {
-    /// Every fixed policy.
-    pub const ALL: [FixedPolicy; 4] = [
+    /// The baselines `eval-router` compares the learned policy with.
+    pub const BASELINES: [FixedPolicy; 4] = [
         FixedPolicy::Local,
         FixedPolicy::Network,
         FixedPolicy::Both,
         FixedPolicy::Multihop,
     ];
 
-    /// The name in reports (`local`, `network`, `both`, `multihop`).
+    /// The name in reports (`local`, `network`, `both`, `multihop`, `decompose`).
     pub fn name(self) -> &'static str {
         match self {
             FixedPolicy::Local => "local",
             FixedPolicy::Network => "network",
             FixedPolicy::Both => "both",
             FixedPolicy::Multihop => "multihop",
+            FixedPolicy::Decompose => "decompose",
         }
+    }
+
+    /// The policy called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            FixedPolicy::Local,
+            FixedPolicy::Network,
+            FixedPolicy::Both,
+            FixedPolicy::Multihop,
+            FixedPolicy::Decompose,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
     }
 
     fn schedule(self) -> &'static [Action] {
@@ -270,6 +283,7 @@ impl FixedPolicy {
             FixedPolicy::Network => &[Action::Network],
             FixedPolicy::Both => &[Action::Both],
             FixedPolicy::Multihop => &[Action::Both, Action::Both],
+            FixedPolicy::Decompose => &[Action::Decompose],
         }
     }
 }

@@ -419,6 +419,44 @@ pub struct EvalRouterArgs {
     /// JSONL here (needs --generator).
     #[arg(long)]
     rlag_out: Option<PathBuf>,
+    /// Write every question's trace (each decision with its features,
+    /// probability, queries, faults, cost) and scores, per policy, as JSONL here.
+    #[arg(long)]
+    traces: Option<PathBuf>,
+}
+
+/// One line of `--traces`.
+#[derive(Serialize)]
+struct TraceLine<'a> {
+    policy: &'a str,
+    question_id: &'a str,
+    answers: &'a [String],
+    prediction: Option<&'a str>,
+    score: &'a QuestionScore,
+    evidence_ids: Vec<&'a str>,
+    trace: &'a rlrag_router::Trace,
+}
+
+fn trace_lines(
+    policy: &str,
+    runs: &[Run],
+    questions: &[Query],
+    out: &mut String,
+) -> anyhow::Result<()> {
+    for (r, q) in runs.iter().zip(questions) {
+        let line = TraceLine {
+            policy,
+            question_id: &q.id,
+            answers: &q.answers,
+            prediction: r.prediction.as_deref(),
+            score: &r.score,
+            evidence_ids: r.outcome.evidence.iter().map(|h| h.id.as_str()).collect(),
+            trace: &r.outcome.trace,
+        };
+        out.push_str(&serde_json::to_string(&line)?);
+        out.push('\n');
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -489,12 +527,14 @@ pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
     let setup = Setup::new(&args.setup, "test")?;
     let mut policies = BTreeMap::new();
     let mut last = None;
-    for fixed in FixedPolicy::ALL {
+    let mut traces = String::new();
+    for fixed in FixedPolicy::BASELINES {
         let router = setup.router(pipeline(&args.setup, NEVER), Confidence::default())?;
         let mut runs = run_all(&setup, &router, fixed.name(), |_| Box::new(fixed))?;
         judge_all(&setup, &mut runs, args.judge);
         let scores: Vec<QuestionScore> = runs.iter().map(|r| r.score.clone()).collect();
         policies.insert(fixed.name().to_owned(), summarize(&scores));
+        trace_lines(fixed.name(), &runs, &setup.questions, &mut traces)?;
         if fixed == FixedPolicy::Network {
             last = Some(runs);
         }
@@ -508,7 +548,13 @@ pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
         judge_all(&setup, &mut runs, args.judge);
         let scores: Vec<QuestionScore> = runs.iter().map(|r| r.score.clone()).collect();
         policies.insert("learned".to_owned(), summarize(&scores));
+        trace_lines("learned", &runs, &setup.questions, &mut traces)?;
         last = Some(runs);
+    }
+    if let Some(path) = &args.traces {
+        std::fs::write(path, &traces)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote the traces to {}", path.display());
     }
     if let (Some(path), Some(runs)) = (&args.rlag_out, &last) {
         let written = write_rlag(&setup, runs, path)?;

@@ -331,17 +331,21 @@ impl Engine {
     /// fixed policy: this engine is the local source, `network` an optional
     /// async callback `({queries, k}) => ({hits: [[{id, title, text,
     /// score}]]})`; options `{policy: 'local' | 'network' | 'both' |
-    /// 'multihop', localMode, timeoutMs, k, maxHops}`. Resolves to
+    /// 'multihop', localMode, timeoutMs, k, maxHops}`; `writer` an optional
+    /// async callback `({question, evidence}) => string[] | string` that
+    /// writes `decompose` sub-queries (an LLM). Resolves to
     /// `{evidence, trace, cost}`.
     pub fn route(
         &self,
         question: String,
         network: Option<js_sys::Function>,
+        writer: Option<js_sys::Function>,
         options: JsValue,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
+        let callbacks = route::Callbacks { network, writer };
         wasm_bindgen_futures::future_to_promise(route::route(
-            inner, question, network, None, options,
+            inner, question, callbacks, None, options,
         ))
     }
 
@@ -352,12 +356,14 @@ impl Engine {
         question: String,
         model: &RouterModel,
         network: Option<js_sys::Function>,
+        writer: Option<js_sys::Function>,
         options: JsValue,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
         let model = Some(model.shared());
+        let callbacks = route::Callbacks { network, writer };
         wasm_bindgen_futures::future_to_promise(route::route(
-            inner, question, network, model, options,
+            inner, question, callbacks, model, options,
         ))
     }
 

@@ -1,6 +1,7 @@
 //! The router in the browser: the page's engine is the local source, a JS
 //! async callback is the network source (`({queries, k}) => Promise<{hits}>`,
-//! with a time limit), and a fixed or learned policy decides.
+//! with a time limit), another optionally writes `decompose` sub-queries (an
+//! LLM in the page), and a fixed or learned policy decides.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,6 +13,7 @@ use rlrag_router::error::Fault;
 use rlrag_router::memory::Confidence;
 use rlrag_router::policy::{LearnedDecider, LearnedPolicy, RouterConfig};
 use rlrag_router::source::{SearchRequest, SearchResponse, SourceFuture, check_reply};
+use rlrag_router::writer::{QueryWriter, WriterFuture, parse_sub_queries};
 use rlrag_router::{
     Clock, Decider, FixedPolicy, LocalSource, PipelineConfig, Router, Source, SourceKind,
 };
@@ -44,7 +46,7 @@ impl RouterModel {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RouteOptions {
-    /// `local`, `network`, `both`, `multihop` or `learned` (needs a model).
+    /// `local`, `network`, `both`, `multihop`, `decompose` or `learned` (needs a model).
     policy: Option<String>,
     /// How the local engine is searched (default `bm25`).
     local_mode: Option<String>,
@@ -56,8 +58,22 @@ struct RouteOptions {
     max_hops: Option<u32>,
 }
 
+/// The JS callbacks of a route call.
+pub(crate) struct Callbacks {
+    /// The network source.
+    pub network: Option<Function>,
+    /// The sub-query writer.
+    pub writer: Option<Function>,
+}
+
 /// The network as a JS async callback.
 struct JsSource {
+    callback: Function,
+    timeout_ms: u32,
+}
+
+/// The `decompose` sub-query writer as a JS async callback.
+struct JsWriter {
     callback: Function,
     timeout_ms: u32,
 }
@@ -109,6 +125,39 @@ impl RouterModel {
     }
 }
 
+/// Call `callback(arg)` and await its answer for at most `timeout_ms`; a
+/// throw, a rejection and the time limit are faults (`what` names the callback).
+async fn call_limited(
+    callback: &Function,
+    arg: &impl serde::Serialize,
+    timeout_ms: u32,
+    what: &str,
+) -> Result<JsValue, Fault> {
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    let arg = arg.serialize(&serializer).map_err(|e| Fault::Transport {
+        detail: e.to_string(),
+    })?;
+    let returned = callback
+        .call1(&JsValue::NULL, &arg)
+        .map_err(|e| Fault::Transport {
+            detail: format!("the {what} callback threw: {}", message(&e)),
+        })?;
+    let answer = Promise::resolve(&returned);
+    let sentinel: JsValue = Object::new().into();
+    let (timeout, id) = timer(timeout_ms, &sentinel)?;
+    let raced = JsFuture::from(Promise::race(&Array::of2(&answer, &timeout))).await;
+    clear_timer(&id);
+    let value = raced.map_err(|e| Fault::Transport {
+        detail: format!("the {what} callback rejected: {}", message(&e)),
+    })?;
+    if value == sentinel {
+        return Err(Fault::Timeout {
+            limit_ms: u64::from(timeout_ms),
+        });
+    }
+    Ok(value)
+}
+
 impl JsSource {
     async fn call(
         &self,
@@ -119,30 +168,7 @@ impl JsSource {
             queries: queries.to_vec(),
             k,
         };
-        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-        let arg =
-            serde::Serialize::serialize(&request, &serializer).map_err(|e| Fault::Transport {
-                detail: e.to_string(),
-            })?;
-        let returned = self
-            .callback
-            .call1(&JsValue::NULL, &arg)
-            .map_err(|e| Fault::Transport {
-                detail: format!("the network callback threw: {}", message(&e)),
-            })?;
-        let answer = Promise::resolve(&returned);
-        let sentinel: JsValue = Object::new().into();
-        let (timeout, id) = timer(self.timeout_ms, &sentinel)?;
-        let raced = JsFuture::from(Promise::race(&Array::of2(&answer, &timeout))).await;
-        clear_timer(&id);
-        let value = raced.map_err(|e| Fault::Transport {
-            detail: format!("the network callback rejected: {}", message(&e)),
-        })?;
-        if value == sentinel {
-            return Err(Fault::Timeout {
-                limit_ms: u64::from(self.timeout_ms),
-            });
-        }
+        let value = call_limited(&self.callback, &request, self.timeout_ms, "network").await?;
         let reply: SearchResponse =
             serde_wasm_bindgen::from_value(value).map_err(|e| Fault::Malformed {
                 detail: format!("not the search protocol's answer: {e}"),
@@ -161,6 +187,35 @@ impl Source for JsSource {
     }
 }
 
+/// What the writer callback is given.
+#[derive(serde::Serialize)]
+struct WriteRequest<'a> {
+    question: &'a str,
+    evidence: &'a [rlrag_router::Hit],
+}
+
+impl QueryWriter for JsWriter {
+    fn write<'a>(
+        &'a self,
+        question: &'a str,
+        evidence: &'a [rlrag_router::Hit],
+    ) -> WriterFuture<'a> {
+        Box::pin(async move {
+            let request = WriteRequest { question, evidence };
+            let value = call_limited(&self.callback, &request, self.timeout_ms, "writer").await?;
+            // A list of strings, or one text with a query per line.
+            if let Some(text) = value.as_string() {
+                return Ok(parse_sub_queries(&text));
+            }
+            let list: Vec<String> =
+                serde_wasm_bindgen::from_value(value).map_err(|e| Fault::Malformed {
+                    detail: format!("the writer must answer strings: {e}"),
+                })?;
+            Ok(parse_sub_queries(&list.join("\n")))
+        })
+    }
+}
+
 /// `Date.now()`: the browser's wall clock.
 struct JsClock;
 
@@ -170,16 +225,12 @@ impl Clock for JsClock {
     }
 }
 
-fn fixed(name: &str) -> Option<FixedPolicy> {
-    FixedPolicy::ALL.into_iter().find(|p| p.name() == name)
-}
-
 /// Route one question over the engine (local) and an optional network callback.
 #[allow(clippy::await_holding_refcell_ref)] // as in `Engine::search`
 pub(crate) async fn route(
     inner: Rc<RefCell<engine::Engine>>,
     question: String,
-    network: Option<Function>,
+    callbacks: Callbacks,
     model: Option<Rc<(LearnedPolicy, RouterConfig)>>,
     options: JsValue,
 ) -> Result<JsValue, JsValue> {
@@ -200,7 +251,11 @@ pub(crate) async fn route(
         .parse()
         .map_err(js_error)?;
     let timeout_ms = options.timeout_ms.unwrap_or(5000).max(1);
-    let network = network.map(|callback| JsSource {
+    let network = callbacks.network.map(|callback| JsSource {
+        callback,
+        timeout_ms,
+    });
+    let writer = callbacks.writer.map(|callback| JsWriter {
         callback,
         timeout_ms,
     });
@@ -236,11 +291,15 @@ pub(crate) async fn route(
         confidence,
     )
     .map_err(js_error)?;
+    let router = match &writer {
+        Some(w) => router.with_writer(w),
+        None => router,
+    };
     let mut decider: Box<dyn Decider + '_> = match (policy, &model) {
         ("learned", Some(m)) => Box::new(LearnedDecider::greedy(&m.0)),
-        (name, _) => Box::new(fixed(name).ok_or_else(|| {
+        (name, _) => Box::new(FixedPolicy::from_name(name).ok_or_else(|| {
             JsError::new(&format!(
-                "unknown policy `{name}` (learned, local, network, both or multihop)"
+                "unknown policy `{name}` (learned, local, network, both, multihop or decompose)"
             ))
         })?),
     };
