@@ -73,11 +73,16 @@ pub fn prompt(question: &str, passages: &[&str]) -> String {
 }
 
 /// The LLM-as-judge prompt: is `prediction` a correct answer, given the gold ones?
+/// A plain completion prompt with two worked examples, so that even a small
+/// model continues with a verdict rather than a discussion.
 pub fn judge_prompt(question: &str, answers: &[String], prediction: &str) -> String {
     format!(
-        "Decide whether the predicted answer to the question means the same as a gold answer. \
-         Reply with yes or no only.\n\nQuestion: {question}\nGold answers: {}\n\
-         Predicted answer: {prediction}\n\nCorrect:",
+        "Decide whether each predicted answer means the same as a gold answer.\n\n\
+         Question: Who wrote Hamlet?\nGold answers: William Shakespeare\n\
+         Predicted answer: It was written by Shakespeare.\nCorrect: yes\n\n\
+         Question: What is the capital of Australia?\nGold answers: Canberra\n\
+         Predicted answer: Sydney\nCorrect: no\n\n\
+         Question: {question}\nGold answers: {}\nPredicted answer: {prediction}\nCorrect:",
         answers.join(" | ")
     )
 }
@@ -95,20 +100,17 @@ pub fn sub_query_prompt(question: &str, titles: &[&str]) -> String {
     )
 }
 
-/// A judge's reply read as a verdict: `Some(true)` for yes, `Some(false)` for
-/// no, `None` for anything else.
+/// A judge's reply read as a verdict: its first verdict word (`yes`,
+/// `correct`, `true` or `no`, `incorrect`, `false`, `wrong`; small models
+/// often talk first), `None` when it has none.
 pub fn parse_verdict(reply: &str) -> Option<bool> {
-    let first = reply
-        .trim()
-        .trim_start_matches(['"', '\'', '*'])
+    reply
         .split(|c: char| !c.is_ascii_alphabetic())
-        .next()?
-        .to_ascii_lowercase();
-    match first.as_str() {
-        "yes" | "correct" | "true" => Some(true),
-        "no" | "incorrect" | "false" | "wrong" => Some(false),
-        _ => None,
-    }
+        .find_map(|w| match w.to_ascii_lowercase().as_str() {
+            "yes" | "correct" | "true" => Some(true),
+            "no" | "incorrect" | "false" | "wrong" => Some(false),
+            _ => None,
+        })
 }
 
 /// A blocking client with a timeout and retries.
@@ -175,10 +177,25 @@ impl LlmClient {
         answers: &[String],
         prediction: &str,
     ) -> Result<bool, TrainError> {
-        let reply = self.chat(&judge_prompt(question, answers, prediction), 4)?;
-        parse_verdict(&reply).ok_or_else(|| TrainError::Endpoint {
-            url: format!("{}/chat/completions", self.config.base_url),
-            reason: format!("the judge replied `{}`, not yes or no", truncate(&reply)),
+        let body = json!({
+            "model": self.config.model,
+            "prompt": judge_prompt(question, answers, prediction),
+            "temperature": 0.0,
+            "max_tokens": 3,
+            "stop": ["\n"],
+        });
+        let url = format!("{}/completions", self.config.base_url);
+        let reply = self.post("/completions", &body)?;
+        let text = reply
+            .pointer("/choices/0/text")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TrainError::Endpoint {
+                url: url.clone(),
+                reason: format!("no choices[0].text in {}", truncate(&reply.to_string())),
+            })?;
+        parse_verdict(text).ok_or_else(|| TrainError::Endpoint {
+            url,
+            reason: format!("the judge replied `{}`, not yes or no", truncate(text)),
         })
     }
 
@@ -318,6 +335,7 @@ mod tests {
             (" no, it is not", Some(false)),
             ("**Correct**", Some(true)),
             ("Maybe", None),
+            ("The gold answer is Paris, so yes.", Some(true)),
             ("", None),
         ] {
             assert_eq!(parse_verdict(reply), verdict, "{reply:?}");

@@ -147,7 +147,8 @@ fn a_real_generator_answers_judges_and_writes_sub_queries() {
     println!("plain: {plain:?}");
     assert!(!plain.is_empty());
     let yes = c.judge(&q.text, &q.answers, "Paris").expect("a verdict");
-    println!("judge(Paris): {yes}");
+    let no = c.judge(&q.text, &q.answers, "Bananas").expect("a verdict");
+    println!("judge(Paris): {yes}, judge(Bananas): {no}");
     let subs = c
         .sub_queries(
             "Which magazine was started first, Arthur's Magazine or First for Women?",
@@ -162,12 +163,18 @@ fn a_real_generator_answers_judges_and_writes_sub_queries() {
 #[test]
 fn a_judge_that_says_neither_yes_nor_no_is_an_error_and_garbled_sub_queries_are_cleaned() {
     let (q, _) = question();
-    let maybe = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 58\r\n\r\n{\"choices\":[{\"message\":{\"content\":\"Maybe, hard to say\"}}]}";
+    let maybe = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 37\r\n\r\n{\"choices\":[{\"text\":\" Maybe, hard\"}]}";
     let c = client(&fake_server(Some(maybe)), 2000);
     let err = c
         .judge(&q.text, &q.answers, "Paris")
         .expect_err("no verdict");
     assert!(err.to_string().contains("not yes or no"), "{err}");
+    let chat = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 58\r\n\r\n{\"choices\":[{\"message\":{\"content\":\"Maybe, hard to say\"}}]}";
+    let c = client(&fake_server(Some(chat)), 2000);
+    let err = c
+        .judge(&q.text, &q.answers, "Paris")
+        .expect_err("a chat reply is not a completion");
+    assert!(err.to_string().contains("no choices[0].text"), "{err}");
     // The same reply read as sub-queries: one line, kept as it is.
     assert_eq!(
         c.sub_queries(&q.text, &[]).expect("a reply"),

@@ -734,8 +734,10 @@ fn fake_generator() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
                 continue;
             }
             let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            // Chat completions carry messages, plain completions a prompt.
             let prompt = request["messages"][0]["content"]
                 .as_str()
+                .or(request["prompt"].as_str())
                 .unwrap_or_default()
                 .to_owned();
             let reply = if prompt.ends_with("Correct:") {
@@ -753,10 +755,13 @@ fn fake_generator() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
             } else {
                 "unknown".to_owned()
             };
-            seen.lock().expect("lock").push(prompt);
-            let payload =
+            let payload = if request["prompt"].is_string() {
+                serde_json::json!({"choices": [{"text": format!(" {reply}")}]})
+            } else {
                 serde_json::json!({"choices": [{"message": {"role": "assistant", "content": reply}}]})
-                    .to_string();
+            }
+            .to_string();
+            seen.lock().expect("lock").push(prompt);
             let mut s = stream;
             let _ = write!(
                 s,
