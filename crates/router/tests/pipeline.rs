@@ -408,6 +408,14 @@ fn background_sensing_aligns_the_query() {
     let plain = run(&router, q, &mut Script::new(false, &[Action::Local]));
     assert!(plain.trace.sensing.alignment.is_none());
     assert_eq!(plain.trace.decisions[0].queries[0].text, q);
+    // The first decision sees what sensing found (coverage, confidence and
+    // the evidence features of the background passages); without it, nothing.
+    let first = |o: &Outcome| o.trace.decisions[0].features.clone();
+    let (sensed, blind) = (first(&out), first(&plain));
+    let confidence = 5; // State::features: [bias, hop, words, sensed, coverage, confidence, ..]
+    assert!(sensed[confidence] > 0.0 && sensed[4] > 0.0, "{sensed:?}");
+    assert_eq!((blind[3], blind[4], blind[confidence]), (0.0, 0.0, 0.0), "{blind:?}");
+    assert!(sensed[6..10].iter().any(|&f| f > 0.0) && blind[6..10].iter().all(|&f| f == 0.0));
 }
 
 #[test]
