@@ -47,7 +47,20 @@ import init, { Engine, ModelBytes, RouterModel as WasmRouterModel } from '../pkg
  */
 
 const MODEL_FILES = ['model.safetensors', 'config.json', 'tokenizer.json'];
-const ROUTE_OPTIONS = ['policy', 'timeoutMs', 'k', 'maxHops', 'localMode'];
+const ROUTE_OPTIONS = ['network', 'writeQueries', 'model', 'policy', 'timeoutMs', 'k', 'maxHops', 'localMode'];
+const CREATE_OPTIONS = ['model', 'dense', 'device', 'sparseVectors', 'rerankM', 'onProgress', 'wasm', 'fetch'];
+const IMPORT_OPTIONS = ['model', 'dense', 'device', 'onProgress', 'wasm', 'fetch'];
+const LOAD_OPTIONS = ['device', 'onProgress', 'wasm'];
+const SEARCH_OPTIONS = ['k', 'mode'];
+
+/** A TypeError naming the first key of `options` not in `allowed` (a typo
+ * would otherwise be ignored silently), or `null`. */
+function unknownOption(options, allowed, what) {
+  if (options === undefined || options === null) return null;
+  if (typeof options !== 'object') return new TypeError(`${what}: the options must be an object`);
+  const unknown = Object.keys(options).find((key) => !allowed.includes(key));
+  return unknown === undefined ? null : new TypeError(`${what}: unknown option \`${unknown}\` (${allowed.join(', ')})`);
+}
 let ready = null;
 
 /** Initialise the wasm module once (`wasm`: URL, Response, bytes or module). */
@@ -201,6 +214,8 @@ export class Rlrag {
    * @returns {Promise<Rlrag>}
    */
   static async create(options) {
+    const bad = unknownOption(options, CREATE_OPTIONS, 'Rlrag.create');
+    if (bad) throw bad;
     await initWasm(options?.wasm);
     const files = await loadModels(options ?? {});
     const engine = await Engine.create(wasmModel(files.model), wasmModel(files.dense), engineOptions(options));
@@ -214,6 +229,8 @@ export class Rlrag {
    * @returns {Promise<Rlrag>}
    */
   static async importIndex(index, options) {
+    const bad = unknownOption(options, IMPORT_OPTIONS, 'Rlrag.importIndex');
+    if (bad) throw bad;
     await initWasm(options?.wasm);
     const files = await loadModels(options ?? {});
     const device = options.device ?? 'auto';
@@ -256,6 +273,8 @@ export class Rlrag {
    * @returns {Promise<Rlrag | null>}
    */
   static async load(key = 'default', options = {}) {
+    const bad = unknownOption(options, LOAD_OPTIONS, 'Rlrag.load');
+    if (bad) throw bad;
     let handle;
     try {
       handle = await (await storageDir()).getFileHandle(recordName(key));
@@ -349,7 +368,10 @@ export class Rlrag {
    * @param {{k?: number, mode?: SearchMode}} [options]
    * @returns {Promise<SearchHit[]>}
    */
-  search(query, { k = 10, mode = 'hybrid' } = {}) {
+  search(query, options = {}) {
+    const bad = unknownOption(options, SEARCH_OPTIONS, 'search');
+    if (bad) return Promise.reject(bad);
+    const { k = 10, mode = 'hybrid' } = options;
     if (typeof query !== 'string') return Promise.reject(new TypeError('search: the query must be a string'));
     if (!Number.isInteger(k) || k < 0) return Promise.reject(new RangeError('search: k must be a non-negative integer'));
     return this.#run(() => this.#engine.search(query, k, mode));
@@ -372,7 +394,10 @@ export class Rlrag {
    * @param {RouteOptions} [options]
    * @returns {Promise<RouteOutcome>}
    */
-  route(question, { network, writeQueries, model, ...options } = {}) {
+  route(question, routeOptions = {}) {
+    const bad = unknownOption(routeOptions, ROUTE_OPTIONS, 'route');
+    if (bad) return Promise.reject(bad);
+    const { network, writeQueries, model, ...options } = routeOptions;
     if (typeof question !== 'string') return Promise.reject(new TypeError('route: the question must be a string'));
     if (network !== undefined && typeof network !== 'function') {
       return Promise.reject(new TypeError('route: network must be an async function ({queries, k}) => ({hits})'));
@@ -382,10 +407,6 @@ export class Rlrag {
     }
     if (model !== undefined && !(model instanceof RouterModel)) {
       return Promise.reject(new TypeError('route: model must be a RouterModel'));
-    }
-    const unknown = Object.keys(options).find((key) => !ROUTE_OPTIONS.includes(key));
-    if (unknown !== undefined) {
-      return Promise.reject(new TypeError(`route: unknown option \`${unknown}\` (${['network', 'writeQueries', 'model', ...ROUTE_OPTIONS].join(', ')})`));
     }
     return this.#run(() =>
       model

@@ -96,6 +96,11 @@ test('every bad input is a rejected Promise with a message', async () => {
   await assert.rejects(Rlrag.create({ model: splade, device: 'tpu', wasm }), /unknown device `tpu`/);
   await assert.rejects(Rlrag.create({ model: splade, device: 'webgpu', wasm }), /WebGPU/);
   await assert.rejects(Rlrag.create({ model: splade, device: 'cpu', rerankM: -1, wasm }), /options/);
+  // A misspelt option is refused, not silently ignored.
+  await assert.rejects(Rlrag.create({ model: splade, sparsevectors: false, wasm }), /unknown option `sparsevectors`/);
+  await assert.rejects(Rlrag.importIndex(new Uint8Array(8), { model: splade, rerankM: 3, wasm }), /unknown option `rerankM`/);
+  await assert.rejects(Rlrag.load('x', { dveice: 'cpu' }), /Rlrag.load: unknown option `dveice`/);
+  await assert.rejects(Rlrag.create('model-url'), /the options must be an object/);
   await assert.rejects(
     Rlrag.create({ model: 'http://127.0.0.1:9/model', wasm, fetch: async () => ({ ok: false, status: 404 }) }),
     /HTTP 404/,
@@ -113,6 +118,7 @@ test('every bad input is a rejected Promise with a message', async () => {
   await assert.rejects(e.search('   '), /empty/);
   await assert.rejects(e.search(42), /must be a string/);
   await assert.rejects(e.search('capital', { k: -1 }), /non-negative/);
+  await assert.rejects(e.search('capital', { K: 3 }), /search: unknown option `K` \(k, mode\)/);
   await assert.rejects(e.search('capital', { mode: 'semantic' }), /unknown mode `semantic`/);
   await assert.rejects(e.search('capital', { mode: 'sparse' }), /sparseVectors/);
   await assert.rejects(e.search('capital', { mode: 'dense' }), /no dense model/);
