@@ -2,7 +2,12 @@
 // compares it with `trainer bench-engine`'s native report: the driver of
 // scripts/bench-browser.sh.
 //   node web/bench/run.mjs --native N.json --pkg DIR --model DIR --corpus F.json
-//        [--device cpu|webgpu] [--encode-docs N] [--out F.json]
+//        [--device cpu|webgpu] [--encode-docs N] [--out F.json] [--profile F.cpuprofile [--focus NAME]]
+// --profile: Chromium's sampling profile of the whole run (open it in the
+// DevTools Performance panel), and the top functions by self time printed;
+// wasm functions have names when the package was built without wasm-opt.
+// --focus: count only samples with a function containing NAME on the stack
+// (e.g. `addDocuments`: indexing alone).
 import { createServer } from 'node:http';
 import { readFile, writeFile } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
@@ -18,6 +23,8 @@ const { values: opts } = parseArgs({
     device: { type: 'string', default: 'cpu' },
     'encode-docs': { type: 'string', default: '200' },
     out: { type: 'string' },
+    profile: { type: 'string' },
+    focus: { type: 'string' },
   },
 });
 for (const required of ['native', 'pkg', 'model', 'corpus']) {
@@ -73,6 +80,12 @@ try {
     failed = reject;
   });
   page.on('crash', () => failed(new Error('the renderer crashed')));
+  const cdp = opts.profile ? await page.context().newCDPSession(page) : null;
+  if (cdp) {
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+    await cdp.send('Profiler.start');
+  }
   page.on('pageerror', (e) => failed(new Error(`page error: ${e.message}`)));
   await page.goto(`${url}?device=${opts.device}&encodeDocs=${opts['encode-docs']}`);
   await Promise.race([
@@ -82,9 +95,43 @@ try {
   const error = await page.evaluate(() => window.benchError);
   if (error) throw new Error(`the browser bench failed: ${error}`);
   result = await page.evaluate(() => window.benchResult);
+  if (cdp) {
+    const { profile } = await cdp.send('Profiler.stop');
+    await writeFile(opts.profile, JSON.stringify(profile));
+    topFunctions(profile);
+  }
 } finally {
   await browser.close();
   server.close();
+}
+
+/** The 25 functions with the most self time in a CPU profile (within
+ * `--focus` when given). */
+function topFunctions(profile) {
+  const self = new Map();
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const inFocus = (id) => {
+    for (let at = id; at !== undefined; at = parent.get(at)) {
+      if (byId.get(at)?.callFrame.functionName.includes(opts.focus)) return true;
+    }
+    return false;
+  };
+  const counts = new Map();
+  for (const id of profile.samples) {
+    if (!opts.focus || inFocus(id)) counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  let total = 0;
+  for (const [id, n] of counts) {
+    const name = byId.get(id)?.callFrame.functionName || '(anonymous)';
+    self.set(name, (self.get(name) ?? 0) + n);
+    total += n;
+  }
+  console.log(`profile: ${total} samples, top self time:`);
+  for (const [name, n] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+    console.log(`  ${((100 * n) / total).toFixed(1).padStart(5)} %  ${name.slice(0, 140)}`);
+  }
 }
 
 // Ratios: browser speed / native speed (≥ 0.5 is the goal for the CPU build).

@@ -1,7 +1,10 @@
 //! Text in, vectors out: tokenization, length-bucketed batching, and the
 //! dense and learned-sparse heads over [`BertModel`].
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::module::Module;
 use burn::store::{
@@ -54,9 +57,54 @@ impl Padding {
 pub struct Encoder {
     config: ModelConfig,
     tokenizer: Tokenizer,
+    /// Identifies `tokenizer` in the bag cache (copies share it).
+    tokenizer_id: u64,
     model: BertModel,
     device: Device,
     pad_id: u32,
+}
+
+/// Tokenizer identities for [`BAGS`].
+static NEXT_TOKENIZER: AtomicU64 = AtomicU64::new(0);
+
+/// Most space-separated chunks whose token ids a thread remembers per
+/// tokenizer; past it the memory starts over.
+const BAG_CACHE_CHUNKS: usize = 1 << 16;
+
+thread_local! {
+    /// Tokenizer id → chunk of text → its token ids (see [`chunks`]); chunks
+    /// repeat, and a hit skips the tokenizer, most of the cost of
+    /// bag-of-tokens indexing.
+    static BAGS: RefCell<HashMap<u64, HashMap<Box<str>, Box<[u32]>>>> = RefCell::new(HashMap::new());
+}
+
+/// A text cut where BERT tokenization never crosses: at ASCII spaces (the
+/// normaliser keeps them and the pre-tokenizer splits there) and around
+/// ASCII punctuation, which the pre-tokenizer always isolates — except in a
+/// space-separated part holding `[`, which may be a special token such as
+/// `[MASK]`. A text's tokens are its chunks' tokens, in order.
+fn chunks(text: &str) -> impl Iterator<Item = &str> {
+    text.split(' ').filter(|c| !c.is_empty()).flat_map(|part| {
+        let whole = part.contains('[');
+        let mut rest = part;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let cut = if whole {
+                rest.len()
+            } else {
+                match rest.find(|c: char| c.is_ascii_punctuation()) {
+                    Some(0) => 1,
+                    Some(i) => i,
+                    None => rest.len(),
+                }
+            };
+            let (head, tail) = rest.split_at(cut);
+            rest = tail;
+            Some(head)
+        })
+    })
 }
 
 impl std::fmt::Debug for Encoder {
@@ -190,6 +238,7 @@ impl Encoder {
         Ok(Self {
             config,
             tokenizer,
+            tokenizer_id: NEXT_TOKENIZER.fetch_add(1, Ordering::Relaxed),
             model,
             device: device.clone(),
             pad_id,
@@ -292,6 +341,35 @@ impl Encoder {
     /// tokens and without truncation, sorted (what SiDR's bag-of-tokens index
     /// stores; no model run).
     pub fn bag_of_tokens(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
+        let mut ids: Vec<u32> = Vec::new();
+        BAGS.with(|bags| -> Result<(), EncoderError> {
+            let Ok(mut bags) = bags.try_borrow_mut() else {
+                ids = self.token_ids(text)?;
+                return Ok(());
+            };
+            let cache = bags.entry(self.tokenizer_id).or_default();
+            for chunk in chunks(text) {
+                if let Some(known) = cache.get(chunk) {
+                    ids.extend_from_slice(known);
+                    continue;
+                }
+                let new = self.token_ids(chunk)?;
+                ids.extend_from_slice(&new);
+                if cache.len() >= BAG_CACHE_CHUNKS {
+                    cache.clear();
+                }
+                cache.insert(chunk.into(), new.into());
+            }
+            Ok(())
+        })?;
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Every token id of `text` (no special tokens, no truncation), in order
+    /// (the tokenizer itself, uncached).
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
         let encoding = self
             .tokenizer
             .encode_fast(text, false)
@@ -300,8 +378,6 @@ impl Encoder {
         for overflow in encoding.get_overflowing() {
             ids.extend_from_slice(overflow.get_ids());
         }
-        ids.sort_unstable();
-        ids.dedup();
         Ok(ids)
     }
 
@@ -524,6 +600,7 @@ impl Encoder {
         Self {
             config: self.config.clone(),
             tokenizer: self.tokenizer.clone(),
+            tokenizer_id: self.tokenizer_id,
             model,
             device,
             pad_id: self.pad_id,

@@ -6,11 +6,13 @@
 //! regex `\b\w\w+\b`), lower-cased, minus Lucene's 33 English stopwords, then
 //! stemmed with Snowball English (Porter2, as PyStemmer).
 
-use std::collections::HashSet;
+use std::cell::RefCell;
 use std::fmt;
 
 use rust_stemmers::{Algorithm, Stemmer};
 use serde::{Deserialize, Serialize};
+
+use crate::fasthash::{FastMap, FastSet};
 
 /// Lucene's English stopword set (also `bm25s`' `en` list).
 pub const LUCENE_ENGLISH_STOPWORDS: [&str; 33] = [
@@ -69,7 +71,7 @@ impl Default for AnalyzerConfig {
 /// Turns text into index terms.
 pub struct Analyzer {
     config: AnalyzerConfig,
-    stopwords: HashSet<String>,
+    stopwords: FastSet<String>,
     stemmer: Option<Stemmer>,
 }
 
@@ -93,6 +95,16 @@ impl Default for Analyzer {
     }
 }
 
+/// Most words whose Snowball English stem a thread remembers (about 2 MB);
+/// past it the memory starts over.
+const STEM_CACHE_WORDS: usize = 1 << 16;
+
+thread_local! {
+    /// Word → Snowball English stem. Words repeat (Zipf), and stemming is
+    /// most of the cost of analysing text: a hit skips it.
+    static ENGLISH_STEMS: RefCell<FastMap<Box<str>, Box<str>>> = RefCell::new(FastMap::default());
+}
+
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
@@ -101,7 +113,7 @@ impl Analyzer {
     /// An analyzer with the given settings.
     pub fn new(config: AnalyzerConfig) -> Self {
         let stopwords = match &config.stopwords {
-            Stopwords::None => HashSet::new(),
+            Stopwords::None => FastSet::default(),
             Stopwords::English => LUCENE_ENGLISH_STOPWORDS
                 .iter()
                 .map(|s| (*s).to_string())
@@ -141,7 +153,25 @@ impl Analyzer {
                 continue;
             }
             match &self.stemmer {
-                Some(stemmer) => f(&stemmer.stem(word)),
+                // English is the only stemmer: the cache is keyed by the word alone.
+                // A callback that analyses text itself finds the cache in use
+                // and stems without it.
+                Some(stemmer) => ENGLISH_STEMS.with(|cache| {
+                    let Ok(mut cache) = cache.try_borrow_mut() else {
+                        f(&stemmer.stem(word));
+                        return;
+                    };
+                    if let Some(stem) = cache.get(word) {
+                        f(stem);
+                        return;
+                    }
+                    let stem: Box<str> = stemmer.stem(word).into();
+                    f(&stem);
+                    if cache.len() >= STEM_CACHE_WORDS {
+                        cache.clear();
+                    }
+                    cache.insert(word.into(), stem);
+                }),
                 None => f(word),
             }
         }
@@ -174,6 +204,25 @@ mod tests {
         );
         assert!(a.terms("").is_empty());
         assert!(a.terms("the a an ,,, !").is_empty());
+    }
+
+    #[test]
+    fn the_stem_cache_gives_the_same_terms_even_when_analysis_nests() {
+        let a = Analyzer::default();
+        let text = "Running runners ran; the runner runs running races";
+        let first = a.terms(text);
+        assert_eq!(a.terms(text), first, "cached stems are the stems");
+        // A callback that analyses again (the cache is busy): same answers.
+        let mut nested = Vec::new();
+        a.for_each_term(text, |t| {
+            nested.push(t.to_owned());
+            nested.extend(a.terms(t));
+        });
+        let expect: Vec<String> = first
+            .iter()
+            .flat_map(|t| [t.clone()].into_iter().chain(a.terms(t)))
+            .collect();
+        assert_eq!(nested, expect);
     }
 
     #[test]

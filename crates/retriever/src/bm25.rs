@@ -5,10 +5,10 @@
 //! with `idf(t) = ln(1 + (N − df + 0.5) / (df + 0.5))` (Lucene ≥ 8, `bm25s`'
 //! `lucene` method). Query terms count with their multiplicity.
 
-use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fasthash::FastMap;
 use crate::analyzer::{Analyzer, AnalyzerConfig};
 use crate::inverted::{Entry, Inverted, normalize_terms};
 use crate::persist::{self, SavedIndex, invalid, validate_terms};
@@ -60,7 +60,7 @@ impl Bm25Params {
 pub struct Bm25Index {
     params: Bm25Params,
     analyzer: Analyzer,
-    vocab: HashMap<String, u32>,
+    vocab: FastMap<String, u32>,
     terms: Vec<String>,
     /// Term frequencies per document.
     index: Inverted<u32>,
@@ -85,7 +85,7 @@ struct Snapshot {
 }
 
 /// The id of `term`, added to the vocabulary when new.
-fn intern(vocab: &mut HashMap<String, u32>, terms: &mut Vec<String>, term: &str) -> u32 {
+fn intern(vocab: &mut FastMap<String, u32>, terms: &mut Vec<String>, term: &str) -> u32 {
     if let Some(&id) = vocab.get(term) {
         return id;
     }
@@ -110,7 +110,7 @@ impl Bm25Index {
         Self {
             params,
             analyzer,
-            vocab: HashMap::new(),
+            vocab: FastMap::default(),
             terms: Vec::new(),
             index: Inverted::default(),
             total_len: 0,

@@ -3,10 +3,11 @@
 //! postings per term sorted by slot, removal with tombstones and compaction,
 //! and exact top-k selection.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fasthash::FastMap;
 use crate::{Hit, RetrieverError};
 
 /// A document's terms: `(term id, payload)` sorted by term id, ids unique.
@@ -22,7 +23,7 @@ pub(crate) struct Inverted<P> {
     postings: Vec<Vec<(u32, P)>>,
     /// Documents by slot; `None` once removed (until compaction).
     slots: Vec<Option<Entry<P>>>,
-    by_id: HashMap<String, u32>,
+    by_id: FastMap<String, u32>,
 }
 
 impl<P> Default for Inverted<P> {
@@ -30,7 +31,7 @@ impl<P> Default for Inverted<P> {
         Self {
             postings: Vec::new(),
             slots: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: FastMap::default(),
         }
     }
 }

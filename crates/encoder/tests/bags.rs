@@ -1,0 +1,79 @@
+//! The bag of tokens, cached per space-separated chunk, is exactly the
+//! tokenizer's token set of the whole text: on every passage of the vendored
+//! HotpotQA-100 and SciFact corpora and on text made to break the chunking
+//! (tabs, newlines, no-break and other Unicode spaces, control characters,
+//! accents and combining marks after punctuation, CJK, special-token strings,
+//! brackets, overlong words), for two tokenizers alive at once.
+#![allow(missing_docs, clippy::expect_used)]
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use rlrag_encoder::Encoder;
+use rlrag_encoder::models::pretrained;
+
+fn data(path: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(path);
+    std::fs::read_to_string(&p).expect("vendored data")
+}
+
+fn texts() -> Vec<String> {
+    let mut out = Vec::new();
+    let hotpot: serde_json::Value = serde_json::from_str(&data("hotpotqa100/corpus.json")).expect("json");
+    for (title, sentences) in hotpot.as_object().expect("title → sentences") {
+        let text: String = sentences
+            .as_array()
+            .expect("sentences")
+            .iter()
+            .filter_map(|s| s.as_str())
+            .collect();
+        out.push(format!("{title} {text}"));
+    }
+    for line in data("scifact/corpus.jsonl").lines().take(1500) {
+        let doc: serde_json::Value = serde_json::from_str(line).expect("jsonl");
+        out.push(format!(
+            "{} {}",
+            doc["title"].as_str().unwrap_or_default(),
+            doc["text"].as_str().unwrap_or_default()
+        ));
+    }
+    let long = "x".repeat(150);
+    out.extend(
+        [
+            "tab\tseparated\ttext and new\nlines\r\nhere",
+            "no\u{a0}break\u{2003}em\u{3000}ideographic spaces",
+            "control\u{0}chars\u{b}vertical\u{c}feed\u{85}next\u{200b}zero width",
+            "Café naïve Ünïcödé façade résumé",
+            "日本語のテキスト 中文文本 mixed中文words",
+            "[MASK] [CLS]x [SEP] [PAD][UNK] a[MASK]b",
+            "punctuation!!! (nested [brackets]) \"quotes\" e.g. U.S.A. 3.14 -- ... ",
+            "  leading and trailing spaces  ",
+            "don't e-mail C++ node.js 1,000.50 ##ing a'\u{301}b x.\u{300}y U.S. “smart” ‘quotes’",
+            "[ ] a[b c]d [unused0] [mask] ]x[ \\back/slash| ~tilde` ^caret",
+            "",
+            &format!("{long} {long}x short"),
+        ]
+        .map(String::from),
+    );
+    out
+}
+
+#[test]
+fn cached_bags_equal_the_tokenizers_token_sets() {
+    let splade = Encoder::from_dir(&pretrained("splade-tiny"), &Device::flex())
+        .expect("run scripts/fetch-models.sh");
+    let minilm = Encoder::from_dir(&pretrained("minilm"), &Device::flex()).expect("loads");
+    let texts = texts();
+    assert!(texts.len() > 2000);
+    for pass in 0..2 {
+        for encoder in [&splade, &minilm] {
+            for t in &texts {
+                let mut expected = encoder.token_ids(t).expect("tokenizes");
+                expected.sort_unstable();
+                expected.dedup();
+                let bag = encoder.bag_of_tokens(t).expect("bag");
+                assert_eq!(bag, expected, "pass {pass}: {t:?}");
+            }
+        }
+    }
+}
