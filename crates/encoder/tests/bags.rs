@@ -13,13 +13,16 @@ use rlrag_encoder::Encoder;
 use rlrag_encoder::models::pretrained;
 
 fn data(path: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(path);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(path);
     std::fs::read_to_string(&p).expect("vendored data")
 }
 
 fn texts() -> Vec<String> {
     let mut out = Vec::new();
-    let hotpot: serde_json::Value = serde_json::from_str(&data("hotpotqa100/corpus.json")).expect("json");
+    let hotpot: serde_json::Value =
+        serde_json::from_str(&data("hotpotqa100/corpus.json")).expect("json");
     for (title, sentences) in hotpot.as_object().expect("title → sentences") {
         let text: String = sentences
             .as_array()

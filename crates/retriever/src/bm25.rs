@@ -5,11 +5,10 @@
 //! with `idf(t) = ln(1 + (N − df + 0.5) / (df + 0.5))` (Lucene ≥ 8, `bm25s`'
 //! `lucene` method). Query terms count with their multiplicity.
 
-
 use serde::{Deserialize, Serialize};
 
-use crate::fasthash::FastMap;
 use crate::analyzer::{Analyzer, AnalyzerConfig};
+use crate::fasthash::FastMap;
 use crate::inverted::{Entry, Inverted, normalize_terms};
 use crate::persist::{self, SavedIndex, invalid, validate_terms};
 use crate::{Document, Hit, Retriever, RetrieverError};

@@ -414,7 +414,11 @@ fn background_sensing_aligns_the_query() {
     let (sensed, blind) = (first(&out), first(&plain));
     let confidence = 5; // State::features: [bias, hop, words, sensed, coverage, confidence, ..]
     assert!(sensed[confidence] > 0.0 && sensed[4] > 0.0, "{sensed:?}");
-    assert_eq!((blind[3], blind[4], blind[confidence]), (0.0, 0.0, 0.0), "{blind:?}");
+    assert_eq!(
+        (blind[3], blind[4], blind[confidence]),
+        (0.0, 0.0, 0.0),
+        "{blind:?}"
+    );
     assert!(sensed[6..10].iter().any(|&f| f > 0.0) && blind[6..10].iter().all(|&f| f == 0.0));
 }
 
