@@ -75,8 +75,11 @@ thread_local! {
     /// Tokenizer id → chunk of text → its token ids (see [`chunks`]); chunks
     /// repeat, and a hit skips the tokenizer, most of the cost of
     /// bag-of-tokens indexing.
-    static BAGS: RefCell<HashMap<u64, HashMap<Box<str>, Box<[u32]>>>> = RefCell::new(HashMap::new());
+    static BAGS: RefCell<HashMap<u64, ChunkIds>> = RefCell::new(HashMap::new());
 }
+
+/// One tokenizer's remembered chunks and their token ids.
+type ChunkIds = HashMap<Box<str>, Box<[u32]>>;
 
 /// A text cut where BERT tokenization never crosses: at ASCII spaces (the
 /// normaliser keeps them and the pre-tokenizer splits there) and around
