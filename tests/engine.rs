@@ -124,6 +124,20 @@ fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
         }
         let hybrid = search(&engine, q, 10, SearchMode::Hybrid);
         assert_eq!(hybrid.len(), 10);
+        // Without explanations: the same ranking and scores, no terms.
+        for mode in SearchMode::ALL {
+            let plain = run(engine.search_with(q, 10, mode, false)).expect("searches");
+            let explained = search(&engine, q, 10, mode);
+            assert_eq!(ids(&plain), ids(&explained), "{mode}");
+            assert!(
+                plain
+                    .iter()
+                    .zip(&explained)
+                    .all(|(a, b)| a.score == b.score)
+            );
+            assert!(plain.iter().all(|h| h.terms.is_empty()));
+            assert!(explained.iter().any(|h| !h.terms.is_empty()), "{mode}");
+        }
         // Each hit carries its document and the terms it matched, heaviest first.
         for h in search(&engine, q, 5, SearchMode::Sparse) {
             let doc = docs.iter().find(|d| d.id == h.id).expect("known id");

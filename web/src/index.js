@@ -51,7 +51,7 @@ const ROUTE_OPTIONS = ['network', 'writeQueries', 'model', 'policy', 'timeoutMs'
 const CREATE_OPTIONS = ['model', 'dense', 'device', 'sparseVectors', 'rerankM', 'onProgress', 'wasm', 'fetch'];
 const IMPORT_OPTIONS = ['model', 'dense', 'device', 'onProgress', 'wasm', 'fetch'];
 const LOAD_OPTIONS = ['device', 'onProgress', 'wasm'];
-const SEARCH_OPTIONS = ['k', 'mode'];
+const SEARCH_OPTIONS = ['k', 'mode', 'explain'];
 
 /** A TypeError naming the first key of `options` not in `allowed` (a typo
  * would otherwise be ignored silently), or `null`. */
@@ -363,18 +363,20 @@ export class Rlrag {
   }
 
   /**
-   * The best `k` documents, best first, each with the learned-sparse terms it matched.
+   * The best `k` documents, best first, each with the learned-sparse terms it
+   * matched (`explain: false`: no terms, and BM25 runs without the encoder).
    * @param {string} query
-   * @param {{k?: number, mode?: SearchMode}} [options]
+   * @param {{k?: number, mode?: SearchMode, explain?: boolean}} [options]
    * @returns {Promise<SearchHit[]>}
    */
   search(query, options = {}) {
     const bad = unknownOption(options, SEARCH_OPTIONS, 'search');
     if (bad) return Promise.reject(bad);
-    const { k = 10, mode = 'hybrid' } = options;
+    const { k = 10, mode = 'hybrid', explain = true } = options;
     if (typeof query !== 'string') return Promise.reject(new TypeError('search: the query must be a string'));
     if (!Number.isInteger(k) || k < 0) return Promise.reject(new RangeError('search: k must be a non-negative integer'));
-    return this.#run(() => this.#engine.search(query, k, mode));
+    if (typeof explain !== 'boolean') return Promise.reject(new TypeError('search: explain must be a boolean'));
+    return this.#run(() => this.#engine.search(query, k, mode, explain));
   }
 
   /**

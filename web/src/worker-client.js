@@ -167,7 +167,7 @@ export class RlragWorker {
 
   /**
    * @param {string} query
-   * @param {{k?: number, mode?: SearchMode}} [options]
+   * @param {{k?: number, mode?: SearchMode, explain?: boolean}} [options]
    * @returns {Promise<SearchHit[]>}
    */
   search(query, options = {}) {

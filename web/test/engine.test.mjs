@@ -118,7 +118,12 @@ test('every bad input is a rejected Promise with a message', async () => {
   await assert.rejects(e.search('   '), /empty/);
   await assert.rejects(e.search(42), /must be a string/);
   await assert.rejects(e.search('capital', { k: -1 }), /non-negative/);
-  await assert.rejects(e.search('capital', { K: 3 }), /search: unknown option `K` \(k, mode\)/);
+  await assert.rejects(e.search('capital', { K: 3 }), /search: unknown option `K` \(k, mode, explain\)/);
+  await assert.rejects(e.search('capital', { explain: 'no' }), /explain must be a boolean/);
+  const plain = await e.search('capital', { mode: 'bm25', explain: false });
+  const explained = await e.search('capital', { mode: 'bm25' });
+  assert.deepEqual(plain.map((h) => [h.id, h.score]), explained.map((h) => [h.id, h.score]));
+  assert.ok(plain.every((h) => h.terms.length === 0));
   await assert.rejects(e.search('capital', { mode: 'semantic' }), /unknown mode `semantic`/);
   await assert.rejects(e.search('capital', { mode: 'sparse' }), /sparseVectors/);
   await assert.rejects(e.search('capital', { mode: 'dense' }), /no dense model/);

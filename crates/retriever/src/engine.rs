@@ -418,6 +418,20 @@ impl Engine {
         k: usize,
         mode: SearchMode,
     ) -> Result<Vec<SearchHit>, RetrieverError> {
+        self.search_with(query, k, mode, true).await
+    }
+
+    /// As [`Engine::search`]; with `explain` false the hits' `terms` stay
+    /// empty, and BM25 and dense searches skip the query's sparse encoding
+    /// (a BM25 search is then index work only: what the router's local
+    /// source does for every sub-query).
+    pub async fn search_with(
+        &self,
+        query: &str,
+        k: usize,
+        mode: SearchMode,
+        explain: bool,
+    ) -> Result<Vec<SearchHit>, RetrieverError> {
         if query.trim().is_empty() {
             return Err(invalid("query", "the query is empty"));
         }
@@ -439,14 +453,18 @@ impl Engine {
         if k == 0 || self.docs.is_empty() {
             return Ok(Vec::new());
         }
-        // The sparse query vector ranks sparse/BoT and explains every mode.
-        let q = self
-            .models
-            .sparse
-            .encode_sparse_async(&[query])
-            .await?
-            .pop()
-            .unwrap_or_default();
+        // The sparse query vector ranks sparse/BoT and explains every mode;
+        // BM25 and dense without explanations need no encoder run.
+        let q = if explain || !matches!(mode, SearchMode::Bm25 | SearchMode::Dense) {
+            self.models
+                .sparse
+                .encode_sparse_async(&[query])
+                .await?
+                .pop()
+                .unwrap_or_default()
+        } else {
+            SparseVector::default()
+        };
         let hits = match mode {
             SearchMode::Sparse => self.sparse_hits(&q, k),
             SearchMode::Bot => self.bot_hits(&q, k).await?,
@@ -472,7 +490,11 @@ impl Engine {
             .filter_map(|h| {
                 let doc = self.docs.get(&h.id)?;
                 Some(SearchHit {
-                    terms: self.explain(&q, &h.id),
+                    terms: if explain {
+                        self.explain(&q, &h.id)
+                    } else {
+                        Vec::new()
+                    },
                     id: h.id,
                     score: h.score,
                     title: doc.title.clone(),

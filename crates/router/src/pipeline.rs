@@ -411,7 +411,7 @@ impl<'a> Router<'a> {
             let hits = self
                 .local
                 .engine()
-                .search(question, cfg.sensing_k, SearchMode::Bm25)
+                .search_with(question, cfg.sensing_k, SearchMode::Bm25, false)
                 .await?;
             background = hits
                 .into_iter()

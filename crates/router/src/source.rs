@@ -169,13 +169,13 @@ impl Source for LocalSource<'_> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(queries.len());
             for q in queries {
-                let hits =
-                    self.engine()
-                        .search(q, k, self.mode)
-                        .await
-                        .map_err(|e| Fault::Transport {
-                            detail: e.to_string(),
-                        })?;
+                let hits = self
+                    .engine()
+                    .search_with(q, k, self.mode, false)
+                    .await
+                    .map_err(|e| Fault::Transport {
+                        detail: e.to_string(),
+                    })?;
                 out.push(
                     hits.into_iter()
                         .map(|h| Hit {

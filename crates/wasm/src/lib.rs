@@ -315,14 +315,18 @@ impl Engine {
 
     /// The top `k` documents for `query` in `mode` (`sparse`, `bot`,
     /// `dense`, `bm25` or `hybrid`): `[{id, score, title, text, terms:
-    /// [{term, weight}]}]`.
+    /// [{term, weight}]}]`; `explain` false leaves `terms` empty (and spares
+    /// BM25 and dense the query's sparse encoding).
     #[allow(clippy::await_holding_refcell_ref)] // as in `add_documents`
-    pub fn search(&self, query: String, k: usize, mode: String) -> js_sys::Promise {
+    pub fn search(&self, query: String, k: usize, mode: String, explain: bool) -> js_sys::Promise {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mode: SearchMode = mode.parse().map_err(js_error)?;
             let engine = inner.try_borrow().map_err(|_| busy())?;
-            let hits = engine.search(&query, k, mode).await.map_err(js_error)?;
+            let hits = engine
+                .search_with(&query, k, mode, explain)
+                .await
+                .map_err(js_error)?;
             serde_wasm_bindgen::to_value(&hits).map_err(|e| js_error(e).into())
         })
     }
