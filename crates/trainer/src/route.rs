@@ -595,19 +595,19 @@ pub struct TrainRouterArgs {
     #[arg(long)]
     out: PathBuf,
     /// Passes over the training questions.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 60)]
     epochs: usize,
     /// Rollouts per question (a group; 1 uses the learned baseline alone).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     rollouts: usize,
     /// Questions per update.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     batch_size: usize,
     /// AdamW learning rate.
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, default_value_t = 0.01)]
     lr: f64,
     /// Entropy bonus.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.03)]
     entropy: f32,
     /// Hidden units of the policy.
     #[arg(long, default_value_t = 32)]
