@@ -426,8 +426,13 @@ impl<'a> Router<'a> {
             // the first decision sees it (KunLunBaizeRAG's sensing-informed
             // routing: local when it already covers the question).
             let refs: Vec<&Hit> = background.iter().collect();
-            let lists = [background.clone()];
-            let f = evidence_features(&question_terms, &entities, &self.analyzer, &refs, &lists);
+            let f = evidence_features(
+                &question_terms,
+                &entities,
+                &self.analyzer,
+                &refs,
+                std::slice::from_ref(&background),
+            );
             state.sensed = true;
             state.sensing_coverage = f[0];
             state.evidence = f;

@@ -527,14 +527,22 @@ pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
     let setup = Setup::new(&args.setup, "test")?;
     let mut policies = BTreeMap::new();
     let mut last = None;
-    let mut traces = String::new();
+    // Only serialised when asked for.
+    let mut traces = args.traces.as_ref().map(|_| String::new());
+    // Judge (with --judge), summarise and trace one policy's runs.
+    let mut record = |name: &str, runs: &mut [Run]| -> anyhow::Result<()> {
+        judge_all(&setup, runs, args.judge);
+        let scores: Vec<QuestionScore> = runs.iter().map(|r| r.score.clone()).collect();
+        policies.insert(name.to_owned(), summarize(&scores));
+        if let Some(out) = traces.as_mut() {
+            trace_lines(name, runs, &setup.questions, out)?;
+        }
+        Ok(())
+    };
     for fixed in FixedPolicy::BASELINES {
         let router = setup.router(pipeline(&args.setup, NEVER), Confidence::default())?;
         let mut runs = run_all(&setup, &router, fixed.name(), |_| Box::new(fixed))?;
-        judge_all(&setup, &mut runs, args.judge);
-        let scores: Vec<QuestionScore> = runs.iter().map(|r| r.score.clone()).collect();
-        policies.insert(fixed.name().to_owned(), summarize(&scores));
-        trace_lines(fixed.name(), &runs, &setup.questions, &mut traces)?;
+        record(fixed.name(), &mut runs)?;
         if fixed == FixedPolicy::Network {
             last = Some(runs);
         }
@@ -545,15 +553,11 @@ pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
         let mut runs = run_all(&setup, &router, "learned", |_| {
             Box::new(LearnedDecider::greedy(&policy))
         })?;
-        judge_all(&setup, &mut runs, args.judge);
-        let scores: Vec<QuestionScore> = runs.iter().map(|r| r.score.clone()).collect();
-        policies.insert("learned".to_owned(), summarize(&scores));
-        trace_lines("learned", &runs, &setup.questions, &mut traces)?;
+        record("learned", &mut runs)?;
         last = Some(runs);
     }
-    if let Some(path) = &args.traces {
-        std::fs::write(path, &traces)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    if let (Some(path), Some(traces)) = (&args.traces, &traces) {
+        std::fs::write(path, traces).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote the traces to {}", path.display());
     }
     if let (Some(path), Some(runs)) = (&args.rlag_out, &last) {
