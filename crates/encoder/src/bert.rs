@@ -8,10 +8,10 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::config::BertConfig;
+use crate::kernels::{attention_softmax, gelu, max_over_tokens};
 
 /// Token, position and segment embeddings, summed and normalised.
 #[derive(Module, Debug)]
@@ -187,11 +187,8 @@ impl Layer {
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x.clone()));
-        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f32).sqrt());
-        if let Some(bias) = bias {
-            scores = scores + bias;
-        }
-        let ctx = softmax(scores, 3)
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let ctx = attention_softmax(scores, (d as f32).sqrt(), bias)
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([b, l, h]);
@@ -269,6 +266,23 @@ impl BertModel {
     /// Vocabulary logits `[batch, len, vocab]` from token states, or `None`
     /// without an MLM head.
     pub fn mlm_logits(&self, hidden: Tensor<3>) -> Option<Tensor<3>> {
+        let (head, logits) = self.decode(hidden)?;
+        let vocab = logits.dims()[2];
+        Some(logits + head.bias.val().reshape([1, 1, vocab]))
+    }
+
+    /// Vocabulary logits max-pooled over the tokens that `pad` does not mark
+    /// (`[batch, vocab]`), or `None` without an MLM head. Equal to pooling
+    /// [`BertModel::mlm_logits`]: the bias is the same for every token, so
+    /// it is added once after pooling.
+    pub fn mlm_pooled(&self, hidden: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Option<Tensor<2>> {
+        let (head, logits) = self.decode(hidden)?;
+        let vocab = logits.dims()[2];
+        Some(max_over_tokens(logits, pad) + head.bias.val().reshape([1, vocab]))
+    }
+
+    /// The MLM transform and the tied decoder, without the output bias.
+    fn decode(&self, hidden: Tensor<3>) -> Option<(&MlmHead, Tensor<3>)> {
         let head = self.head.as_ref()?;
         let t = head.norm.forward(gelu(head.transform.forward(hidden)));
         let [b, l, h] = t.dims();
@@ -280,7 +294,7 @@ impl BertModel {
             .val()
             .transpose();
         let vocab = decoder.dims()[1];
-        let logits = t.reshape([b * l, h]).matmul(decoder) + head.bias.val().reshape([1, vocab]);
-        Some(logits.reshape([b, l, vocab]))
+        let logits = t.reshape([b * l, h]).matmul(decoder);
+        Some((head, logits.reshape([b, l, vocab])))
     }
 }

@@ -478,22 +478,12 @@ impl Encoder {
         let mut pooled = Vec::with_capacity(b.div_ceil(rows));
         for start in (0..b).step_by(rows) {
             let n = rows.min(b - start);
-            let logits = self
+            let mask = pad.any.then(|| pad.mask.clone().narrow(0, start, n));
+            let rows = self
                 .model
-                .mlm_logits(states.clone().narrow(0, start, n))
+                .mlm_pooled(states.clone().narrow(0, start, n), mask)
                 .ok_or_else(|| EncoderError::Weights("the model has no MLM head".into()))?;
-            let logits = if pad.any {
-                let mask = pad
-                    .mask
-                    .clone()
-                    .narrow(0, start, n)
-                    .reshape([n, l, 1])
-                    .expand([n, l, vocab]);
-                logits.mask_fill(mask, f32::NEG_INFINITY)
-            } else {
-                logits
-            };
-            pooled.push(logits.max_dim(1).reshape([n, vocab]));
+            pooled.push(rows);
         }
         Ok(if pooled.len() == 1 {
             pooled.swap_remove(0)

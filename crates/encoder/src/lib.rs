@@ -13,6 +13,7 @@ pub mod bert;
 pub mod config;
 mod encoder;
 mod error;
+mod kernels;
 pub mod models;
 mod sparse;
 
