@@ -11,7 +11,10 @@ use burn::store::{
     BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use tokenizers::{PostProcessor, Tokenizer, TruncationParams};
+use tokenizers::models::ModelWrapper;
+use tokenizers::normalizers::NormalizerWrapper;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{Model, PostProcessor, Tokenizer, TruncationParams};
 
 use crate::bert::{BertModel, burn_to_hf_key_remapping, hf_key_remapping};
 use crate::config::{Head, ModelConfig, Pooling, SparseActivation};
@@ -62,6 +65,68 @@ pub struct Encoder {
     model: BertModel,
     device: Device,
     pad_id: u32,
+    /// How plain words tokenize, when the tokenizer is BERT's (see [`PlainWords`]).
+    plain_words: Option<PlainWords>,
+}
+
+/// A shortcut through BERT's tokenizer for chunks of plain ASCII letters and
+/// digits (or one ASCII punctuation mark), most chunks of most text: BERT's
+/// normaliser only lowercases them (nothing to clean, accent-strip or
+/// space), its pre-tokenizer leaves them whole, and no added token fits in
+/// them, so the tokenizer's own WordPiece model tokenizes them directly,
+/// without building the normalised string, its alignments and an encoding.
+/// `tests/bags.rs` checks it against the full pipeline.
+#[derive(Debug, Clone, Copy)]
+struct PlainWords {
+    lowercase: bool,
+}
+
+impl PlainWords {
+    /// The shortcut, when `tokenizer` is a BERT normaliser, BERT
+    /// pre-tokenizer and WordPiece model whose added tokens all hold a
+    /// character other than ASCII letters and digits and are longer than one
+    /// character.
+    fn of(tokenizer: &Tokenizer) -> Option<Self> {
+        let Some(NormalizerWrapper::BertNormalizer(normalizer)) = tokenizer.get_normalizer() else {
+            return None;
+        };
+        let Some(PreTokenizerWrapper::BertPreTokenizer(_)) = tokenizer.get_pre_tokenizer() else {
+            return None;
+        };
+        let ModelWrapper::WordPiece(_) = tokenizer.get_model() else {
+            return None;
+        };
+        let added_apart = tokenizer.get_added_tokens_decoder().values().all(|t| {
+            t.content.chars().count() > 1 && t.content.chars().any(|c| !c.is_ascii_alphanumeric())
+        });
+        added_apart.then_some(Self {
+            lowercase: normalizer.lowercase,
+        })
+    }
+
+    /// The token ids of `chunk` by the shortcut, or `None` where it does not
+    /// apply (`tokenizer` is the one [`PlainWords::of`] accepted).
+    fn ids(self, tokenizer: &Tokenizer, chunk: &str) -> Option<Result<Vec<u32>, EncoderError>> {
+        let covered = match chunk.as_bytes() {
+            [] => false,
+            [b] if b.is_ascii_punctuation() => true,
+            bytes => bytes.iter().all(u8::is_ascii_alphanumeric),
+        };
+        if !covered {
+            return None;
+        }
+        let word = if self.lowercase {
+            std::borrow::Cow::Owned(chunk.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(chunk)
+        };
+        let tokens = tokenizer.get_model().tokenize(&word);
+        Some(
+            tokens
+                .map(|tokens| tokens.iter().map(|t| t.id).collect())
+                .map_err(|e| EncoderError::Tokenizer(e.to_string())),
+        )
+    }
 }
 
 /// Tokenizer identities for [`BAGS`].
@@ -240,11 +305,12 @@ impl Encoder {
         }
         Ok(Self {
             config,
-            tokenizer,
             tokenizer_id: NEXT_TOKENIZER.fetch_add(1, Ordering::Relaxed),
             model,
             device: device.clone(),
             pad_id,
+            plain_words: PlainWords::of(&tokenizer),
+            tokenizer,
         })
     }
 
@@ -356,7 +422,7 @@ impl Encoder {
                     ids.extend_from_slice(known);
                     continue;
                 }
-                let new = self.token_ids(chunk)?;
+                let new = self.chunk_ids(chunk)?;
                 ids.extend_from_slice(&new);
                 if cache.len() >= BAG_CACHE_CHUNKS {
                     cache.clear();
@@ -368,6 +434,15 @@ impl Encoder {
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
+    }
+
+    /// The token ids of one chunk (see [`chunks`]): through the
+    /// [`PlainWords`] shortcut where it applies, else the whole tokenizer.
+    fn chunk_ids(&self, chunk: &str) -> Result<Vec<u32>, EncoderError> {
+        match self.plain_words.and_then(|p| p.ids(&self.tokenizer, chunk)) {
+            Some(ids) => ids,
+            None => self.token_ids(chunk),
+        }
     }
 
     /// Every token id of `text` (no special tokens, no truncation), in order
@@ -597,6 +672,7 @@ impl Encoder {
             model,
             device,
             pad_id: self.pad_id,
+            plain_words: self.plain_words,
         }
     }
 
@@ -639,5 +715,90 @@ impl Encoder {
             Head::Sparse { activation, top_k } => Some((activation, top_k)),
             Head::Dense { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::AddedToken;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+
+    fn bert_tokenizer(lowercase: bool, added: &[&str]) -> Tokenizer {
+        let vocab = [
+            "[UNK]", "[CLS]", "[SEP]", "[MASK]", "play", "##ing", "##ed", "the", "The", "a", "!",
+            "[", ".", "1", "##9", "##90", "x", "##x",
+        ];
+        let vocab: serde_json::Map<String, serde_json::Value> = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i.into()))
+            .collect();
+        let json = serde_json::json!({
+            "version": "1.0",
+            "added_tokens": [],
+            "normalizer": {"type": "BertNormalizer", "clean_text": true,
+                "handle_chinese_chars": true, "strip_accents": null, "lowercase": lowercase},
+            "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "post_processor": null,
+            "decoder": null,
+            "model": {"type": "WordPiece", "unk_token": "[UNK]",
+                "continuing_subword_prefix": "##", "max_input_chars_per_word": 12, "vocab": vocab},
+        });
+        let mut tokenizer = Tokenizer::from_bytes(json.to_string()).expect("tokenizer json");
+        let added: Vec<AddedToken> = added.iter().map(|t| AddedToken::from(*t, true)).collect();
+        tokenizer.add_special_tokens(&added);
+        tokenizer
+    }
+
+    fn full(tokenizer: &Tokenizer, chunk: &str) -> Vec<u32> {
+        let encoding = tokenizer.encode_fast(chunk, false).expect("encodes");
+        encoding.get_ids().to_vec()
+    }
+
+    #[test]
+    fn plain_words_tokenize_as_the_whole_pipeline() {
+        for lowercase in [true, false] {
+            let tokenizer = bert_tokenizer(lowercase, &["[CLS]", "[SEP]", "[MASK]"]);
+            let plain = PlainWords::of(&tokenizer).expect("a BERT tokenizer");
+            let chunks = [
+                "playing",
+                "PLAYED",
+                "The",
+                "the",
+                "1990",
+                "19",
+                "a",
+                "!",
+                "[",
+                ".",
+                "zzz",
+                "xxxxxxxxxxxxx",
+                "xxxxxxxxxxxx",
+                "Played1990",
+            ];
+            for chunk in chunks {
+                let ids = plain.ids(&tokenizer, chunk).expect("covered").expect("ok");
+                assert_eq!(
+                    ids,
+                    full(&tokenizer, chunk),
+                    "{chunk:?} (lowercase {lowercase})"
+                );
+            }
+            for chunk in ["", "play ing", "café", "a.b", "!!", "[MASK]", "日本"] {
+                assert!(plain.ids(&tokenizer, chunk).is_none(), "{chunk:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn plain_words_need_a_bert_pipeline_and_no_word_like_added_tokens() {
+        assert!(PlainWords::of(&bert_tokenizer(true, &["[CLS]"])).is_some());
+        // An added token a plain chunk could be, or could hold.
+        assert!(PlainWords::of(&bert_tokenizer(true, &["play"])).is_none());
+        assert!(PlainWords::of(&bert_tokenizer(true, &["!"])).is_none());
+        let mut other = bert_tokenizer(true, &[]);
+        other.with_pre_tokenizer(Some(Whitespace {}));
+        assert!(PlainWords::of(&other).is_none());
     }
 }
