@@ -32,7 +32,7 @@ if [ "$device" = webgpu ]; then
 else
   scripts/build-web.sh --release --cpu-only --out "$out/pkg"
 fi
-cargo build --release --locked -p trainer
+scripts/build-release.sh
 target/release/trainer export-corpus --data data/hotpotqa100 --out "$out/corpus.json"
 RAYON_NUM_THREADS="$threads" target/release/trainer bench-engine --model "$model" \
   --data data/hotpotqa100 --encode-docs "$encode" --json "$out/native.json"

@@ -8,12 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py="$(scripts/pyenv.sh)"
 models="$(scripts/fetch-models.sh)"
-cargo build --release --locked --workspace --bins --examples  # one feature set for every release command
+scripts/build-release.sh
 mkdir -p target/bench
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(minilm splade-tiny)
 for m in "${names[@]}"; do
-  RAYON_NUM_THREADS=1 target/release/examples/encoder_throughput "$m" \
+  RAYON_NUM_THREADS=1 target/release/trainer bench-encoder --model "$models/$m" \
     --passages "${PASSAGES:-1000}" --tokens 128 --batch 32 --out "target/bench/$m-inputs.json"
   OMP_NUM_THREADS=1 "$py" scripts/bench_encoder_ort.py "$models/$m" "target/bench/$m-inputs.json" \
     | tee "target/bench/encoder-$m.json"

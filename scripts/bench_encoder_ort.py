@@ -3,7 +3,7 @@
 Builds the BERT graph of a model directory (config.json + model.safetensors)
 directly with the `onnx` package (no torch, no exporter: the same weights the
 burn encoder loads), then encodes exactly the token ids that
-`examples/encoder_throughput.rs --out FILE` used, in the same batches, on one
+`trainer bench-encoder --out FILE` used, in the same batches, on one
 thread, and prints passages/s, the ratio burn/ORT, and how far the first
 outputs of the two runtimes differ.
 

@@ -48,7 +48,7 @@ fi
 # names a trainer binary already built (the test command's); else the release one.
 trainer="${TRAINER:-}"
 if [ -z "$trainer" ]; then
-  cargo build --release --locked --quiet --workspace --bins
+  scripts/build-release.sh --quiet
   trainer=target/release/trainer
 fi
 "$trainer" export-corpus --data data/hotpotqa100 --out "$dist/corpus.json"

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh
-cargo build --release --locked --workspace --bins --examples  # one feature set for every release command
+scripts/build-release.sh
 out=target/eval/table
 mkdir -p "$out"
 datasets=("$@")

@@ -17,7 +17,7 @@ scripts/setup.sh
 scripts/setup-wasm.sh
 scripts/fetch-models.sh
 command -v npm >/dev/null || { echo "main: Node.js and npm are needed (the wasm build's wasm-opt comes from npm)" >&2; exit 1; }
-cargo build --release --locked -p trainer
+scripts/build-release.sh
 model=target/main/model
 target/release/trainer train-retriever --data data/hotpotqa100 --split all --holdout 0.2 \
   --env qrels --steps 100 --seed 42 --out "$model"

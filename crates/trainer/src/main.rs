@@ -2,6 +2,7 @@
 //! dataset; training commands arrive with the trainer issue.
 
 mod bench;
+mod bench_encoder;
 mod eval;
 mod progress;
 mod retrievers;
@@ -41,6 +42,8 @@ enum Command {
     /// result, query latency per mode, encoder throughput (JSON for
     /// scripts/bench-browser.sh, which runs the same steps in Chromium).
     BenchEngine(bench::BenchArgs),
+    /// Encoder throughput on real passages (the burn side of scripts/bench-encoder.sh).
+    BenchEncoder(bench_encoder::BenchEncoderArgs),
     /// Serve a corpus as a network search source (POST /search {queries, k}).
     Serve(serve::ServeArgs),
     /// Train the routing policy by RL (local / network / both / decompose / answer).
@@ -88,7 +91,7 @@ struct EvalArgs {
 
 // Encoder runs allocate and free large temporaries per op; glibc malloc maps
 // and unmaps each one (page faults), mimalloc reuses them: about 20% more
-// passages/s (examples/encoder_throughput.rs).
+// passages/s (`trainer bench-encoder`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -131,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::BenchEncoder(args) => bench_encoder::run(&args),
         Command::ExportCorpus(args) => {
             let ds = rlrag_retriever::Dataset::load(&args.data, args.format, None)?;
             let json = serde_json::to_string(&ds.corpus)?;
