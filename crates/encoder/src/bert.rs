@@ -263,26 +263,12 @@ impl BertModel {
         self.head.is_some()
     }
 
-    /// Vocabulary logits `[batch, len, vocab]` from token states, or `None`
-    /// without an MLM head.
-    pub fn mlm_logits(&self, hidden: Tensor<3>) -> Option<Tensor<3>> {
-        let (head, logits) = self.decode(hidden)?;
-        let vocab = logits.dims()[2];
-        Some(logits + head.bias.val().reshape([1, 1, vocab]))
-    }
-
     /// Vocabulary logits max-pooled over the tokens that `pad` does not mark
-    /// (`[batch, vocab]`), or `None` without an MLM head. Equal to pooling
-    /// [`BertModel::mlm_logits`]: the bias is the same for every token, so
-    /// it is added once after pooling.
+    /// (`[batch, vocab]`), or `None` without an MLM head: the MLM transform,
+    /// the tied decoder, the pooling, then the output bias — added once after
+    /// pooling, which equals adding it to every token's logits first (it is
+    /// the same for every token, and max(x + b) = max(x) + b).
     pub fn mlm_pooled(&self, hidden: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Option<Tensor<2>> {
-        let (head, logits) = self.decode(hidden)?;
-        let vocab = logits.dims()[2];
-        Some(max_over_tokens(logits, pad) + head.bias.val().reshape([1, vocab]))
-    }
-
-    /// The MLM transform and the tied decoder, without the output bias.
-    fn decode(&self, hidden: Tensor<3>) -> Option<(&MlmHead, Tensor<3>)> {
         let head = self.head.as_ref()?;
         let t = head.norm.forward(gelu(head.transform.forward(hidden)));
         let [b, l, h] = t.dims();
@@ -294,7 +280,7 @@ impl BertModel {
             .val()
             .transpose();
         let vocab = decoder.dims()[1];
-        let logits = t.reshape([b * l, h]).matmul(decoder);
-        Some((head, logits.reshape([b, l, vocab])))
+        let logits = t.reshape([b * l, h]).matmul(decoder).reshape([b, l, vocab]);
+        Some(max_over_tokens(logits, pad) + head.bias.val().reshape([1, vocab]))
     }
 }

@@ -78,15 +78,18 @@ pub(crate) fn max_over_tokens(logits: Tensor<3>, pad: Option<Tensor<2, Bool>>) -
         Placed::Flex(t) => t,
         Placed::Other(logits) => return burn_max_over_tokens(logits, pad),
     };
-    let keep: Vec<bool> = match pad.map(|p| p.into_data().try_into_vec::<bool>()) {
+    let keep: Vec<bool> = match pad
+        .as_ref()
+        .map(|p| p.clone().into_data().try_into_vec::<bool>())
+    {
         None => vec![true; b * l],
-        Some(Ok(pad)) if pad.len() == b * l => pad.iter().map(|&p| !p).collect(),
+        Some(Ok(values)) if values.len() == b * l => values.iter().map(|&p| !p).collect(),
         // A mask that is not `[batch, len]` booleans: burn's operations check it.
-        Some(_) => return burn_max_over_tokens(from_flex(logits), None),
+        Some(_) => return burn_max_over_tokens(from_flex(logits), pad),
     };
     let logits = contiguous(logits);
     let Some(xs) = logits.as_slice::<f32>() else {
-        return burn_max_over_tokens(from_flex(logits), None);
+        return burn_max_over_tokens(from_flex(logits), pad);
     };
     let mut out = vec![f32::NEG_INFINITY; b * v];
     let kernel = MaxOverTokens {
