@@ -5,21 +5,25 @@
 # query latency p50 per mode. Native: `trainer bench-engine` (release); the
 # browser: web/bench/ in headless Chromium on the size-tuned CPU-only wasm
 # (SIMD128, one thread). Writes target/bench/browser-vs-native.json.
-#   scripts/bench-browser.sh [--model DIR] [--encode-docs N] [--threads N] [--device cpu|webgpu]
+#   scripts/bench-browser.sh [--model DIR] [--encode-docs N] [--threads N] [--runs N] [--device cpu|webgpu]
 # --threads: native CPU threads (default 1, as the wasm build has one).
+# --runs: how many cold starts (load + index + first query) each side times;
+# medians are compared (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${RLRAG_MODELS:-${RLRAG_CACHE:-$HOME/.cache/rlrag}/models}/splade-tiny"
 encode=200
 threads=1
+runs=5
 device=cpu
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
     --encode-docs) encode="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
+    --runs) runs="$2"; shift 2 ;;
     --device) device="$2"; shift 2 ;;
-    *) echo "usage: scripts/bench-browser.sh [--model DIR] [--encode-docs N] [--threads N] [--device cpu|webgpu]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench-browser.sh [--model DIR] [--encode-docs N] [--threads N] [--runs N] [--device cpu|webgpu]" >&2; exit 2 ;;
   esac
 done
 scripts/setup-wasm.sh
@@ -35,7 +39,7 @@ fi
 scripts/build-release.sh
 target/release/trainer export-corpus --data data/hotpotqa100 --out "$out/corpus.json"
 RAYON_NUM_THREADS="$threads" target/release/trainer bench-engine --model "$model" \
-  --data data/hotpotqa100 --encode-docs "$encode" --json "$out/native.json"
+  --data data/hotpotqa100 --encode-docs "$encode" --runs "$runs" --json "$out/native.json"
 node web/bench/run.mjs --native "$out/native.json" --pkg "$out/pkg" --model "$model" \
-  --corpus "$out/corpus.json" --device "$device" --encode-docs "$encode" \
+  --corpus "$out/corpus.json" --device "$device" --encode-docs "$encode" --runs "$runs" \
   --out "$out/browser-vs-native.json"

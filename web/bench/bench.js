@@ -9,6 +9,8 @@ const params = new URLSearchParams(location.search);
 const device = params.get('device') ?? 'cpu';
 const k = Number(params.get('k') ?? 10);
 const encodeDocs = Number(params.get('encodeDocs') ?? 200);
+// 0: time load, index and the first query only (the repeated runs).
+const timeQueries = params.get('queries') !== '0';
 
 async function json(url) {
   const response = await fetch(url);
@@ -49,9 +51,10 @@ async function bench() {
   const firstQueryMs = performance.now() - t;
   const timeToFirstResultMs = performance.now() - start;
   const queryMs = {};
-  for (const mode of ['bm25', 'bot', 'hybrid']) queryMs[mode] = await latencies(engine, queries, mode);
+  const modes = timeQueries ? ['bm25', 'bot', 'hybrid'] : [];
+  for (const mode of modes) queryMs[mode] = await latencies(engine, queries, mode);
   let encodeDocsPerS = null;
-  const encoded = Math.min(encodeDocs, corpus.length);
+  const encoded = timeQueries ? Math.min(encodeDocs, corpus.length) : 0;
   if (encoded > 0) {
     const sparse = await Rlrag.create({ model: 'model', device, sparseVectors: true });
     t = performance.now();

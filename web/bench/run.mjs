@@ -2,7 +2,10 @@
 // compares it with `trainer bench-engine`'s native report: the driver of
 // scripts/bench-browser.sh.
 //   node web/bench/run.mjs --native N.json --pkg DIR --model DIR --corpus F.json
-//        [--device cpu|webgpu] [--encode-docs N] [--out F.json] [--profile F.cpuprofile [--focus NAME]]
+//        [--device cpu|webgpu] [--encode-docs N] [--runs N] [--out F.json] [--profile F.cpuprofile [--focus NAME]]
+// --runs: load + index + first query this many times, each in a fresh
+// browser context (cold caches, the wasm compiled anew), medians reported;
+// query latencies and encoding are timed in the first run.
 // --profile: Chromium's sampling profile of the whole run (open it in the
 // DevTools Performance panel), and the top functions by self time printed;
 // wasm functions have names when the package was built without wasm-opt.
@@ -22,6 +25,7 @@ const { values: opts } = parseArgs({
     corpus: { type: 'string' },
     device: { type: 'string', default: 'cpu' },
     'encode-docs': { type: 'string', default: '200' },
+    runs: { type: 'string', default: '5' },
     out: { type: 'string' },
     profile: { type: 'string' },
     focus: { type: 'string' },
@@ -53,6 +57,10 @@ function resolve(path) {
 const server = createServer(async (req, res) => {
   const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
   try {
+    if (path === '/favicon.ico') {
+      res.writeHead(204).end();
+      return;
+    }
     if (path === '/queries.json') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(queries);
       return;
@@ -71,38 +79,59 @@ const url = `http://127.0.0.1:${server.address().port}/`;
 const args = ['--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update'];
 if (opts.device === 'webgpu') args.push('--enable-unsafe-webgpu');
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args });
-let result;
+const runs = Math.max(1, Number(opts.runs) || 1);
+const results = [];
 try {
-  const page = await browser.newPage();
-  page.on('console', (m) => m.type() === 'error' && console.error(`page: ${m.text()}`));
-  let failed;
-  const failure = new Promise((_, reject) => {
-    failed = reject;
-  });
-  page.on('crash', () => failed(new Error('the renderer crashed')));
-  const cdp = opts.profile ? await page.context().newCDPSession(page) : null;
-  if (cdp) {
-    await cdp.send('Profiler.enable');
-    await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
-    await cdp.send('Profiler.start');
-  }
-  page.on('pageerror', (e) => failed(new Error(`page error: ${e.message}`)));
-  await page.goto(`${url}?device=${opts.device}&encodeDocs=${opts['encode-docs']}`);
-  await Promise.race([
-    page.waitForFunction(() => window.benchResult || window.benchError, null, { timeout: 1_800_000, polling: 500 }),
-    failure,
-  ]);
-  const error = await page.evaluate(() => window.benchError);
-  if (error) throw new Error(`the browser bench failed: ${error}`);
-  result = await page.evaluate(() => window.benchResult);
-  if (cdp) {
-    const { profile } = await cdp.send('Profiler.stop');
-    await writeFile(opts.profile, JSON.stringify(profile));
-    topFunctions(profile);
-  }
+  for (let run = 0; run < runs; run += 1) results.push(await benchOnce(run));
 } finally {
   await browser.close();
   server.close();
+}
+const median = (key) => {
+  const v = results.map((r) => r[key]).sort((a, b) => a - b);
+  return v[Math.floor(v.length / 2)];
+};
+const result = { ...results[0], startups: [] };
+for (const key of ['load_ms', 'index_ms', 'first_query_ms', 'time_to_first_result_ms']) result[key] = median(key);
+result.index_docs_per_s = result.documents / (result.index_ms / 1000);
+result.startups = results.map(({ load_ms, index_ms, first_query_ms, time_to_first_result_ms }) => ({ load_ms, index_ms, first_query_ms, time_to_first_result_ms }));
+
+/** One page load in a fresh context; the first also times queries and encoding. */
+async function benchOnce(run) {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    page.on('console', (m) => m.type() === 'error' && console.error(`page: ${m.text()}`));
+    let failed;
+    const failure = new Promise((_, reject) => {
+      failed = reject;
+    });
+    page.on('crash', () => failed(new Error('the renderer crashed')));
+    const cdp = opts.profile && run === 0 ? await context.newCDPSession(page) : null;
+    if (cdp) {
+      await cdp.send('Profiler.enable');
+      await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+      await cdp.send('Profiler.start');
+    }
+    page.on('pageerror', (e) => failed(new Error(`page error: ${e.message}`)));
+    const query = run === 0 ? `encodeDocs=${opts['encode-docs']}` : 'encodeDocs=0&queries=0';
+    await page.goto(`${url}?device=${opts.device}&${query}`);
+    await Promise.race([
+      page.waitForFunction(() => window.benchResult || window.benchError, null, { timeout: 1_800_000, polling: 500 }),
+      failure,
+    ]);
+    const error = await page.evaluate(() => window.benchError);
+    if (error) throw new Error(`the browser bench failed: ${error}`);
+    const result = await page.evaluate(() => window.benchResult);
+    if (cdp) {
+      const { profile } = await cdp.send('Profiler.stop');
+      await writeFile(opts.profile, JSON.stringify(profile));
+      topFunctions(profile);
+    }
+    return result;
+  } finally {
+    await context.close();
+  }
 }
 
 /** The 25 functions with the most self time in a CPU profile (within
@@ -147,6 +176,7 @@ for (const mode of Object.keys(result.query_ms)) {
   rows.push([`query p50, ${mode} (ms)`, n, result.query_ms[mode].p50, speed(result.query_ms[mode].p50, n)]);
 }
 const fmt = (v) => (v === null || v === undefined ? '–' : v >= 100 ? v.toFixed(0) : v.toFixed(2));
+console.log(`load + index + first query: medians of ${native.startups?.length ?? 1} native and ${runs} browser runs`);
 console.log(`| ${native.documents} HotpotQA-100 paragraphs, ${native.queries.length} queries | native (${native.threads} threads) | ${result.runtime}, ${result.backend} | browser/native |`);
 console.log('|---|---:|---:|---:|');
 for (const [name, n, b, r] of rows) console.log(`| ${name} | ${fmt(n)} | ${fmt(b)} | ${r === null ? '–' : `${r.toFixed(2)}x`} |`);

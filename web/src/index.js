@@ -216,8 +216,8 @@ export class Rlrag {
   static async create(options) {
     const bad = unknownOption(options, CREATE_OPTIONS, 'Rlrag.create');
     if (bad) throw bad;
-    await initWasm(options?.wasm);
-    const files = await loadModels(options ?? {});
+    // The wasm compiles while the model downloads.
+    const [, files] = await Promise.all([initWasm(options?.wasm), loadModels(options ?? {})]);
     const engine = await Engine.create(wasmModel(files.model), wasmModel(files.dense), engineOptions(options));
     return new Rlrag(engine, options.onProgress, files);
   }
@@ -231,8 +231,8 @@ export class Rlrag {
   static async importIndex(index, options) {
     const bad = unknownOption(options, IMPORT_OPTIONS, 'Rlrag.importIndex');
     if (bad) throw bad;
-    await initWasm(options?.wasm);
-    const files = await loadModels(options ?? {});
+    // The wasm compiles while the model downloads.
+    const [, files] = await Promise.all([initWasm(options?.wasm), loadModels(options ?? {})]);
     const device = options.device ?? 'auto';
     const engine = await Engine.importIndex(wasmModel(files.model), wasmModel(files.dense), bytes(index, 'index'), {
       device,

@@ -2,7 +2,7 @@
 //! masked-language-model head whose decoder is tied to the word embeddings.
 //!
 //! Parameter names follow Hugging Face's after a fixed renaming
-//! ([`hf_key_remapping`]), so `model.safetensors` from `BertModel` and
+//! ([`hf_to_module_key`]), so `model.safetensors` from `BertModel` and
 //! `BertForMaskedLM` checkpoints (including the legacy `LayerNorm.gamma/beta`
 //! names) load without conversion.
 
@@ -58,81 +58,73 @@ pub struct BertModel {
     head: Option<MlmHead>,
 }
 
-/// Regex renamings from Hugging Face tensor names to this module's paths.
-pub fn hf_key_remapping() -> Vec<(&'static str, &'static str)> {
-    vec![
-        (r"^(embeddings|encoder)\.", "bert.$1."),
-        (
-            r"^bert\.embeddings\.LayerNorm\.",
-            "bert.embeddings.layer_norm.",
-        ),
-        (
-            r"^bert\.encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.",
-            "bert.layers.$1.$2.",
-        ),
-        (
-            r"^bert\.encoder\.layer\.(\d+)\.attention\.output\.dense\.",
-            "bert.layers.$1.attn_out.",
-        ),
-        (
-            r"^bert\.encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.",
-            "bert.layers.$1.attn_norm.",
-        ),
-        (
-            r"^bert\.encoder\.layer\.(\d+)\.intermediate\.dense\.",
-            "bert.layers.$1.inter.",
-        ),
-        (
-            r"^bert\.encoder\.layer\.(\d+)\.output\.dense\.",
-            "bert.layers.$1.out.",
-        ),
-        (
-            r"^bert\.encoder\.layer\.(\d+)\.output\.LayerNorm\.",
-            "bert.layers.$1.out_norm.",
-        ),
-        (r"^cls\.predictions\.transform\.dense\.", "head.transform."),
-        (r"^cls\.predictions\.transform\.LayerNorm\.", "head.norm."),
-        (r"^cls\.predictions\.bias$", "head.bias"),
-    ]
+/// The parts of a transformer layer's tensor names: Hugging Face's, this
+/// module's.
+const LAYER_PARTS: [(&str, &str); 8] = [
+    ("attention.self.query.", "query."),
+    ("attention.self.key.", "key."),
+    ("attention.self.value.", "value."),
+    ("attention.output.dense.", "attn_out."),
+    ("attention.output.LayerNorm.", "attn_norm."),
+    ("intermediate.dense.", "inter."),
+    ("output.dense.", "out."),
+    ("output.LayerNorm.", "out_norm."),
+];
+
+/// The other renamed prefixes: Hugging Face's, this module's.
+const PREFIXES: [(&str, &str); 4] = [
+    ("bert.embeddings.LayerNorm.", "bert.embeddings.layer_norm."),
+    ("cls.predictions.transform.dense.", "head.transform."),
+    ("cls.predictions.transform.LayerNorm.", "head.norm."),
+    ("cls.predictions.bias", "head.bias"),
+];
+
+/// A known tensor name renamed: Hugging Face's to this module's
+/// (`to_module`), or back; `None` for names outside the renaming.
+fn rename_known(name: &str, to_module: bool) -> Option<String> {
+    let pick = |(hf, ours): (&'static str, &'static str)| {
+        if to_module { (hf, ours) } else { (ours, hf) }
+    };
+    // `{from}{digits}.{part}{rest}` → `{to}{digits}.{part'}{rest}`.
+    let (from, to) = pick(("bert.encoder.layer.", "bert.layers."));
+    let layer = name.strip_prefix(from).and_then(|rest| {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let after = rest[digits..].strip_prefix('.').filter(|_| digits > 0)?;
+        let (part, renamed) = LAYER_PARTS
+            .iter()
+            .map(|&p| pick(p))
+            .find(|(part, _)| after.starts_with(part))?;
+        Some(format!(
+            "{to}{}.{renamed}{}",
+            &rest[..digits],
+            &after[part.len()..]
+        ))
+    });
+    layer.or_else(|| {
+        PREFIXES.iter().map(|&p| pick(p)).find_map(|(from, to)| {
+            let rest = name.strip_prefix(from)?;
+            // A prefix ends in a dot; a whole name must match exactly.
+            (from.ends_with('.') || rest.is_empty()).then(|| format!("{to}{rest}"))
+        })
+    })
 }
 
-/// Regex renamings from this module's paths back to Hugging Face names (the
-/// inverse of [`hf_key_remapping`], `BertForMaskedLM` style with the `bert.`
-/// prefix), so saved weights load here and in `transformers`.
-pub fn burn_to_hf_key_remapping() -> Vec<(&'static str, &'static str)> {
-    vec![
-        (
-            r"^bert\.embeddings\.layer_norm\.",
-            "bert.embeddings.LayerNorm.",
-        ),
-        (
-            r"^bert\.layers\.(\d+)\.(query|key|value)\.",
-            "bert.encoder.layer.$1.attention.self.$2.",
-        ),
-        (
-            r"^bert\.layers\.(\d+)\.attn_out\.",
-            "bert.encoder.layer.$1.attention.output.dense.",
-        ),
-        (
-            r"^bert\.layers\.(\d+)\.attn_norm\.",
-            "bert.encoder.layer.$1.attention.output.LayerNorm.",
-        ),
-        (
-            r"^bert\.layers\.(\d+)\.inter\.",
-            "bert.encoder.layer.$1.intermediate.dense.",
-        ),
-        (
-            r"^bert\.layers\.(\d+)\.out\.",
-            "bert.encoder.layer.$1.output.dense.",
-        ),
-        (
-            r"^bert\.layers\.(\d+)\.out_norm\.",
-            "bert.encoder.layer.$1.output.LayerNorm.",
-        ),
-        (r"^head\.transform\.", "cls.predictions.transform.dense."),
-        (r"^head\.norm\.", "cls.predictions.transform.LayerNorm."),
-        (r"^head\.bias$", "cls.predictions.bias"),
-    ]
+/// A Hugging Face tensor name (`BertModel` or `BertForMaskedLM`) as this
+/// module's path; names it does not know stay as they are.
+pub fn hf_to_module_key(name: &str) -> String {
+    let name = if name.starts_with("embeddings.") || name.starts_with("encoder.") {
+        format!("bert.{name}")
+    } else {
+        name.to_owned()
+    };
+    rename_known(&name, true).unwrap_or(name)
+}
+
+/// This module's tensor path as the Hugging Face name (the inverse of
+/// [`hf_to_module_key`], `BertForMaskedLM` style with the `bert.` prefix),
+/// so saved weights load here and in `transformers`.
+pub fn module_to_hf_key(name: &str) -> String {
+    rename_known(name, false).unwrap_or_else(|| name.to_owned())
 }
 
 impl BertConfig {
@@ -282,5 +274,83 @@ impl BertModel {
         let vocab = decoder.dims()[1];
         let logits = t.reshape([b * l, h]).matmul(decoder).reshape([b, l, vocab]);
         Some(max_over_tokens(logits, pad) + head.bias.val().reshape([1, vocab]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hugging_face_names_map_to_module_paths_and_back() {
+        let pairs = [
+            (
+                "embeddings.word_embeddings.weight",
+                "bert.embeddings.word_embeddings.weight",
+            ),
+            (
+                "bert.embeddings.LayerNorm.gamma",
+                "bert.embeddings.layer_norm.gamma",
+            ),
+            (
+                "encoder.layer.0.attention.self.query.weight",
+                "bert.layers.0.query.weight",
+            ),
+            (
+                "bert.encoder.layer.11.attention.self.value.bias",
+                "bert.layers.11.value.bias",
+            ),
+            (
+                "bert.encoder.layer.3.attention.output.dense.weight",
+                "bert.layers.3.attn_out.weight",
+            ),
+            (
+                "bert.encoder.layer.3.attention.output.LayerNorm.beta",
+                "bert.layers.3.attn_norm.beta",
+            ),
+            (
+                "bert.encoder.layer.2.intermediate.dense.bias",
+                "bert.layers.2.inter.bias",
+            ),
+            (
+                "bert.encoder.layer.2.output.dense.weight",
+                "bert.layers.2.out.weight",
+            ),
+            (
+                "bert.encoder.layer.2.output.LayerNorm.weight",
+                "bert.layers.2.out_norm.weight",
+            ),
+            (
+                "cls.predictions.transform.dense.weight",
+                "head.transform.weight",
+            ),
+            ("cls.predictions.transform.LayerNorm.bias", "head.norm.bias"),
+            ("cls.predictions.bias", "head.bias"),
+        ];
+        for (hf, ours) in pairs {
+            assert_eq!(hf_to_module_key(hf), ours, "{hf}");
+            let back = module_to_hf_key(ours);
+            assert_eq!(
+                back.trim_start_matches("bert."),
+                hf.trim_start_matches("bert."),
+                "{ours}"
+            );
+            assert!(
+                back.starts_with("bert.") || back.starts_with("cls."),
+                "{back}"
+            );
+        }
+        // Names outside the renaming stay as they are.
+        for other in [
+            "cls.predictions.decoder.weight",
+            "cls.predictions.bias_extra",
+            "bert.encoder.layer.x.output.dense.weight",
+            "bert.encoder.layer..output.dense.weight",
+            "bert.encoder.layer.1.crossattention.weight",
+            "pooler.dense.weight",
+        ] {
+            assert_eq!(hf_to_module_key(other), other);
+        }
+        assert_eq!(module_to_hf_key("head.bias2"), "head.bias2");
     }
 }

@@ -4,18 +4,20 @@
 //! (all-MiniLM-L6-v2: mean pooling + L2 normalisation) and a learned-sparse
 //! vocabulary vector as in SPLADE / SiDR (MLM logits → activation → max-pool
 //! over tokens → top-k). Weights load from Hugging Face `model.safetensors` +
-//! `config.json`, tokenization uses `tokenizer.json` through the `tokenizers`
-//! crate. The backend is chosen by the burn [`Device`](burn::tensor::Device)
-//! at run time, so the same code runs on the CPU (flex) and, where enabled,
-//! on GPUs.
+//! `config.json`; `tokenizer.json` is read into BERT's tokenizer parts from
+//! the `tokenizers` crate (see `tokenizer.rs`). The backend is chosen by the
+//! burn [`Device`](burn::tensor::Device) at run time, so the same code runs
+//! on the CPU (flex) and, where enabled, on GPUs.
 
 pub mod bert;
 pub mod config;
 mod encoder;
 mod error;
+pub mod fasthash;
 mod kernels;
 pub mod models;
 mod sparse;
+mod tokenizer;
 
 pub use config::{BertConfig, Head, ModelConfig, Pooling, RlragSettings, SparseActivation};
 pub use encoder::{Encoder, ModelFiles};

@@ -3,7 +3,11 @@
 //! HotpotQA-100 and SciFact corpora and on text made to break the chunking
 //! (tabs, newlines, no-break and other Unicode spaces, control characters,
 //! accents and combining marks after punctuation, CJK, special-token strings,
-//! brackets, overlong words), for two tokenizers alive at once.
+//! brackets, overlong words), for two tokenizers alive at once. And on the
+//! same texts the encoder's tokenizer (BERT's parts of the `tokenizers`
+//! crate, assembled by rlrag) gives exactly the ids of `tokenizers::Tokenizer`
+//! reading the same `tokenizer.json`, with and without special tokens and
+//! truncation.
 #![allow(missing_docs, clippy::expect_used)]
 
 use std::path::Path;
@@ -11,6 +15,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use rlrag_encoder::Encoder;
 use rlrag_encoder::models::pretrained;
+use tokenizers::{Tokenizer, TruncationParams};
 
 fn data(path: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -78,5 +83,36 @@ fn cached_bags_equal_the_tokenizers_token_sets() {
                 assert_eq!(bag, expected, "pass {pass}: {t:?}");
             }
         }
+    }
+}
+
+#[test]
+fn token_ids_and_model_inputs_equal_the_tokenizers_crate() {
+    let texts = texts();
+    for name in ["splade-tiny", "minilm"] {
+        let encoder = Encoder::from_dir(&pretrained(name), &Device::flex())
+            .expect("run scripts/fetch-models.sh");
+        let file = pretrained(name).join("tokenizer.json");
+        let mut whole = Tokenizer::from_file(&file).expect("tokenizer.json");
+        whole.with_padding(None);
+        whole.with_truncation(None).expect("no truncation");
+        let mut model_input = whole.clone();
+        model_input
+            .with_truncation(Some(TruncationParams {
+                max_length: encoder.config().rlrag.max_length,
+                ..TruncationParams::default()
+            }))
+            .expect("truncation");
+        let mut truncated = 0;
+        for t in &texts {
+            let expected = whole.encode(t.as_str(), false).expect("encodes");
+            let ids = encoder.token_ids(t).expect("tokenizes");
+            assert_eq!(ids, expected.get_ids(), "{name}: {t:?}");
+            let expected = model_input.encode(t.as_str(), true).expect("encodes");
+            truncated += usize::from(!expected.get_overflowing().is_empty());
+            let input = encoder.tokenize(&[t]).expect("tokenizes");
+            assert_eq!(input[0], expected.get_ids(), "{name} model input: {t:?}");
+        }
+        assert!(truncated > 0, "{name}: no text was cut");
     }
 }

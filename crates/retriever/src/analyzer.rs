@@ -12,7 +12,7 @@ use std::fmt;
 use rust_stemmers::{Algorithm, Stemmer};
 use serde::{Deserialize, Serialize};
 
-use crate::fasthash::{FastMap, FastSet};
+use rlrag_encoder::fasthash::{FastMap, FastSet};
 
 /// Lucene's English stopword set (also `bm25s`' `en` list).
 pub const LUCENE_ENGLISH_STOPWORDS: [&str; 33] = [

@@ -8,10 +8,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::analyzer::{Analyzer, AnalyzerConfig};
-use crate::fasthash::FastMap;
 use crate::inverted::{Entry, Inverted, normalize_terms};
 use crate::persist::{self, SavedIndex, invalid, validate_terms};
 use crate::{Document, Hit, Retriever, RetrieverError};
+use rlrag_encoder::fasthash::FastMap;
 
 /// The kind name of BM25 index files.
 pub const INDEX_KIND: &str = "bm25";

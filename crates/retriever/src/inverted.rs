@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fasthash::FastMap;
 use crate::{Hit, RetrieverError};
+use rlrag_encoder::fasthash::FastMap;
 
 /// A document's terms: `(term id, payload)` sorted by term id, ids unique.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

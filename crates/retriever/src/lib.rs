@@ -28,7 +28,6 @@ pub mod data;
 pub mod dense_index;
 pub mod engine;
 mod error;
-mod fasthash;
 pub mod fusion;
 mod inverted;
 pub mod neural;

@@ -1,8 +1,8 @@
-//! A fast, non-cryptographic hasher for the lexical indexes' term maps: the
-//! multiply–rotate word hash of rustc's `FxHasher`. The standard SipHash
-//! resists hash flooding, which an index of the user's own documents does not
-//! need, and it costs several times more per short key (a visible share of
-//! indexing time in browsers).
+//! A fast, non-cryptographic hasher for term maps (the lexical indexes, the
+//! encoder's bag-of-tokens cache): the multiply–rotate word hash of rustc's
+//! `FxHasher`. The standard SipHash resists hash flooding, which an index of
+//! the user's own documents does not need, and it costs several times more
+//! per short key (a visible share of indexing time in browsers).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -11,7 +11,7 @@ const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 /// The hasher (see the module docs).
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct FastHasher(u64);
+pub struct FastHasher(u64);
 
 impl FastHasher {
     #[inline]
@@ -64,10 +64,10 @@ impl Hasher for FastHasher {
 }
 
 /// A `HashMap` with [`FastHasher`].
-pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// A `HashSet` with [`FastHasher`].
-pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
+pub type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
 
 #[cfg(test)]
 mod tests {
