@@ -135,30 +135,36 @@ type ChunkIds = FastMap<Box<str>, Box<[u32]>>;
 /// A text cut where BERT tokenization never crosses: at ASCII spaces (the
 /// normaliser keeps them and the pre-tokenizer splits there) and around
 /// ASCII punctuation, which the pre-tokenizer always isolates — except in a
-/// space-separated part holding `[`, which may be a special token such as
-/// `[MASK]`. A text's tokens are its chunks' tokens, in order.
-fn chunks(text: &str) -> impl Iterator<Item = &str> {
-    text.split(' ').filter(|c| !c.is_empty()).flat_map(|part| {
-        let whole = part.contains('[');
-        let mut rest = part;
-        std::iter::from_fn(move || {
-            if rest.is_empty() {
-                return None;
-            }
-            let cut = if whole {
-                rest.len()
-            } else {
-                match rest.find(|c: char| c.is_ascii_punctuation()) {
-                    Some(0) => 1,
-                    Some(i) => i,
-                    None => rest.len(),
+/// space-separated part that `may_hold_added` says may hold an added token
+/// such as `[MASK]` (no added token may hold a space). A text's tokens are
+/// its chunks' tokens, in order.
+fn chunks<'t>(
+    text: &'t str,
+    may_hold_added: impl Fn(&str) -> bool + Copy + 't,
+) -> impl Iterator<Item = &'t str> {
+    text.split(' ')
+        .filter(|c| !c.is_empty())
+        .flat_map(move |part| {
+            let whole = may_hold_added(part);
+            let mut rest = part;
+            std::iter::from_fn(move || {
+                if rest.is_empty() {
+                    return None;
                 }
-            };
-            let (head, tail) = rest.split_at(cut);
-            rest = tail;
-            Some(head)
+                let cut = if whole {
+                    rest.len()
+                } else {
+                    match rest.find(|c: char| c.is_ascii_punctuation()) {
+                        Some(0) => 1,
+                        Some(i) => i,
+                        None => rest.len(),
+                    }
+                };
+                let (head, tail) = rest.split_at(cut);
+                rest = tail;
+                Some(head)
+            })
         })
-    })
 }
 
 impl std::fmt::Debug for Encoder {
@@ -387,8 +393,13 @@ impl Encoder {
                 ids = self.token_ids(text)?;
                 return Ok(());
             };
+            if self.tokenizer.added_token_has_space() {
+                ids = self.token_ids(text)?;
+                return Ok(());
+            }
             let cache = bags.entry(self.tokenizer_id).or_default();
-            for chunk in chunks(text) {
+            let tokenizer = &self.tokenizer;
+            for chunk in chunks(text, |part| tokenizer.may_hold_added(part)) {
                 if let Some(known) = cache.get(chunk) {
                     ids.extend_from_slice(known);
                     continue;

@@ -268,6 +268,17 @@ impl BertTokenizer {
         self.added.iter().map(|(content, _)| content.as_str())
     }
 
+    /// Whether `text` may hold an added token (it holds a byte one starts
+    /// with).
+    pub(crate) fn may_hold_added(&self, text: &str) -> bool {
+        text.bytes().any(|b| self.first_bytes[usize::from(b)])
+    }
+
+    /// Whether an added token holds a space.
+    pub(crate) fn added_token_has_space(&self) -> bool {
+        self.added.iter().any(|(content, _)| content.contains(' '))
+    }
+
     /// How many special tokens wrap a single text.
     pub(crate) fn special_count(&self) -> usize {
         self.prefix.len() + self.suffix.len()

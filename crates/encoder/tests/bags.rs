@@ -3,7 +3,8 @@
 //! HotpotQA-100 and SciFact corpora and on text made to break the chunking
 //! (tabs, newlines, no-break and other Unicode spaces, control characters,
 //! accents and combining marks after punctuation, CJK, special-token strings,
-//! brackets, overlong words), for two tokenizers alive at once. And on the
+//! brackets, overlong words), for two tokenizers alive at once, and with an
+//! added token that is not bracketed (`##s`). And on the
 //! same texts the encoder's tokenizer (BERT's parts of the `tokenizers`
 //! crate, assembled by rlrag) gives exactly the ids of `tokenizers::Tokenizer`
 //! reading the same `tokenizer.json`, with and without special tokens and
@@ -114,5 +115,48 @@ fn token_ids_and_model_inputs_equal_the_tokenizers_crate() {
             assert_eq!(input[0], expected.get_ids(), "{name} model input: {t:?}");
         }
         assert!(truncated > 0, "{name}: no text was cut");
+    }
+}
+
+#[test]
+fn bags_keep_added_tokens_that_are_not_bracketed_whole() {
+    // "##s" as an added token: '#' is punctuation, where plain chunks split.
+    let dir = pretrained("splade-tiny");
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("run scripts/fetch-models.sh");
+    let mut tokenizer: serde_json::Value =
+        serde_json::from_slice(&read("tokenizer.json")).expect("json");
+    let added = tokenizer["added_tokens"]
+        .as_array_mut()
+        .expect("added tokens");
+    let mut token = added[0].clone();
+    token["content"] = "##s".into();
+    token["id"] = 2015.into();
+    added.push(token);
+    let tokenizer = serde_json::to_vec(&tokenizer).expect("json");
+    let (weights, config) = (read("model.safetensors"), read("config.json"));
+    let files = rlrag_encoder::ModelFiles {
+        weights: &weights,
+        config: &config,
+        tokenizer: &tokenizer,
+    };
+    let encoder = Encoder::load(files, &Device::flex()).expect("loads");
+    for text in [
+        "a##sb",
+        "x ##s y",
+        "##s##s",
+        "cats##s.",
+        "plain words, no added token",
+    ] {
+        let mut expected = encoder.token_ids(text).expect("tokenizes");
+        if text != "plain words, no added token" {
+            assert!(expected.contains(&2015), "{text:?}: {expected:?}");
+        }
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(
+            encoder.bag_of_tokens(text).expect("bag"),
+            expected,
+            "{text:?}"
+        );
     }
 }
