@@ -183,26 +183,78 @@ fn read(path: &Path) -> Result<Vec<u8>, EncoderError> {
     })
 }
 
-/// The same safetensors file with each tensor renamed by `rename`, tensors
-/// in name order (header keys and data), so equal weights always give equal
-/// bytes. Two tensors renamed alike are an error.
-fn renamed_safetensors(bytes: &[u8], rename: fn(&str) -> String) -> Result<Vec<u8>, EncoderError> {
-    let bad = |what: &str| EncoderError::Weights(format!("not a safetensors file: {what}"));
+fn bad_safetensors(what: &str) -> EncoderError {
+    EncoderError::Weights(format!("not a safetensors file: {what}"))
+}
+
+/// The header of a safetensors file and where its data starts.
+fn safetensors_header(
+    bytes: &[u8],
+) -> Result<(serde_json::Map<String, serde_json::Value>, usize), EncoderError> {
     let n = bytes
         .get(..8)
         .and_then(|b| b.try_into().ok())
         .map(u64::from_le_bytes)
-        .ok_or_else(|| bad("no header length"))?;
+        .ok_or_else(|| bad_safetensors("no header length"))?;
     let header_end = usize::try_from(n)
         .ok()
         .and_then(|n| n.checked_add(8))
-        .ok_or_else(|| bad("header length"))?;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
+        .ok_or_else(|| bad_safetensors("header length"))?;
+    let header = serde_json::from_slice(
         bytes
             .get(8..header_end)
-            .ok_or_else(|| bad("short header"))?,
+            .ok_or_else(|| bad_safetensors("short header"))?,
     )
-    .map_err(|e| bad(&e.to_string()))?;
+    .map_err(|e| bad_safetensors(&e.to_string()))?;
+    Ok((header, header_end))
+}
+
+/// `weights` with each tensor renamed by `rename`, in place: the data stays
+/// where it is, and the new header is padded with spaces to the old one's
+/// length when it is not longer (it is shorter for Hugging Face BERT names),
+/// so nothing moves. Two tensors renamed alike are an error.
+fn renamed_in_place(
+    mut weights: Vec<u8>,
+    rename: fn(&str) -> String,
+) -> Result<Vec<u8>, EncoderError> {
+    let (header, header_end) = safetensors_header(&weights)?;
+    let mut renamed = serde_json::Map::new();
+    for (name, meta) in header {
+        let name = if name == "__metadata__" {
+            name
+        } else {
+            rename(&name)
+        };
+        if renamed.contains_key(&name) {
+            return Err(EncoderError::Weights(format!(
+                "two tensors are named {name} once renamed"
+            )));
+        }
+        renamed.insert(name, meta);
+    }
+    let mut header_bytes =
+        serde_json::to_vec(&renamed).map_err(|e| bad_safetensors(&e.to_string()))?;
+    let old_len = header_end - 8;
+    if header_bytes.len() <= old_len {
+        header_bytes.resize(old_len, b' ');
+        weights[8..header_end].copy_from_slice(&header_bytes);
+    } else {
+        // Keep the data 8-byte aligned, as writers do.
+        while !(8 + header_bytes.len()).is_multiple_of(8) {
+            header_bytes.push(b' ');
+        }
+        weights[..8].copy_from_slice(&(header_bytes.len() as u64).to_le_bytes());
+        weights.splice(8..header_end, header_bytes);
+    }
+    Ok(weights)
+}
+
+/// The same safetensors file with each tensor renamed by `rename`, tensors
+/// in name order (header keys and data), so equal weights always give equal
+/// bytes. Two tensors renamed alike are an error.
+fn renamed_safetensors(bytes: &[u8], rename: fn(&str) -> String) -> Result<Vec<u8>, EncoderError> {
+    let bad = bad_safetensors;
+    let (header, header_end) = safetensors_header(bytes)?;
     let data = &bytes[header_end..];
     // Renamed, in name order (a BTreeMap), each with its data's range.
     let mut tensors = std::collections::BTreeMap::new();
@@ -238,7 +290,7 @@ fn renamed_safetensors(bytes: &[u8], rename: fn(&str) -> String) -> Result<Vec<u
     }
     let mut header_bytes = serde_json::to_vec(&out_header).map_err(|e| bad(&e.to_string()))?;
     // Keep the data 8-byte aligned, as writers do.
-    while (8 + header_bytes.len()) % 8 != 0 {
+    while !(8 + header_bytes.len()).is_multiple_of(8) {
         header_bytes.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + header_bytes.len() + at);
@@ -269,8 +321,25 @@ fn read_now<T>(
 impl Encoder {
     /// Load a model from its files on `device`.
     pub fn load(files: ModelFiles<'_>, device: &Device) -> Result<Self, EncoderError> {
-        let config = ModelConfig::from_json(files.config)?;
-        let tokenizer = BertTokenizer::from_json(files.tokenizer, config.rlrag.max_length)?;
+        Self::load_owned(
+            files.weights.to_vec(),
+            files.config,
+            files.tokenizer,
+            device,
+        )
+    }
+
+    /// As [`Encoder::load`], taking `model.safetensors` by value: its
+    /// tensors are renamed in place, so the weights are not copied once more
+    /// (in a browser, one copy fewer of them in memory at once).
+    pub fn load_owned(
+        weights: Vec<u8>,
+        config: &[u8],
+        tokenizer: &[u8],
+        device: &Device,
+    ) -> Result<Self, EncoderError> {
+        let config = ModelConfig::from_json(config)?;
+        let tokenizer = BertTokenizer::from_json(tokenizer, config.rlrag.max_length)?;
         let tokenizer_vocab = tokenizer.vocab_size();
         if tokenizer_vocab > config.bert.vocab_size {
             return Err(EncoderError::Tokenizer(format!(
@@ -282,7 +351,7 @@ impl Encoder {
 
         let mlm = matches!(config.rlrag.head, Head::Sparse { .. });
         let mut model = config.bert.init(mlm, device);
-        let weights = renamed_safetensors(files.weights, hf_to_module_key)?;
+        let weights = renamed_in_place(weights, hf_to_module_key)?;
         let mut store = SafetensorsStore::from_bytes(Some(weights))
             .with_from_adapter(PyTorchToBurnAdapter)
             .allow_partial(true);
@@ -745,6 +814,66 @@ mod tests {
             for chunk in ["", "play ing", "café", "a.b", "!!", "[MASK]", "日本"] {
                 assert!(plain.ids(&tokenizer, chunk).is_none(), "{chunk:?}");
             }
+        }
+    }
+
+    /// A safetensors file of two one-float tensors named `names`.
+    fn safetensors(names: [&str; 2]) -> Vec<u8> {
+        let meta = |at: usize| serde_json::json!({"dtype": "F32", "shape": [1], "data_offsets": [at, at + 4]});
+        let header = serde_json::json!({names[0]: meta(0), names[1]: meta(4)});
+        let mut header = serde_json::to_vec(&header).expect("json");
+        while !(8 + header.len()).is_multiple_of(8) {
+            header.push(b' ');
+        }
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        out
+    }
+
+    fn names_and_data(bytes: &[u8]) -> (Vec<String>, Vec<u8>) {
+        let (header, end) = safetensors_header(bytes).expect("a safetensors file");
+        (header.keys().cloned().collect(), bytes[end..].to_vec())
+    }
+
+    #[test]
+    fn tensors_are_renamed_in_place_or_with_a_longer_header() {
+        // Shorter names: same length, padded header, the data untouched.
+        let long = [
+            "bert.encoder.layer.0.output.dense.weight",
+            "cls.predictions.bias",
+        ];
+        let file = safetensors(long);
+        let renamed = renamed_in_place(file.clone(), hf_to_module_key).expect("renames");
+        assert_eq!(renamed.len(), file.len());
+        let (names, data) = names_and_data(&renamed);
+        assert_eq!(names, ["bert.layers.0.out.weight", "head.bias"]);
+        assert_eq!(data, [1, 2, 3, 4, 5, 6, 7, 8]);
+        // Longer names: a longer, still 8-byte aligned header.
+        let short = ["embeddings.a", "encoder.b"];
+        let renamed = renamed_in_place(safetensors(short), hf_to_module_key).expect("renames");
+        let (names, data) = names_and_data(&renamed);
+        assert_eq!(names, ["bert.embeddings.a", "bert.encoder.b"]);
+        assert_eq!(data, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!((renamed.len() - data.len()) % 8, 0);
+        // The same tensors as the copying, reordering rename.
+        let copied = renamed_safetensors(&safetensors(short), hf_to_module_key).expect("renames");
+        assert_eq!(names_and_data(&copied), names_and_data(&renamed));
+        // Two names that rename alike.
+        let clash = safetensors(["embeddings.a", "bert.embeddings.a"]);
+        let err = renamed_in_place(clash, hf_to_module_key)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.unwrap_or_default()
+                .contains("two tensors are named bert.embeddings.a")
+        );
+        for broken in [
+            &b""[..],
+            &[200, 0, 0, 0, 0, 0, 0, 0, b'{'],
+            &[2, 0, 0, 0, 0, 0, 0, 0, b'{', b'x'],
+        ] {
+            assert!(renamed_in_place(broken.to_vec(), hf_to_module_key).is_err());
         }
     }
 

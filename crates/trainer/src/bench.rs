@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::tensor::{Device, try_read_sync};
-use rlrag_encoder::{Encoder, ModelFiles};
+use rlrag_encoder::Encoder;
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode, fingerprint};
 use rlrag_retriever::{Dataset, DatasetFormat};
 use rlrag_router::eval::Latency;
@@ -203,13 +203,9 @@ fn startup(
         read("config.json")?,
         read("tokenizer.json")?,
     );
-    let files = ModelFiles {
-        weights: &weights,
-        config: &config,
-        tokenizer: &tokenizer,
-    };
-    let encoder = Arc::new(Encoder::load(files, &device)?);
+    // As the browser package does: fingerprint, then hand the weights over.
     let sparse_fingerprint = fingerprint(&[&weights, &config, &tokenizer]);
+    let encoder = Arc::new(Encoder::load_owned(weights, &config, &tokenizer, &device)?);
     let models = || EngineModels {
         sparse: Arc::clone(&encoder),
         sparse_fingerprint,

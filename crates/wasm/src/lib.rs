@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use burn::tensor::Device;
-use rlrag_encoder::{Encoder, ModelFiles};
+use rlrag_encoder::Encoder;
 use rlrag_retriever::Document;
 use rlrag_retriever::engine::{self, EngineModels, EngineOptions, SearchMode, fingerprint};
 use serde::Deserialize;
@@ -162,20 +162,16 @@ async fn webgpu() -> Result<Device, JsError> {
     ))
 }
 
-fn load(bytes: &ModelBytes, device: &Device) -> Result<(Arc<Encoder>, u64), JsError> {
-    let files = ModelFiles {
-        weights: &bytes.weights,
-        config: &bytes.config,
-        tokenizer: &bytes.tokenizer,
-    };
-    let encoder = Encoder::load(files, device).map_err(js_error)?;
+fn load(bytes: ModelBytes, device: &Device) -> Result<(Arc<Encoder>, u64), JsError> {
     let print = fingerprint(&[&bytes.weights, &bytes.config, &bytes.tokenizer]);
+    let encoder = Encoder::load_owned(bytes.weights, &bytes.config, &bytes.tokenizer, device)
+        .map_err(js_error)?;
     Ok((Arc::new(encoder), print))
 }
 
 async fn models(
-    sparse: &ModelBytes,
-    dense: Option<&ModelBytes>,
+    sparse: ModelBytes,
+    dense: Option<ModelBytes>,
     device: &str,
 ) -> Result<(EngineModels, &'static str), JsError> {
     let (device, backend) = select_device(device).await?;
@@ -213,7 +209,7 @@ impl Engine {
     ) -> Result<Engine, JsError> {
         let options = Options::parse(options)?;
         let device = options.device.as_deref().unwrap_or("auto");
-        let (models, backend) = models(&sparse, dense.as_ref(), device).await?;
+        let (models, backend) = models(sparse, dense, device).await?;
         let engine = engine::Engine::new(models, options.engine()).map_err(js_error)?;
         Ok(Engine {
             inner: Rc::new(RefCell::new(engine)),
@@ -236,7 +232,7 @@ impl Engine {
             ));
         }
         let device = options.device.as_deref().unwrap_or("auto");
-        let (models, backend) = models(&sparse, dense.as_ref(), device).await?;
+        let (models, backend) = models(sparse, dense, device).await?;
         let engine = engine::Engine::import(models, &bytes).map_err(js_error)?;
         Ok(Engine {
             inner: Rc::new(RefCell::new(engine)),
