@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use burn::module::Module;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use tokenizers::Model;
 
 use crate::bert::{BertModel, hf_to_module_key, module_to_hf_key};
 use crate::config::{Head, ModelConfig, Pooling, SparseActivation};
@@ -61,58 +60,6 @@ pub struct Encoder {
     model: BertModel,
     device: Device,
     pad_id: u32,
-    /// How plain words tokenize, when the tokenizer is BERT's (see [`PlainWords`]).
-    plain_words: Option<PlainWords>,
-}
-
-/// A shortcut through BERT's tokenizer for chunks of plain ASCII letters and
-/// digits (or one ASCII punctuation mark), most chunks of most text: BERT's
-/// normaliser only lowercases them (nothing to clean, accent-strip or
-/// space), its pre-tokenizer leaves them whole, and no added token fits in
-/// them, so the tokenizer's own WordPiece model tokenizes them directly,
-/// without building the normalised string, its alignments and an encoding.
-/// `tests/bags.rs` checks it against the full pipeline.
-#[derive(Debug, Clone, Copy)]
-struct PlainWords {
-    lowercase: bool,
-}
-
-impl PlainWords {
-    /// The shortcut, when the added tokens of `tokenizer` (a BERT
-    /// tokenizer) all hold a character other than ASCII letters and digits
-    /// and are longer than one character.
-    fn of(tokenizer: &BertTokenizer) -> Option<Self> {
-        let added_apart = tokenizer
-            .added_tokens()
-            .all(|t| t.chars().count() > 1 && t.chars().any(|c| !c.is_ascii_alphanumeric()));
-        added_apart.then_some(Self {
-            lowercase: tokenizer.lowercase().unwrap_or(false),
-        })
-    }
-
-    /// The token ids of `chunk` by the shortcut, or `None` where it does not
-    /// apply (`tokenizer` is the one [`PlainWords::of`] accepted).
-    fn ids(self, tokenizer: &BertTokenizer, chunk: &str) -> Option<Result<Vec<u32>, EncoderError>> {
-        let covered = match chunk.as_bytes() {
-            [] => false,
-            [b] if b.is_ascii_punctuation() => true,
-            bytes => bytes.iter().all(u8::is_ascii_alphanumeric),
-        };
-        if !covered {
-            return None;
-        }
-        let word = if self.lowercase {
-            std::borrow::Cow::Owned(chunk.to_ascii_lowercase())
-        } else {
-            std::borrow::Cow::Borrowed(chunk)
-        };
-        let tokens = tokenizer.model().tokenize(&word);
-        Some(
-            tokens
-                .map(|tokens| tokens.iter().map(|t| t.id).collect())
-                .map_err(|e| EncoderError::Tokenizer(e.to_string())),
-        )
-    }
 }
 
 /// Tokenizer identities for [`BAGS`].
@@ -209,15 +156,13 @@ fn safetensors_header(
     Ok((header, header_end))
 }
 
-/// `weights` with each tensor renamed by `rename`, in place: the data stays
-/// where it is, and the new header is padded with spaces to the old one's
-/// length when it is not longer (it is shorter for Hugging Face BERT names),
-/// so nothing moves. Two tensors renamed alike are an error.
-fn renamed_in_place(
-    mut weights: Vec<u8>,
+/// A safetensors header with each tensor renamed by `rename` (in name
+/// order, as serde_json's map keeps keys). Two tensors renamed alike are an
+/// error.
+fn renamed_header(
+    header: serde_json::Map<String, serde_json::Value>,
     rename: fn(&str) -> String,
-) -> Result<Vec<u8>, EncoderError> {
-    let (header, header_end) = safetensors_header(&weights)?;
+) -> Result<serde_json::Map<String, serde_json::Value>, EncoderError> {
     let mut renamed = serde_json::Map::new();
     for (name, meta) in header {
         let name = if name == "__metadata__" {
@@ -232,72 +177,72 @@ fn renamed_in_place(
         }
         renamed.insert(name, meta);
     }
-    let mut header_bytes =
-        serde_json::to_vec(&renamed).map_err(|e| bad_safetensors(&e.to_string()))?;
+    Ok(renamed)
+}
+
+/// A safetensors header as bytes, padded with spaces to at least `min_len`
+/// and so that the data after it is 8-byte aligned, as writers do.
+fn header_bytes(
+    header: &serde_json::Map<String, serde_json::Value>,
+    min_len: usize,
+) -> Result<Vec<u8>, EncoderError> {
+    let mut bytes = serde_json::to_vec(header).map_err(|e| bad_safetensors(&e.to_string()))?;
+    if bytes.len() < min_len {
+        bytes.resize(min_len, b' ');
+    }
+    while !(8 + bytes.len()).is_multiple_of(8) {
+        bytes.push(b' ');
+    }
+    Ok(bytes)
+}
+
+/// `weights` with each tensor renamed by `rename`, in place: the data stays
+/// where it is, and the new header is padded with spaces to the old one's
+/// length when it is not longer (it is shorter for Hugging Face BERT names),
+/// so nothing moves.
+fn renamed_in_place(
+    mut weights: Vec<u8>,
+    rename: fn(&str) -> String,
+) -> Result<Vec<u8>, EncoderError> {
+    let (header, header_end) = safetensors_header(&weights)?;
     let old_len = header_end - 8;
-    if header_bytes.len() <= old_len {
-        header_bytes.resize(old_len, b' ');
-        weights[8..header_end].copy_from_slice(&header_bytes);
+    let header = header_bytes(&renamed_header(header, rename)?, old_len)?;
+    if header.len() == old_len {
+        weights[8..header_end].copy_from_slice(&header);
     } else {
-        // Keep the data 8-byte aligned, as writers do.
-        while !(8 + header_bytes.len()).is_multiple_of(8) {
-            header_bytes.push(b' ');
-        }
-        weights[..8].copy_from_slice(&(header_bytes.len() as u64).to_le_bytes());
-        weights.splice(8..header_end, header_bytes);
+        weights[..8].copy_from_slice(&(header.len() as u64).to_le_bytes());
+        weights.splice(8..header_end, header);
     }
     Ok(weights)
 }
 
 /// The same safetensors file with each tensor renamed by `rename`, tensors
 /// in name order (header keys and data), so equal weights always give equal
-/// bytes. Two tensors renamed alike are an error.
+/// bytes.
 fn renamed_safetensors(bytes: &[u8], rename: fn(&str) -> String) -> Result<Vec<u8>, EncoderError> {
-    let bad = bad_safetensors;
     let (header, header_end) = safetensors_header(bytes)?;
     let data = &bytes[header_end..];
-    // Renamed, in name order (a BTreeMap), each with its data's range.
-    let mut tensors = std::collections::BTreeMap::new();
-    let mut metadata = None;
-    for (name, meta) in header {
-        if name == "__metadata__" {
-            metadata = Some(meta);
-            continue;
-        }
-        let range = meta["data_offsets"]
+    let mut header = renamed_header(header, rename)?;
+    // Each tensor's data, in name order, and its offsets in the new file.
+    let mut ranges = Vec::with_capacity(header.len());
+    let mut at = 0;
+    for (name, meta) in header.iter_mut().filter(|(n, _)| *n != "__metadata__") {
+        let (a, b) = meta["data_offsets"]
             .as_array()
             .and_then(|o| Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?)))
             .and_then(|(a, b)| Some((usize::try_from(a).ok()?, usize::try_from(b).ok()?)))
             .filter(|(a, b)| a <= b && *b <= data.len())
-            .ok_or_else(|| bad(&format!("offsets of {name}")))?;
-        let renamed = rename(&name);
-        if tensors.insert(renamed.clone(), (meta, range)).is_some() {
-            return Err(EncoderError::Weights(format!(
-                "two tensors are named {renamed} once renamed"
-            )));
-        }
-    }
-    let mut out_header = serde_json::Map::new();
-    if let Some(meta) = metadata {
-        out_header.insert("__metadata__".to_owned(), meta);
-    }
-    let mut at = 0;
-    for (name, (meta, (a, b))) in &tensors {
-        let mut meta = meta.clone();
+            .ok_or_else(|| bad_safetensors(&format!("offsets of {name}")))?;
         meta["data_offsets"] = serde_json::json!([at, at + (b - a)]);
         at += b - a;
-        out_header.insert(name.clone(), meta);
+        ranges.push((a, b));
     }
-    let mut header_bytes = serde_json::to_vec(&out_header).map_err(|e| bad(&e.to_string()))?;
-    // Keep the data 8-byte aligned, as writers do.
-    while !(8 + header_bytes.len()).is_multiple_of(8) {
-        header_bytes.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + header_bytes.len() + at);
-    out.extend_from_slice(&(header_bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(&header_bytes);
-    for (_, (a, b)) in tensors.values() {
-        out.extend_from_slice(&data[*a..*b]);
+    let header = header_bytes(&header, 0)?;
+    let mut out = Vec::with_capacity(8 + header.len() + at);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    for (a, b) in ranges {
+        out.extend_from_slice(&data[a..b]);
     }
     Ok(out)
 }
@@ -374,7 +319,6 @@ impl Encoder {
             model,
             device: device.clone(),
             pad_id,
-            plain_words: PlainWords::of(&tokenizer),
             tokenizer,
         })
     }
@@ -462,7 +406,7 @@ impl Encoder {
                 ids = self.token_ids(text)?;
                 return Ok(());
             };
-            if self.tokenizer.added_token_has_space() {
+            if !self.tokenizer.chunkable() {
                 ids = self.token_ids(text)?;
                 return Ok(());
             }
@@ -487,10 +431,10 @@ impl Encoder {
         Ok(ids)
     }
 
-    /// The token ids of one chunk (see [`chunks`]): through the
-    /// [`PlainWords`] shortcut where it applies, else the whole tokenizer.
+    /// The token ids of one chunk (see [`chunks`]): through the plain-word
+    /// shortcut where it applies, else the whole tokenizer.
     fn chunk_ids(&self, chunk: &str) -> Result<Vec<u32>, EncoderError> {
-        match self.plain_words.and_then(|p| p.ids(&self.tokenizer, chunk)) {
+        match self.tokenizer.plain_word_ids(chunk) {
             Some(ids) => ids,
             None => self.token_ids(chunk),
         }
@@ -715,7 +659,6 @@ impl Encoder {
             model,
             device,
             pad_id: self.pad_id,
-            plain_words: self.plain_words,
         }
     }
 
@@ -751,71 +694,6 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokenizers::Tokenizer;
-
-    /// A BERT tokenizer.json over a small vocabulary, with `added` as special
-    /// tokens (ids after the vocabulary's where they are not in it).
-    fn bert_json(lowercase: bool, added: &[&str]) -> String {
-        let vocab = [
-            "[UNK]", "[CLS]", "[SEP]", "[MASK]", "play", "##ing", "##ed", "the", "The", "a", "!",
-            "[", ".", "1", "##9", "##90", "x", "##x",
-        ];
-        let added: Vec<(&str, u32)> = added
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let id = vocab.iter().position(|v| v == t).unwrap_or(vocab.len() + i);
-                (*t, id as u32)
-            })
-            .collect();
-        crate::tokenizer::tokenizer_json(&vocab, &added, lowercase, serde_json::Value::Null, 12)
-    }
-
-    fn bert_tokenizer(lowercase: bool, added: &[&str]) -> BertTokenizer {
-        BertTokenizer::from_json(bert_json(lowercase, added).as_bytes(), 512).expect("tokenizer")
-    }
-
-    fn full(lowercase: bool, added: &[&str], chunk: &str) -> Vec<u32> {
-        let tokenizer = Tokenizer::from_bytes(bert_json(lowercase, added)).expect("tokenizer json");
-        let encoding = tokenizer.encode_fast(chunk, false).expect("encodes");
-        encoding.get_ids().to_vec()
-    }
-
-    #[test]
-    fn plain_words_tokenize_as_the_whole_pipeline() {
-        let added = ["[CLS]", "[SEP]", "[MASK]"];
-        for lowercase in [true, false] {
-            let tokenizer = bert_tokenizer(lowercase, &added);
-            let plain = PlainWords::of(&tokenizer).expect("a BERT tokenizer");
-            let chunks = [
-                "playing",
-                "PLAYED",
-                "The",
-                "the",
-                "1990",
-                "19",
-                "a",
-                "!",
-                "[",
-                ".",
-                "zzz",
-                "xxxxxxxxxxxxx",
-                "xxxxxxxxxxxx",
-                "Played1990",
-            ];
-            for chunk in chunks {
-                let ids = plain.ids(&tokenizer, chunk).expect("covered").expect("ok");
-                assert_eq!(
-                    ids,
-                    full(lowercase, &added, chunk),
-                    "{chunk:?} (lowercase {lowercase})"
-                );
-            }
-            for chunk in ["", "play ing", "café", "a.b", "!!", "[MASK]", "日本"] {
-                assert!(plain.ids(&tokenizer, chunk).is_none(), "{chunk:?}");
-            }
-        }
-    }
 
     /// A safetensors file of two one-float tensors named `names`.
     fn safetensors(names: [&str; 2]) -> Vec<u8> {
@@ -875,13 +753,5 @@ mod tests {
         ] {
             assert!(renamed_in_place(broken.to_vec(), hf_to_module_key).is_err());
         }
-    }
-
-    #[test]
-    fn plain_words_need_no_word_like_added_tokens() {
-        assert!(PlainWords::of(&bert_tokenizer(true, &["[CLS]"])).is_some());
-        // An added token a plain chunk could be, or could hold.
-        assert!(PlainWords::of(&bert_tokenizer(true, &["play"])).is_none());
-        assert!(PlainWords::of(&bert_tokenizer(true, &["!"])).is_none());
     }
 }

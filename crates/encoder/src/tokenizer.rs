@@ -16,8 +16,6 @@
 //! untagged enum while loading (~90 ms in Chromium). Other tokenizer kinds
 //! are refused with an error that names what was found.
 
-use std::collections::HashMap;
-
 use serde::Deserialize;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
@@ -67,10 +65,15 @@ pub(crate) struct BertTokenizer {
     /// Added tokens, matched in the raw text before normalisation:
     /// (content, id), longest first.
     added: Vec<(String, u32)>,
-    /// Ids of added tokens → their text (for ids outside the vocabulary).
-    added_text: HashMap<u32, String>,
     /// Bytes an added token starts with.
     first_bytes: [bool; 256],
+    /// Whether texts may be cut at spaces for the bag cache: no added token
+    /// holds a space.
+    chunkable: bool,
+    /// Whether [`BertTokenizer::plain_word_ids`] applies: every added token
+    /// is longer than one character and holds one other than ASCII letters
+    /// and digits, so none is or fits in a plain word.
+    plain_words: bool,
     /// The special tokens before and after a single text.
     prefix: Vec<u32>,
     suffix: Vec<u32>,
@@ -118,7 +121,6 @@ impl BertTokenizer {
             None => return Err(unsupported("no pre-tokenizer")),
         }
         let mut added = Vec::with_capacity(file.added_tokens.len());
-        let mut added_text = HashMap::new();
         for token in file.added_tokens {
             if token.single_word || token.lstrip || token.rstrip || token.normalized {
                 return Err(unsupported(format!(
@@ -129,7 +131,6 @@ impl BertTokenizer {
             if token.content.is_empty() {
                 return Err(unsupported("an empty added token"));
             }
-            added_text.insert(token.id, token.content.clone());
             added.push((token.content, token.id));
         }
         added.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
@@ -137,12 +138,17 @@ impl BertTokenizer {
         for (content, _) in &added {
             first_bytes[usize::from(content.as_bytes()[0])] = true;
         }
+        let chunkable = !added.iter().any(|(content, _)| content.contains(' '));
+        let plain_words = added
+            .iter()
+            .all(|(t, _)| t.chars().count() > 1 && t.chars().any(|c| !c.is_ascii_alphanumeric()));
         let mut tokenizer = Self {
             normalizer,
             model: file.model,
             added,
-            added_text,
             first_bytes,
+            chunkable,
+            plain_words,
             prefix: Vec::new(),
             suffix: Vec::new(),
             max_length,
@@ -235,9 +241,10 @@ impl BertTokenizer {
 
     /// The text of a token id.
     pub(crate) fn id_to_token(&self, id: u32) -> Option<String> {
-        self.added_text
-            .get(&id)
-            .cloned()
+        self.added
+            .iter()
+            .find(|&&(_, added)| added == id)
+            .map(|(content, _)| content.clone())
             .or_else(|| self.model.id_to_token(id))
     }
 
@@ -253,19 +260,38 @@ impl BertTokenizer {
                 .count()
     }
 
-    /// The WordPiece model (for [`crate::encoder`]'s plain-word shortcut).
-    pub(crate) fn model(&self) -> &WordPiece {
-        &self.model
-    }
-
     /// The normaliser's `lowercase`, when there is a normaliser.
     pub(crate) fn lowercase(&self) -> Option<bool> {
         self.normalizer.as_ref().map(|n| n.lowercase)
     }
 
-    /// The added tokens' texts.
-    pub(crate) fn added_tokens(&self) -> impl Iterator<Item = &str> {
-        self.added.iter().map(|(content, _)| content.as_str())
+    /// A shortcut for chunks of plain ASCII letters and digits (or one ASCII
+    /// punctuation mark), most chunks of most text: BERT's normaliser only
+    /// lowercases them (nothing to clean, accent-strip or space), its
+    /// pre-tokenizer leaves them whole, and no added token fits in them, so
+    /// WordPiece tokenizes them directly, without building the normalised
+    /// string, its alignments and an encoding. `None` where it does not
+    /// apply; `tests/bags.rs` checks it against the full pipeline.
+    pub(crate) fn plain_word_ids(&self, chunk: &str) -> Option<Result<Vec<u32>, EncoderError>> {
+        let covered = match chunk.as_bytes() {
+            [] => false,
+            [b] if b.is_ascii_punctuation() => true,
+            bytes => bytes.iter().all(u8::is_ascii_alphanumeric),
+        };
+        if !self.plain_words || !covered {
+            return None;
+        }
+        let word = if self.lowercase().unwrap_or(false) {
+            std::borrow::Cow::Owned(chunk.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(chunk)
+        };
+        Some(
+            self.model
+                .tokenize(&word)
+                .map(|tokens| tokens.iter().map(|t| t.id).collect())
+                .map_err(tokenizer_error),
+        )
     }
 
     /// Whether `text` may hold an added token (it holds a byte one starts
@@ -274,9 +300,9 @@ impl BertTokenizer {
         text.bytes().any(|b| self.first_bytes[usize::from(b)])
     }
 
-    /// Whether an added token holds a space.
-    pub(crate) fn added_token_has_space(&self) -> bool {
-        self.added.iter().any(|(content, _)| content.contains(' '))
+    /// Whether texts may be cut at spaces (no added token holds one).
+    pub(crate) fn chunkable(&self) -> bool {
+        self.chunkable
     }
 
     /// How many special tokens wrap a single text.
@@ -563,6 +589,92 @@ mod tests {
             );
         }
         assert_eq!(ours.lowercase(), Some(true));
+    }
+
+    /// A BERT tokenizer.json over a small vocabulary, with `added` as special
+    /// tokens (ids after the vocabulary's where they are not in it).
+    fn bert_json(lowercase: bool, added: &[&str]) -> String {
+        let vocab = [
+            "[UNK]", "[CLS]", "[SEP]", "[MASK]", "play", "##ing", "##ed", "the", "The", "a", "!",
+            "[", ".", "1", "##9", "##90", "x", "##x",
+        ];
+        let added: Vec<(&str, u32)> = added
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let id = vocab.iter().position(|v| v == t).unwrap_or(vocab.len() + i);
+                (*t, id as u32)
+            })
+            .collect();
+        tokenizer_json(&vocab, &added, lowercase, serde_json::Value::Null, 12)
+    }
+
+    fn bert_tokenizer(lowercase: bool, added: &[&str]) -> BertTokenizer {
+        BertTokenizer::from_json(bert_json(lowercase, added).as_bytes(), 512).expect("tokenizer")
+    }
+
+    fn full(lowercase: bool, added: &[&str], chunk: &str) -> Vec<u32> {
+        let tokenizer = Tokenizer::from_bytes(bert_json(lowercase, added)).expect("tokenizer json");
+        let encoding = tokenizer.encode_fast(chunk, false).expect("encodes");
+        encoding.get_ids().to_vec()
+    }
+
+    #[test]
+    fn plain_words_tokenize_as_the_whole_pipeline() {
+        let added = ["[CLS]", "[SEP]", "[MASK]"];
+        for lowercase in [true, false] {
+            let tokenizer = bert_tokenizer(lowercase, &added);
+            let chunks = [
+                "playing",
+                "PLAYED",
+                "The",
+                "the",
+                "1990",
+                "19",
+                "a",
+                "!",
+                "[",
+                ".",
+                "zzz",
+                "xxxxxxxxxxxxx",
+                "xxxxxxxxxxxx",
+                "Played1990",
+            ];
+            for chunk in chunks {
+                let ids = tokenizer
+                    .plain_word_ids(chunk)
+                    .expect("covered")
+                    .expect("ok");
+                assert_eq!(
+                    ids,
+                    full(lowercase, &added, chunk),
+                    "{chunk:?} (lowercase {lowercase})"
+                );
+            }
+            for chunk in ["", "play ing", "café", "a.b", "!!", "[MASK]", "日本"] {
+                assert!(tokenizer.plain_word_ids(chunk).is_none(), "{chunk:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn plain_words_need_no_word_like_added_tokens() {
+        assert!(
+            bert_tokenizer(true, &["[CLS]"])
+                .plain_word_ids("play")
+                .is_some()
+        );
+        // An added token a plain chunk could be, or could hold.
+        assert!(
+            bert_tokenizer(true, &["play"])
+                .plain_word_ids("play")
+                .is_none()
+        );
+        assert!(
+            bert_tokenizer(true, &["!"])
+                .plain_word_ids("play")
+                .is_none()
+        );
     }
 
     #[test]
