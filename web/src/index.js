@@ -97,36 +97,55 @@ async function fetchBytes(url, fetchImpl) {
  * A model directory as the trainer writes it: either the files' bytes
  * `{weights, config, tokenizer}` or a base URL (string or `{baseUrl}`) under
  * which `model.safetensors`, `config.json` and `tokenizer.json` are fetched.
- * @returns {Promise<{weights: Uint8Array, config: Uint8Array, tokenizer: Uint8Array}>}
+ * Fetched, the config and tokenizer are read and checked as soon as they
+ * arrive, while the weights still download.
+ * @returns {Promise<{files: {weights: Uint8Array, config: Uint8Array, tokenizer: Uint8Array}, wasm: ModelBytes}>}
+ *   the files, and the wasm side's model (copied into wasm memory)
  */
-async function modelFiles(model, what, fetchImpl) {
+async function modelFiles(model, what, fetchImpl, wasmReady) {
   if (model === undefined || model === null) throw new TypeError(`${what}: a model is required`);
   const baseUrl = typeof model === 'string' ? model : model.baseUrl;
-  if (baseUrl !== undefined) {
-    const base = String(baseUrl).replace(/\/+$/, '');
-    const [weights, config, tokenizer] = await Promise.all(
-      MODEL_FILES.map((f) => fetchBytes(`${base}/${f}`, fetchImpl)),
-    );
-    return { weights, config, tokenizer };
+  if (baseUrl === undefined) {
+    const files = {
+      weights: bytes(model.weights, `${what}.weights`),
+      config: bytes(model.config, `${what}.config`),
+      tokenizer: bytes(model.tokenizer, `${what}.tokenizer`),
+    };
+    await wasmReady;
+    return { files, wasm: new ModelBytes(files.weights, files.config, files.tokenizer) };
   }
-  return {
-    weights: bytes(model.weights, `${what}.weights`),
-    config: bytes(model.config, `${what}.config`),
-    tokenizer: bytes(model.tokenizer, `${what}.tokenizer`),
-  };
+  const base = String(baseUrl).replace(/\/+$/, '');
+  const [weightsFetch, configFetch, tokenizerFetch] = MODEL_FILES.map((f) => fetchBytes(`${base}/${f}`, fetchImpl));
+  // Awaited below; until then a failure must not count as unhandled.
+  weightsFetch.catch(() => {});
+  const [, config, tokenizer] = await Promise.all([wasmReady, configFetch, tokenizerFetch]);
+  const prepared = ModelBytes.prepare(config, tokenizer);
+  try {
+    const weights = await weightsFetch;
+    prepared.setWeights(weights);
+    return { files: { weights, config, tokenizer }, wasm: prepared };
+  } catch (e) {
+    prepared.free();
+    throw e;
+  }
 }
 
-/** Files → the wasm side's `ModelBytes` (copied into wasm memory). */
-function wasmModel(files) {
-  return files && new ModelBytes(files.weights, files.config, files.tokenizer);
-}
-
-/** The models of `options`, fetched or taken as bytes. */
-async function loadModels(options) {
+/**
+ * The models of `options`, fetched (both at once) or taken as bytes, once
+ * the wasm module (`wasmReady`) is there.
+ */
+async function loadModels(options, wasmReady) {
   const fetchImpl = options.fetch ?? globalThis.fetch;
-  const model = await modelFiles(options.model, 'model', fetchImpl);
-  const dense = options.dense === undefined ? undefined : await modelFiles(options.dense, 'dense', fetchImpl);
-  return { model, dense };
+  const [model, dense] = await Promise.allSettled([
+    modelFiles(options.model, 'model', fetchImpl, wasmReady),
+    options.dense === undefined ? undefined : modelFiles(options.dense, 'dense', fetchImpl, wasmReady),
+  ]);
+  if (model.status === 'rejected' || dense.status === 'rejected') {
+    // One failed: free what the other copied into wasm memory.
+    for (const r of [model, dense]) if (r.status === 'fulfilled') r.value?.wasm.free();
+    throw model.status === 'rejected' ? model.reason : dense.reason;
+  }
+  return { model: model.value, dense: dense.value };
 }
 
 // Persistence in the Origin Private File System (OPFS): one file per key
@@ -217,9 +236,9 @@ export class Rlrag {
     const bad = unknownOption(options, CREATE_OPTIONS, 'Rlrag.create');
     if (bad) throw bad;
     // The wasm compiles while the model downloads.
-    const [, files] = await Promise.all([initWasm(options?.wasm), loadModels(options ?? {})]);
-    const engine = await Engine.create(wasmModel(files.model), wasmModel(files.dense), engineOptions(options));
-    return new Rlrag(engine, options.onProgress, files);
+    const models = await loadModels(options ?? {}, initWasm(options?.wasm));
+    const engine = await Engine.create(models.model.wasm, models.dense?.wasm, engineOptions(options));
+    return new Rlrag(engine, options.onProgress, { model: models.model.files, dense: models.dense?.files });
   }
 
   /**
@@ -232,12 +251,12 @@ export class Rlrag {
     const bad = unknownOption(options, IMPORT_OPTIONS, 'Rlrag.importIndex');
     if (bad) throw bad;
     // The wasm compiles while the model downloads.
-    const [, files] = await Promise.all([initWasm(options?.wasm), loadModels(options ?? {})]);
+    const models = await loadModels(options ?? {}, initWasm(options?.wasm));
     const device = options.device ?? 'auto';
-    const engine = await Engine.importIndex(wasmModel(files.model), wasmModel(files.dense), bytes(index, 'index'), {
+    const engine = await Engine.importIndex(models.model.wasm, models.dense?.wasm, bytes(index, 'index'), {
       device,
     });
-    return new Rlrag(engine, options.onProgress, files);
+    return new Rlrag(engine, options.onProgress, { model: models.model.files, dense: models.dense?.files });
   }
 
   /**

@@ -24,6 +24,22 @@ function model(name) {
 const splade = model('splade-tiny');
 const docs = golden.documents.map(({ id, title, text }) => ({ id, title, text }));
 
+/** Runs every golden query on `e` and asserts the top-10 ids; returns the
+ * hits with the golden ones. */
+async function assertGoldenTop10(e) {
+  const out = [];
+  for (const { query, mode, hits: want } of golden.results) {
+    const hits = await e.search(query, { k: 10, mode });
+    assert.deepEqual(
+      hits.map((h) => h.id),
+      want.map((h) => h.id),
+      `${mode}: ${query}`,
+    );
+    out.push({ want, hits });
+  }
+  return out;
+}
+
 async function engine(options = {}) {
   return Rlrag.create({ model: splade, device: 'cpu', wasm, ...options });
 }
@@ -37,13 +53,7 @@ test('same top 10 as the native engine in every mode, with explanations', async 
   assert.deepEqual(e.modes, ['sparse', 'bot', 'bm25', 'hybrid']);
   assert.ok(progress.length >= 2);
   assert.deepEqual(progress.at(-1), { stage: 'sparse', done: docs.length, total: docs.length });
-  for (const { query, mode, hits: want } of golden.results) {
-    const hits = await e.search(query, { k: 10, mode });
-    assert.deepEqual(
-      hits.map((h) => h.id),
-      want.map((h) => h.id),
-      `${mode}: ${query}`,
-    );
+  for (const { want, hits } of await assertGoldenTop10(e)) {
     hits.forEach((h, i) => assert.ok(Math.abs(h.score - want[i].score) < 1e-4, `${h.score} vs ${want[i].score}`));
   }
   const [top] = await e.search(golden.results[0].query, { k: 1, mode: 'sparse' });
@@ -55,6 +65,68 @@ test('same top 10 as the native engine in every mode, with explanations', async 
   const sum = top.terms.reduce((s, t) => s + t.weight, 0);
   assert.ok(Math.abs(sum - top.score) < 1e-3, 'the terms add up to the score');
   e.free();
+});
+
+/** A `fetch` serving `files` by name; `delay(name)` ms before each reply
+ * (`Infinity`: never), `status(name)` its HTTP status. */
+function fakeFetch(files, { delay = () => 0, status = () => 200 } = {}) {
+  return (url) => {
+    const name = String(url).split('/').pop();
+    const ms = delay(name);
+    return new Promise((resolve) => {
+      if (ms === Infinity) return;
+      setTimeout(() => {
+        const bytes = files[name];
+        const code = bytes ? status(name) : 404;
+        resolve({ ok: code === 200, status: code, arrayBuffer: async () => bytes.slice().buffer });
+      }, ms);
+    });
+  };
+}
+
+const served = {
+  'model.safetensors': splade.weights,
+  'config.json': splade.config,
+  'tokenizer.json': splade.tokenizer,
+};
+
+test('from a URL: config and tokenizer are read while the weights download', async () => {
+  const requested = [];
+  const slowWeights = (name) => (name === 'model.safetensors' ? 300 : 0);
+  const fetch = fakeFetch(served, { delay: slowWeights });
+  const e = await Rlrag.create({
+    model: 'https://example.test/models/splade/',
+    device: 'cpu',
+    wasm,
+    fetch: (url) => {
+      requested.push(String(url));
+      return fetch(url);
+    },
+  });
+  assert.deepEqual(requested.sort(), [
+    'https://example.test/models/splade/config.json',
+    'https://example.test/models/splade/model.safetensors',
+    'https://example.test/models/splade/tokenizer.json',
+  ]);
+  await e.addDocuments(docs);
+  await assertGoldenTop10(e);
+  e.free();
+  // A bad tokenizer or config fails as soon as it arrives, not after the
+  // weights (which never come here).
+  const never = { delay: (n) => (n === 'model.safetensors' ? Infinity : 0) };
+  const broken = (name, text) => fakeFetch({ ...served, [name]: new TextEncoder().encode(text) }, never);
+  await assert.rejects(Rlrag.create({ model: 'm', wasm, fetch: broken('tokenizer.json', '{}') }), /tokenizer/i);
+  await assert.rejects(Rlrag.create({ model: 'm', wasm, fetch: broken('config.json', '[1') }), /config/i);
+  // Weights that fail after the tokenizer was read: the download's error.
+  await assert.rejects(
+    Rlrag.create({ model: 'm', wasm, fetch: fakeFetch(served, { delay: slowWeights, status: (n) => (n === 'model.safetensors' ? 503 : 200) }) }),
+    /cannot fetch m\/model.safetensors: HTTP 503/,
+  );
+  // Weights that are not safetensors.
+  await assert.rejects(
+    Rlrag.create({ model: 'm', wasm, fetch: fakeFetch({ ...served, 'model.safetensors': new Uint8Array(16) }) }),
+    /safetensors|weights|header/i,
+  );
 });
 
 test('remove, replace, export and import', async () => {

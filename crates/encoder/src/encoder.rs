@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::module::Module;
@@ -54,12 +55,96 @@ impl Padding {
 /// A loaded encoder: tokenizer, BERT weights and head settings.
 pub struct Encoder {
     config: ModelConfig,
-    tokenizer: BertTokenizer,
+    tokenizer: Arc<BertTokenizer>,
     /// Identifies `tokenizer` in the bag cache (copies share it).
     tokenizer_id: u64,
     model: BertModel,
     device: Device,
     pad_id: u32,
+}
+
+/// A model's `config.json` and `tokenizer.json`, read and checked before its
+/// weights arrive (in a browser, while `model.safetensors` still
+/// downloads); [`Prepared::load`] adds the weights.
+#[derive(Clone)]
+pub struct Prepared {
+    config: ModelConfig,
+    tokenizer: Arc<BertTokenizer>,
+    tokenizer_id: u64,
+    pad_id: u32,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("config", &self.config)
+            .field("vocab_size", &self.tokenizer.vocab_size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// Parse `config.json` and `tokenizer.json` and check that they agree.
+    pub fn parse(config: &[u8], tokenizer: &[u8]) -> Result<Self, EncoderError> {
+        let config = ModelConfig::from_json(config)?;
+        let tokenizer = BertTokenizer::from_json(tokenizer, config.rlrag.max_length)?;
+        let tokenizer_vocab = tokenizer.vocab_size();
+        if tokenizer_vocab > config.bert.vocab_size {
+            return Err(EncoderError::Tokenizer(format!(
+                "tokenizer has {tokenizer_vocab} tokens but the model only {}",
+                config.bert.vocab_size
+            )));
+        }
+        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
+        Ok(Self {
+            config,
+            tokenizer: Arc::new(tokenizer),
+            tokenizer_id: NEXT_TOKENIZER.fetch_add(1, Ordering::Relaxed),
+            pad_id,
+        })
+    }
+
+    /// The model's settings.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The encoder with `weights` (`model.safetensors`, taken by value: its
+    /// tensors are renamed in place, so the weights are not copied once
+    /// more; in a browser, one copy fewer of them in memory at once).
+    pub fn load(self, weights: Vec<u8>, device: &Device) -> Result<Encoder, EncoderError> {
+        let mlm = matches!(self.config.rlrag.head, Head::Sparse { .. });
+        let mut model = self.config.bert.init(mlm, device);
+        let weights = renamed_in_place(weights, hf_to_module_key)?;
+        let mut store = SafetensorsStore::from_bytes(Some(weights))
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .allow_partial(true);
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| EncoderError::Weights(e.to_string()))?;
+        if !result.errors.is_empty() {
+            return Err(EncoderError::Weights(format!("{:?}", result.errors)));
+        }
+        if !result.missing.is_empty() {
+            let missing: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
+            return Err(EncoderError::Weights(format!(
+                "tensors missing for this architecture: {}",
+                missing.join(", ")
+            )));
+        }
+        Ok(self.encoder(self.config.clone(), model, device))
+    }
+
+    fn encoder(&self, config: ModelConfig, model: BertModel, device: &Device) -> Encoder {
+        Encoder {
+            config,
+            tokenizer: Arc::clone(&self.tokenizer),
+            tokenizer_id: self.tokenizer_id,
+            model,
+            device: device.clone(),
+            pad_id: self.pad_id,
+        }
+    }
 }
 
 /// Tokenizer identities for [`BAGS`].
@@ -283,44 +368,7 @@ impl Encoder {
         tokenizer: &[u8],
         device: &Device,
     ) -> Result<Self, EncoderError> {
-        let config = ModelConfig::from_json(config)?;
-        let tokenizer = BertTokenizer::from_json(tokenizer, config.rlrag.max_length)?;
-        let tokenizer_vocab = tokenizer.vocab_size();
-        if tokenizer_vocab > config.bert.vocab_size {
-            return Err(EncoderError::Tokenizer(format!(
-                "tokenizer has {tokenizer_vocab} tokens but the model only {}",
-                config.bert.vocab_size
-            )));
-        }
-        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
-
-        let mlm = matches!(config.rlrag.head, Head::Sparse { .. });
-        let mut model = config.bert.init(mlm, device);
-        let weights = renamed_in_place(weights, hf_to_module_key)?;
-        let mut store = SafetensorsStore::from_bytes(Some(weights))
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .allow_partial(true);
-        let result = model
-            .load_from(&mut store)
-            .map_err(|e| EncoderError::Weights(e.to_string()))?;
-        if !result.errors.is_empty() {
-            return Err(EncoderError::Weights(format!("{:?}", result.errors)));
-        }
-        if !result.missing.is_empty() {
-            let missing: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
-            return Err(EncoderError::Weights(format!(
-                "tensors missing for this architecture: {}",
-                missing.join(", ")
-            )));
-        }
-        Ok(Self {
-            config,
-            tokenizer_id: NEXT_TOKENIZER.fetch_add(1, Ordering::Relaxed),
-            model,
-            device: device.clone(),
-            pad_id,
-            tokenizer,
-        })
+        Prepared::parse(config, tokenizer)?.load(weights, device)
     }
 
     /// Load `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
@@ -654,7 +702,7 @@ impl Encoder {
             .unwrap_or_else(|| self.device.clone());
         Self {
             config: self.config.clone(),
-            tokenizer: self.tokenizer.clone(),
+            tokenizer: Arc::clone(&self.tokenizer),
             tokenizer_id: self.tokenizer_id,
             model,
             device,

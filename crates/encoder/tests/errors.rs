@@ -3,7 +3,7 @@
 
 use burn::tensor::Device;
 use rlrag_encoder::models::pretrained;
-use rlrag_encoder::{Encoder, EncoderError, ModelConfig, ModelFiles};
+use rlrag_encoder::{Encoder, EncoderError, ModelConfig, ModelFiles, Prepared};
 
 struct Files {
     weights: Vec<u8>,
@@ -71,6 +71,47 @@ fn wrong_or_damaged_files_are_errors() {
     )
     .expect_err("unsupported act");
     assert!(err.to_string().contains("hidden_act `relu`"), "{err}");
+}
+
+#[test]
+fn config_and_tokenizer_are_checked_before_the_weights() {
+    let m = files("minilm");
+    let s = files("splade-tiny");
+    // What the browser reads while the weights download: a bad config or
+    // tokenizer, or a tokenizer larger than the model's vocabulary, is
+    // refused without them.
+    assert!(matches!(
+        Prepared::parse(b"{", &s.tokenizer),
+        Err(EncoderError::Config(_))
+    ));
+    assert!(matches!(
+        Prepared::parse(&s.config, b"[]"),
+        Err(EncoderError::Tokenizer(_))
+    ));
+    let mut cfg: serde_json::Value = serde_json::from_slice(&s.config).expect("json");
+    cfg["vocab_size"] = 1000.into();
+    let err = Prepared::parse(&serde_json::to_vec(&cfg).expect("json"), &s.tokenizer)
+        .expect_err("vocabulary too small");
+    assert!(err.to_string().contains("but the model only 1000"), "{err}");
+
+    // Then the weights: the same encoder as loading all three at once.
+    let prepared = Prepared::parse(&s.config, &s.tokenizer).expect("prepare");
+    assert_eq!(prepared.config().bert.vocab_size, 30522);
+    let staged = prepared
+        .clone()
+        .load(s.weights.clone(), &Device::flex())
+        .expect("load");
+    let whole = load(&s.weights, &s.config, &s.tokenizer).expect("load");
+    let text = ["what is the capital of france?"];
+    assert_eq!(
+        staged.encode_sparse(&text).expect("encode"),
+        whole.encode_sparse(&text).expect("encode")
+    );
+    // Weights of another architecture are still refused.
+    let err = prepared
+        .load(m.weights, &Device::flex())
+        .expect_err("MiniLM weights under the SPLADE config");
+    assert!(matches!(err, EncoderError::Weights(_)), "{err}");
 }
 
 #[test]

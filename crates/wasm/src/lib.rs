@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use burn::tensor::Device;
-use rlrag_encoder::Encoder;
+use rlrag_encoder::{Encoder, Prepared};
 use rlrag_retriever::Document;
 use rlrag_retriever::engine::{self, EngineModels, EngineOptions, SearchMode, fingerprint};
 use serde::Deserialize;
@@ -32,12 +32,16 @@ pub fn start() {
     }));
 }
 
-/// One model's files, as bytes.
+/// One model's files, as bytes; `config.json` and `tokenizer.json` may come
+/// first ([`ModelBytes::prepare`]) and the weights later
+/// ([`ModelBytes::set_weights`]), so that the small files are read while the
+/// large one downloads.
 #[wasm_bindgen]
 pub struct ModelBytes {
-    weights: Vec<u8>,
+    weights: Option<Vec<u8>>,
     config: Vec<u8>,
     tokenizer: Vec<u8>,
+    prepared: Option<Prepared>,
 }
 
 #[wasm_bindgen]
@@ -46,10 +50,30 @@ impl ModelBytes {
     #[wasm_bindgen(constructor)]
     pub fn new(weights: Vec<u8>, config: Vec<u8>, tokenizer: Vec<u8>) -> ModelBytes {
         ModelBytes {
-            weights,
+            weights: Some(weights),
             config,
             tokenizer,
+            prepared: None,
         }
+    }
+
+    /// `config.json` and `tokenizer.json` alone, read and checked now (an
+    /// error names what is wrong with them); the weights follow with
+    /// `setWeights`.
+    pub fn prepare(config: Vec<u8>, tokenizer: Vec<u8>) -> Result<ModelBytes, JsError> {
+        let prepared = Prepared::parse(&config, &tokenizer).map_err(js_error)?;
+        Ok(ModelBytes {
+            weights: None,
+            config,
+            tokenizer,
+            prepared: Some(prepared),
+        })
+    }
+
+    /// The `model.safetensors` bytes of a prepared model.
+    #[wasm_bindgen(js_name = setWeights)]
+    pub fn set_weights(&mut self, weights: Vec<u8>) {
+        self.weights = Some(weights);
     }
 }
 
@@ -163,9 +187,15 @@ async fn webgpu() -> Result<Device, JsError> {
 }
 
 fn load(bytes: ModelBytes, device: &Device) -> Result<(Arc<Encoder>, u64), JsError> {
-    let print = fingerprint(&[&bytes.weights, &bytes.config, &bytes.tokenizer]);
-    let encoder = Encoder::load_owned(bytes.weights, &bytes.config, &bytes.tokenizer, device)
-        .map_err(js_error)?;
+    let weights = bytes.weights.ok_or_else(|| {
+        JsError::new("the model's weights were never given (ModelBytes.setWeights)")
+    })?;
+    let print = fingerprint(&[&weights, &bytes.config, &bytes.tokenizer]);
+    let prepared = match bytes.prepared {
+        Some(p) => p,
+        None => Prepared::parse(&bytes.config, &bytes.tokenizer).map_err(js_error)?,
+    };
+    let encoder = prepared.load(weights, device).map_err(js_error)?;
     Ok((Arc::new(encoder), print))
 }
 
