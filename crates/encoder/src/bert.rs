@@ -11,7 +11,7 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::config::BertConfig;
-use crate::kernels::{attention_softmax, gelu, max_over_tokens};
+use crate::kernels::{attention_softmax, decode_max_over_tokens, gelu};
 
 /// Token, position and segment embeddings, summed and normalised.
 #[derive(Module, Debug)]
@@ -263,17 +263,9 @@ impl BertModel {
     pub fn mlm_pooled(&self, hidden: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Option<Tensor<2>> {
         let head = self.head.as_ref()?;
         let t = head.norm.forward(gelu(head.transform.forward(hidden)));
-        let [b, l, h] = t.dims();
-        let decoder = self
-            .bert
-            .embeddings
-            .word_embeddings
-            .weight
-            .val()
-            .transpose();
-        let vocab = decoder.dims()[1];
-        let logits = t.reshape([b * l, h]).matmul(decoder).reshape([b, l, vocab]);
-        Some(max_over_tokens(logits, pad) + head.bias.val().reshape([1, vocab]))
+        let decoder = self.bert.embeddings.word_embeddings.weight.val();
+        let vocab = decoder.dims()[0];
+        Some(decode_max_over_tokens(t, decoder, pad) + head.bias.val().reshape([1, vocab]))
     }
 }
 

@@ -1,6 +1,8 @@
-//! Fused, vectorisable CPU kernels for the two element-wise hot spots of the
-//! encoder: the exact GELU of the feed-forward layers and the scaled, biased
-//! softmax of attention.
+//! Fused, vectorisable CPU kernels for the hot spots of the encoder: the
+//! exact GELU of the feed-forward layers, the scaled, biased softmax of
+//! attention, the max-pooling of vocabulary logits over tokens and, in
+//! WebAssembly, the MLM decoder fused with that pooling
+//! ([`decode_max_over_tokens`]).
 //!
 //! burn-flex evaluates both with scalar libm calls (`erff`, `expf`) one
 //! element at a time, about a quarter of an encoder forward pass. Here the
@@ -99,6 +101,90 @@ pub(crate) fn max_over_tokens(logits: Tensor<3>, pad: Option<Tensor<2, Bool>>) -
     };
     vectorized(kernel, &mut out);
     Tensor::from_data(TensorData::new(out, [b, v]), &device)
+}
+
+/// Where the fused decoder below runs in place of a matrix product and
+/// [`max_over_tokens`]: in WebAssembly, where gemm packs the whole decoder
+/// (30,522 × 128 for BERT) on every call — a quarter of a browser query —
+/// and has no FMA; natively gemm's AVX-512/FMA kernels are faster.
+const FUSED_DECODER: bool = cfg!(target_arch = "wasm32");
+
+/// The MLM decoder's logits max-pooled over tokens: for every vocabulary row
+/// `v` of `decoder` `[vocab, hidden]` (the tied word embeddings), the maximum
+/// over each batch's non-padding tokens of `states[token] · decoder[v]`
+/// (`states` `[batch, len, hidden]`; `pad` true at padding, `None`: none). A
+/// row that is all padding pools to −∞. In WebAssembly on flex outside
+/// autodiff one fused pass reads each decoder row once, in place, and
+/// writes only the pooled `[batch, vocab]`; elsewhere it is burn's matrix
+/// product and [`max_over_tokens`].
+pub(crate) fn decode_max_over_tokens(
+    states: Tensor<3>,
+    decoder: Tensor<2>,
+    pad: Option<Tensor<2, Bool>>,
+) -> Tensor<2> {
+    if FUSED_DECODER {
+        fused_decode_max(states, decoder, pad)
+    } else {
+        burn_decode_max(states, decoder, pad)
+    }
+}
+
+fn burn_decode_max(
+    states: Tensor<3>,
+    decoder: Tensor<2>,
+    pad: Option<Tensor<2, Bool>>,
+) -> Tensor<2> {
+    let [b, l, h] = states.dims();
+    let vocab = decoder.dims()[0];
+    let logits = states
+        .reshape([b * l, h])
+        .matmul(decoder.transpose())
+        .reshape([b, l, vocab]);
+    max_over_tokens(logits, pad)
+}
+
+fn fused_decode_max(
+    states: Tensor<3>,
+    decoder: Tensor<2>,
+    pad: Option<Tensor<2, Bool>>,
+) -> Tensor<2> {
+    let [b, l, h] = states.dims();
+    let [vocab, dh] = decoder.dims();
+    let device = states.device();
+    let (states, decoder) = match (into_flex_f32(states), into_flex_f32(decoder)) {
+        (Placed::Flex(s), Placed::Flex(d)) if dh == h && h > 0 && h.is_multiple_of(4) => {
+            (contiguous(s), contiguous(d))
+        }
+        (s, d) => return burn_decode_max(placed(s), placed(d), pad),
+    };
+    let keep: Vec<bool> = match pad
+        .as_ref()
+        .map(|p| p.clone().into_data().try_into_vec::<bool>())
+    {
+        None => vec![true; b * l],
+        Some(Ok(values)) if values.len() == b * l => values.iter().map(|&p| !p).collect(),
+        Some(_) => return burn_decode_max(from_flex(states), from_flex(decoder), pad),
+    };
+    let (Some(xs), Some(ws)) = (states.as_slice::<f32>(), decoder.as_slice::<f32>()) else {
+        return burn_decode_max(from_flex(states), from_flex(decoder), pad);
+    };
+    let mut out = vec![f32::NEG_INFINITY; b * vocab];
+    let kernel = DecodeMax {
+        states: xs,
+        keep: &keep,
+        decoder: ws,
+        len: l,
+        hidden: h,
+    };
+    vectorized(kernel, &mut out);
+    Tensor::from_data(TensorData::new(out, [b, vocab]), &device)
+}
+
+fn placed<const D: usize>(p: Placed<D>) -> Tensor<D> {
+    match p {
+        Placed::Flex(t) => from_flex(t),
+        Placed::Other(t) => t,
+    }
 }
 
 fn burn_max_over_tokens(logits: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<2> {
@@ -249,6 +335,161 @@ impl SliceKernel for MaxOverTokens<'_> {
             }
         }
     }
+}
+
+/// Tokens per block of [`DecodeMax`]: 4 tokens × 2 decoder rows of 4-lane
+/// accumulators, with their operands, fit SIMD128's 16 registers.
+const DOT_TOKENS: usize = 4;
+
+/// One token's state or one decoder row, as 4-float chunks.
+type Chunks<'a> = &'a [[f32; 4]];
+
+/// Writes, into the `[batch, vocab]` output (−∞ at the start), the maximum
+/// over each batch's kept tokens of the dot products of the token states
+/// `[batch · len, hidden]` with the decoder rows `[vocab, hidden]`; `hidden`
+/// is a multiple of 4.
+struct DecodeMax<'a> {
+    states: &'a [f32],
+    keep: &'a [bool],
+    decoder: &'a [f32],
+    len: usize,
+    hidden: usize,
+}
+
+impl SliceKernel for DecodeMax<'_> {
+    #[inline(always)]
+    fn run(self, out: &mut [f32]) {
+        let n = self.hidden / 4;
+        let states = self.states.as_chunks::<4>().0;
+        let rows = self.decoder.as_chunks::<4>().0;
+        let vocab = rows.len().checked_div(n).unwrap_or(0);
+        if vocab == 0 || !self.hidden.is_multiple_of(4) {
+            return;
+        }
+        for (batch, pooled) in out.chunks_exact_mut(vocab).enumerate() {
+            let kept: Vec<Chunks<'_>> = (batch * self.len..(batch + 1) * self.len)
+                .filter(|&t| self.keep.get(t).copied().unwrap_or(false))
+                .filter_map(|t| states.get(t * n..(t + 1) * n))
+                .collect();
+            // Blocks of DOT_TOKENS tokens; a short last block repeats its
+            // last token, which cannot change a maximum.
+            let blocks: Vec<[Chunks<'_>; DOT_TOKENS]> = kept
+                .chunks(DOT_TOKENS)
+                .map(|c| std::array::from_fn(|i| c[i.min(c.len() - 1)]))
+                .collect();
+            if blocks.is_empty() {
+                continue;
+            }
+            let mut pairs = rows.chunks_exact(2 * n);
+            let mut outs = pooled.chunks_exact_mut(2);
+            for (out_pair, pair) in (&mut outs).zip(&mut pairs) {
+                let (r0, r1) = pair.split_at(n);
+                out_pair.copy_from_slice(&pair_max(&blocks, r0, r1));
+            }
+            // An odd last row: paired with itself.
+            if let (Some(last), Some(r)) = (
+                outs.into_remainder().first_mut(),
+                pairs.remainder().get(..n),
+            ) {
+                *last = pair_max(&blocks, r, r)[0];
+            }
+        }
+    }
+}
+
+/// The maximum over every token of `blocks` of its dot product with `r0`
+/// and with `r1` (every slice `n` chunks long). Kept out of line: a small
+/// function whose accumulators stay in registers.
+#[inline(never)]
+fn pair_max(blocks: &[[Chunks<'_>; DOT_TOKENS]], r0: Chunks<'_>, r1: Chunks<'_>) -> [f32; 2] {
+    let mut best = [f32::NEG_INFINITY; 2];
+    for block in blocks {
+        for token in block_dots(block, r0, r1) {
+            for (m, d) in best.iter_mut().zip(token) {
+                *m = if d > *m { d } else { *m };
+            }
+        }
+    }
+    best
+}
+
+/// The dot products of a block's four tokens with `r0` and `r1`, in
+/// SIMD128: eight 4-lane accumulators, each row chunk loaded once for the
+/// four tokens.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn block_dots(
+    block: &[Chunks<'_>; DOT_TOKENS],
+    r0: Chunks<'_>,
+    r1: Chunks<'_>,
+) -> [[f32; 2]; DOT_TOKENS] {
+    use std::arch::wasm32::{f32x4, f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, v128};
+    let load = |c: &[f32; 4]| f32x4(c[0], c[1], c[2], c[3]);
+    let zero = f32x4_splat(0.0);
+    let (mut a00, mut a01, mut a10, mut a11) = (zero, zero, zero, zero);
+    let (mut a20, mut a21, mut a30, mut a31) = (zero, zero, zero, zero);
+    // Indexing, not a chain of zips (whose `next` stays a call per step at
+    // opt-level z); every slice is cut to `n`, so no bound is checked.
+    let n = r0
+        .len()
+        .min(r1.len())
+        .min(block.iter().map(|t| t.len()).min().unwrap_or(0));
+    let (r0, r1) = (&r0[..n], &r1[..n]);
+    let (x0s, x1s, x2s, x3s) = (
+        &block[0][..n],
+        &block[1][..n],
+        &block[2][..n],
+        &block[3][..n],
+    );
+    for k in 0..n {
+        let (w0, w1) = (load(&r0[k]), load(&r1[k]));
+        let x0 = load(&x0s[k]);
+        a00 = f32x4_add(a00, f32x4_mul(x0, w0));
+        a01 = f32x4_add(a01, f32x4_mul(x0, w1));
+        let x1 = load(&x1s[k]);
+        a10 = f32x4_add(a10, f32x4_mul(x1, w0));
+        a11 = f32x4_add(a11, f32x4_mul(x1, w1));
+        let x2 = load(&x2s[k]);
+        a20 = f32x4_add(a20, f32x4_mul(x2, w0));
+        a21 = f32x4_add(a21, f32x4_mul(x2, w1));
+        let x3 = load(&x3s[k]);
+        a30 = f32x4_add(a30, f32x4_mul(x3, w0));
+        a31 = f32x4_add(a31, f32x4_mul(x3, w1));
+    }
+    let sum = |v: v128| {
+        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+            + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    };
+    [
+        [sum(a00), sum(a01)],
+        [sum(a10), sum(a11)],
+        [sum(a20), sum(a21)],
+        [sum(a30), sum(a31)],
+    ]
+}
+
+/// [`block_dots`] in portable code, summed in the same order (native builds
+/// use gemm for the decoder; this runs the fused kernel's tests).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn block_dots(
+    block: &[Chunks<'_>; DOT_TOKENS],
+    r0: Chunks<'_>,
+    r1: Chunks<'_>,
+) -> [[f32; 2]; DOT_TOKENS] {
+    let mut dots = [[0.0f32; 2]; DOT_TOKENS];
+    for (d_t, x_t) in dots.iter_mut().zip(block) {
+        for (d, r) in d_t.iter_mut().zip([r0, r1]) {
+            let mut acc = [0.0f32; 4];
+            for (x, w) in x_t.iter().zip(r) {
+                for lane in 0..4 {
+                    acc[lane] += x[lane] * w[lane];
+                }
+            }
+            *d = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        }
+    }
+    dots
 }
 
 /// Row-wise attention softmax over `[batch, heads, len, len]` scores.
@@ -538,6 +779,56 @@ mod tests {
         max_over_tokens(t.swap_dims(1, 2), None)
             .into_data()
             .assert_eq(&want, true);
+    }
+
+    #[test]
+    fn fused_decoder_pools_like_the_matrix_product() {
+        let device = Device::flex();
+        // Odd sizes: an odd vocabulary (a last row without a partner),
+        // token counts that leave short blocks, a fully padded row, and a
+        // width that is not a multiple of 4 (burn's product then).
+        for (b, l, h, vocab) in [
+            (3, 7, 132, 11),
+            (1, 9, 128, 64),
+            (2, 1, 4, 5),
+            (2, 3, 130, 7),
+        ] {
+            let states = random([b, l, h, 1], 13).reshape([b, l, h]);
+            let decoder = random([vocab, h, 1, 1], 17).reshape([vocab, h]);
+            let mask: Vec<bool> = (0..b * l).map(|i| i / l == 1 || (i % l) % 3 == 2).collect();
+            let pad = Tensor::<2, Bool>::from_data(TensorData::new(mask, [b, l]), &device);
+            for pad in [None, Some(pad)] {
+                let want =
+                    burn_decode_max(states.clone(), decoder.clone(), pad.clone()).into_data();
+                let got = fused_decode_max(states.clone(), decoder.clone(), pad.clone());
+                assert_eq!(got.dims(), [b, vocab]);
+                let (got, want) = (
+                    got.into_data().try_to_vec::<f32>().expect("f32"),
+                    want.try_to_vec::<f32>().expect("f32"),
+                );
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    if w.is_infinite() {
+                        assert_eq!(g, w, "{b}x{l}x{h}, vocab {vocab}: entry {i}");
+                    } else {
+                        assert!(
+                            (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                            "{b}x{l}x{h}: entry {i}: {g} vs {w}"
+                        );
+                    }
+                }
+                // The padded batch row (1) pools to −∞ only when padded.
+                if b > 1 {
+                    assert_eq!(got[vocab].is_infinite(), pad.is_some());
+                }
+            }
+        }
+        // A transposed (strided) decoder view is made contiguous first.
+        let states = random([1, 5, 8, 1], 3).reshape([1, 5, 8]);
+        let decoder_t = random([8, 6, 1, 1], 4).reshape([8, 6]);
+        let want = burn_decode_max(states.clone(), decoder_t.clone().transpose(), None).into_data();
+        fused_decode_max(states, decoder_t.transpose(), None)
+            .into_data()
+            .assert_approx_eq::<f32>(&want, Tolerance::absolute(1e-4));
     }
 
     #[test]
