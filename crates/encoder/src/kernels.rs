@@ -80,14 +80,8 @@ pub(crate) fn max_over_tokens(logits: Tensor<3>, pad: Option<Tensor<2, Bool>>) -
         Placed::Flex(t) => t,
         Placed::Other(logits) => return burn_max_over_tokens(logits, pad),
     };
-    let keep: Vec<bool> = match pad
-        .as_ref()
-        .map(|p| p.clone().into_data().try_into_vec::<bool>())
-    {
-        None => vec![true; b * l],
-        Some(Ok(values)) if values.len() == b * l => values.iter().map(|&p| !p).collect(),
-        // A mask that is not `[batch, len]` booleans: burn's operations check it.
-        Some(_) => return burn_max_over_tokens(from_flex(logits), pad),
+    let Some(keep) = kept_tokens(pad.as_ref(), b, l) else {
+        return burn_max_over_tokens(from_flex(logits), pad);
     };
     let logits = contiguous(logits);
     let Some(xs) = logits.as_slice::<f32>() else {
@@ -157,13 +151,8 @@ fn fused_decode_max(
         }
         (s, d) => return burn_decode_max(placed(s), placed(d), pad),
     };
-    let keep: Vec<bool> = match pad
-        .as_ref()
-        .map(|p| p.clone().into_data().try_into_vec::<bool>())
-    {
-        None => vec![true; b * l],
-        Some(Ok(values)) if values.len() == b * l => values.iter().map(|&p| !p).collect(),
-        Some(_) => return burn_decode_max(from_flex(states), from_flex(decoder), pad),
+    let Some(keep) = kept_tokens(pad.as_ref(), b, l) else {
+        return burn_decode_max(from_flex(states), from_flex(decoder), pad);
     };
     let (Some(xs), Some(ws)) = (states.as_slice::<f32>(), decoder.as_slice::<f32>()) else {
         return burn_decode_max(from_flex(states), from_flex(decoder), pad);
@@ -184,6 +173,19 @@ fn placed<const D: usize>(p: Placed<D>) -> Tensor<D> {
     match p {
         Placed::Flex(t) => from_flex(t),
         Placed::Other(t) => t,
+    }
+}
+
+/// Which of `batch × len` tokens are pooled: those `pad` does not mark
+/// (every one without a mask); `None` for a mask that is not `[batch, len]`
+/// booleans (burn's operations then check it).
+fn kept_tokens(pad: Option<&Tensor<2, Bool>>, batch: usize, len: usize) -> Option<Vec<bool>> {
+    match pad.map(|p| p.clone().into_data().try_into_vec::<bool>()) {
+        None => Some(vec![true; batch * len]),
+        Some(Ok(values)) if values.len() == batch * len => {
+            Some(values.iter().map(|&p| !p).collect())
+        }
+        Some(_) => None,
     }
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::memory::CONFIDENCE_FEATURES;
 
 /// Length of the state vector.
-pub const FEATURES: usize = 17;
+pub const FEATURES: usize = 18;
 
 /// The state of a question between hops (the pipeline fills it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +42,8 @@ pub struct State {
     pub network_fault: bool,
     /// The question splits at a conjunction.
     pub compound: bool,
+    /// The question asks for yes or no ([`crate::queries::is_polar`]).
+    pub polar: bool,
 }
 
 fn flag(b: bool) -> f32 {
@@ -70,6 +72,7 @@ impl State {
             flag(self.bridges_available),
             flag(self.network_fault),
             flag(self.compound),
+            flag(self.polar),
         ]
     }
 }

@@ -19,7 +19,9 @@ use crate::memory::{
     Admission, CONFIDENCE_FEATURES, Confidence, EvidenceFilter, Filtered, QueryMemory,
     content_terms, evidence_features,
 };
-use crate::queries::{Alignment, align, bridge_queries, question_entities, split_compound};
+use crate::queries::{
+    Alignment, align, bridge_queries, is_polar, question_entities, split_compound,
+};
 use crate::source::{Hit, LocalSource, Source};
 use crate::writer::{MAX_SUB_QUERY_BYTES, QueryWriter};
 use crate::{Action, MAX_SUB_QUERIES, SourceKind};
@@ -394,6 +396,7 @@ impl<'a> Router<'a> {
             question_words: question.split_whitespace().count(),
             k: cfg.k,
             compound: !compound.is_empty(),
+            polar: is_polar(question),
             ..State::default()
         };
 

@@ -234,6 +234,24 @@ pub fn bridge_queries(
         .collect()
 }
 
+/// Whether a question asks for yes or no ("Are X and Y both directors?",
+/// "Did …?"): it opens with an auxiliary verb. Its answer is a verdict the
+/// gathered passages support, not a span they contain.
+pub fn is_polar(question: &str) -> bool {
+    const AUXILIARIES: [&str; 16] = [
+        "is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could",
+        "will", "would", "should", "shall",
+    ];
+    question
+        .split_whitespace()
+        .next()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .is_some_and(|w| AUXILIARIES.contains(&w.as_str()))
+}
+
 /// Split a compound question at its top-level conjunction ("Who was born
 /// first, X or Y?" → the X part and the Y part); empty when it has none.
 pub fn split_compound(question: &str) -> Vec<String> {
@@ -344,6 +362,25 @@ mod tests {
                 "Bank of America"
             ]
         );
+    }
+
+    #[test]
+    fn polar_questions_open_with_an_auxiliary_verb() {
+        for q in [
+            "Are Christopher Nolan and Sathish Kalathil both film directors?",
+            "did the Beatles ever play in Kyiv",
+            "  Was Sourdough invented before 1900?",
+        ] {
+            assert!(is_polar(q), "{q}");
+        }
+        for q in [
+            "Who directed the film shot in Leland, North Carolina?",
+            "Isaac Newton was born in which county?",
+            "Which band was formed first, The Exies or Circus Diablo?",
+            "",
+        ] {
+            assert!(!is_polar(q), "{q}");
+        }
     }
 
     #[test]
