@@ -9,6 +9,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 import { Rlrag } from '../src/index.js';
+import { Engine, ModelBytes } from '../pkg/rlrag_wasm.js';
 
 const root = new URL('../../', import.meta.url);
 const wasm = readFileSync(new URL('web/pkg/rlrag_wasm_bg.wasm', root));
@@ -122,6 +123,11 @@ test('from a URL: config and tokenizer are read while the weights download', asy
     Rlrag.create({ model: 'm', wasm, fetch: fakeFetch(served, { delay: slowWeights, status: (n) => (n === 'model.safetensors' ? 503 : 200) }) }),
     /cannot fetch m\/model.safetensors: HTTP 503/,
   );
+  // The wasm side refuses a prepared model whose weights never came, and
+  // reads a broken tokenizer at once.
+  const prepared = ModelBytes.prepare(splade.config, splade.tokenizer);
+  await assert.rejects(Engine.create(prepared, undefined, { device: 'cpu' }), /weights were never given/);
+  assert.throws(() => ModelBytes.prepare(splade.config, new TextEncoder().encode('{"model": 1}')), /tokenizer/i);
   // Weights that are not safetensors.
   await assert.rejects(
     Rlrag.create({ model: 'm', wasm, fetch: fakeFetch({ ...served, 'model.safetensors': new Uint8Array(16) }) }),
