@@ -132,10 +132,13 @@ async function modelFiles(model, what, fetchImpl, wasmReady) {
 
 /**
  * The models of `options`, fetched (both at once) or taken as bytes, once
- * the wasm module (`wasmReady`) is there.
+ * the wasm module (`wasmReady`) is there: their files (kept for `save`) and
+ * the wasm side's models.
  */
 async function loadModels(options, wasmReady) {
   const fetchImpl = options.fetch ?? globalThis.fetch;
+  // Awaited in modelFiles, unless a model option is refused first.
+  wasmReady.catch(() => {});
   const [model, dense] = await Promise.allSettled([
     modelFiles(options.model, 'model', fetchImpl, wasmReady),
     options.dense === undefined ? undefined : modelFiles(options.dense, 'dense', fetchImpl, wasmReady),
@@ -145,7 +148,10 @@ async function loadModels(options, wasmReady) {
     for (const r of [model, dense]) if (r.status === 'fulfilled') r.value?.wasm.free();
     throw model.status === 'rejected' ? model.reason : dense.reason;
   }
-  return { model: model.value, dense: dense.value };
+  return {
+    files: { model: model.value.files, dense: dense.value?.files },
+    wasm: { model: model.value.wasm, dense: dense.value?.wasm },
+  };
 }
 
 // Persistence in the Origin Private File System (OPFS): one file per key
@@ -236,9 +242,9 @@ export class Rlrag {
     const bad = unknownOption(options, CREATE_OPTIONS, 'Rlrag.create');
     if (bad) throw bad;
     // The wasm compiles while the model downloads.
-    const models = await loadModels(options ?? {}, initWasm(options?.wasm));
-    const engine = await Engine.create(models.model.wasm, models.dense?.wasm, engineOptions(options));
-    return new Rlrag(engine, options.onProgress, { model: models.model.files, dense: models.dense?.files });
+    const { files, wasm } = await loadModels(options ?? {}, initWasm(options?.wasm));
+    const engine = await Engine.create(wasm.model, wasm.dense, engineOptions(options));
+    return new Rlrag(engine, options.onProgress, files);
   }
 
   /**
@@ -251,12 +257,10 @@ export class Rlrag {
     const bad = unknownOption(options, IMPORT_OPTIONS, 'Rlrag.importIndex');
     if (bad) throw bad;
     // The wasm compiles while the model downloads.
-    const models = await loadModels(options ?? {}, initWasm(options?.wasm));
+    const { files, wasm } = await loadModels(options ?? {}, initWasm(options?.wasm));
     const device = options.device ?? 'auto';
-    const engine = await Engine.importIndex(models.model.wasm, models.dense?.wasm, bytes(index, 'index'), {
-      device,
-    });
-    return new Rlrag(engine, options.onProgress, { model: models.model.files, dense: models.dense?.files });
+    const engine = await Engine.importIndex(wasm.model, wasm.dense, bytes(index, 'index'), { device });
+    return new Rlrag(engine, options.onProgress, files);
   }
 
   /**

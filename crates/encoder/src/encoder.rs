@@ -132,18 +132,14 @@ impl Prepared {
                 missing.join(", ")
             )));
         }
-        Ok(self.encoder(self.config.clone(), model, device))
-    }
-
-    fn encoder(&self, config: ModelConfig, model: BertModel, device: &Device) -> Encoder {
-        Encoder {
-            config,
-            tokenizer: Arc::clone(&self.tokenizer),
+        Ok(Encoder {
+            config: self.config,
+            tokenizer: self.tokenizer,
             tokenizer_id: self.tokenizer_id,
             model,
             device: device.clone(),
             pad_id: self.pad_id,
-        }
+        })
     }
 }
 
