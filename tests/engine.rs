@@ -1,12 +1,15 @@
 //! The browser engine on the real models and HotpotQA-100 paragraphs: every
 //! mode ranks exactly as the stand-alone retriever of that kind, hits explain
 //! themselves with matched terms, removal and replacement reach every index,
-//! an exported index imports to the same answers, and bad input is refused
-//! without changing anything. Needs `scripts/fetch-models.sh`.
+//! an exported index imports to the same answers, bad input is refused
+//! without changing anything, and indexing hands control back between
+//! chunks. Needs `scripts/fetch-models.sh`.
 #![allow(missing_docs, clippy::expect_used, clippy::panic)]
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use burn::tensor::{Device, try_read_sync};
 use rlrag::encoder::Encoder;
@@ -84,8 +87,9 @@ fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
     let mut engine = Engine::new(models(true), EngineOptions::default()).expect("engine");
     let progress = add(&mut engine, &docs);
     assert_eq!(engine.len(), 120);
-    // Progress counts up to the total for each encoder stage.
-    for stage in ["sparse", "dense"] {
+    // Progress counts up to the total for tokenizing, then for each encoder.
+    assert_eq!(progress.first().map(|p| p.stage), Some("tokens"));
+    for stage in ["tokens", "sparse", "dense"] {
         let steps: Vec<&Progress> = progress.iter().filter(|p| p.stage == stage).collect();
         assert!(steps.len() >= 2, "{stage}: {progress:?}");
         assert!(steps.windows(2).all(|w| w[0].done < w[1].done));
@@ -230,7 +234,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     };
     let mut engine = Engine::new(models(false), options).expect("engine");
     // Without sparse vectors nothing is encoded at indexing time.
-    assert!(add(&mut engine, &docs).is_empty());
+    assert!(add(&mut engine, &docs).iter().all(|p| p.stage == "tokens"));
     assert_eq!(
         engine.modes(),
         vec![SearchMode::Bot, SearchMode::Bm25, SearchMode::Hybrid]
@@ -385,4 +389,53 @@ fn demo_answers_match_the_golden_file() {
         serde_json::from_str(&std::fs::read_to_string(&golden).expect("golden file"))
             .expect("json");
     assert_eq!(got, want);
+}
+
+/// Polls `f` to completion with a waker that does nothing, counting the
+/// polls that returned `Pending` (the future must wake itself to go on).
+fn pending_polls<T>(f: impl Future<Output = T>) -> (T, usize) {
+    let mut f = std::pin::pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut pending = 0;
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return (v, pending),
+            Poll::Pending => {
+                pending += 1;
+                assert!(pending < 10_000, "the future never finishes");
+            }
+        }
+    }
+}
+
+#[test]
+fn indexing_hands_control_back_between_chunks_and_reports_each() {
+    let docs = corpus(150);
+    let options = EngineOptions {
+        sparse_vectors: false,
+        rerank_m: 0,
+    };
+    let mut engine = Engine::new(models(false), options).expect("engine");
+    let mut progress = Vec::new();
+    let (result, pending) = pending_polls(engine.add_documents(&docs, &mut |p| {
+        progress.push((p.stage, p.done, p.total));
+    }));
+    result.expect("indexes");
+    assert_eq!(engine.len(), 150);
+    assert_eq!(
+        progress,
+        [
+            ("tokens", 64, 150),
+            ("tokens", 128, 150),
+            ("tokens", 150, 150)
+        ]
+    );
+    // Once after each chunk: a browser's event loop runs in between.
+    assert_eq!(pending, 3);
+    let title = &docs[100].title;
+    let hits = search(&engine, title, 3, SearchMode::Bm25);
+    assert!(
+        ids(&hits).contains(&docs[100].id.as_str()),
+        "{title}: {hits:?}"
+    );
 }

@@ -127,7 +127,11 @@ async function main() {
     : `${manifest.base_model ?? 'splade-tiny'} · pretrained`;
   const corpus = await json('corpus.json');
   const key = await storageKey([manifestText, await text('model/config.json'), String(corpus.length), String(encode)]);
-  const onProgress = ({ done, total }) => stage(`Encoding passages… ${done}/${total}`, done, total);
+  // The page indexes in chunks and reports them itself; within a chunk only
+  // the encoder's progress is worth showing.
+  const onProgress = ({ stage: step, done, total }) => {
+    if (step !== 'tokens') stage(`Encoding passages… ${done}/${total}`, done, total);
+  };
   const t0 = performance.now();
   stage('Looking for a saved index…');
   let engine = params.get('fresh') === '1' ? null : await RlragWorker.load(key, { device, onProgress });

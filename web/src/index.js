@@ -10,7 +10,7 @@ import init, { Engine, ModelBytes, RouterModel as WasmRouterModel } from '../pkg
  *   Files, or a base URL under which they are fetched.
  * @typedef {'auto' | 'webgpu' | 'cpu'} DeviceChoice
  * @typedef {'sparse' | 'bot' | 'dense' | 'bm25' | 'hybrid'} SearchMode
- * @typedef {{stage: string, done: number, total: number}} Progress
+ * @typedef {{stage: 'tokens' | 'sparse' | 'dense', done: number, total: number}} Progress
  * @typedef {{
  *   model: ModelSource,
  *   dense?: ModelSource,

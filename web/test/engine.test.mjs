@@ -45,6 +45,27 @@ async function engine(options = {}) {
   return Rlrag.create({ model: splade, device: 'cpu', wasm, ...options });
 }
 
+test('size answers while documents are being added (as of the last finished call)', async () => {
+  const seen = [];
+  const e = await engine({
+    sparseVectors: false,
+    onProgress: ({ stage, done }) => {
+      try {
+        seen.push([stage, done, e.size]);
+      } catch (err) {
+        seen.push([stage, done, err.message]);
+      }
+    },
+  });
+  await e.addDocuments(docs.slice(0, 5));
+  assert.deepEqual(seen, [['tokens', 5, 0]]);
+  seen.length = 0;
+  // 115 documents: tokenized in two chunks, the event loop runs in between.
+  assert.equal(await e.addDocuments(docs.slice(5)), docs.length);
+  assert.deepEqual(seen, [['tokens', 64, 5], ['tokens', 115, 5]]);
+  assert.equal(e.size, docs.length);
+});
+
 test('same top 10 as the native engine in every mode, with explanations', async () => {
   const progress = [];
   const e = await engine({ onProgress: (p) => progress.push(p) });
@@ -52,7 +73,10 @@ test('same top 10 as the native engine in every mode, with explanations', async 
   assert.equal(await e.addDocuments(docs), docs.length);
   assert.equal(e.size, docs.length);
   assert.deepEqual(e.modes, ['sparse', 'bot', 'bm25', 'hybrid']);
-  assert.ok(progress.length >= 2);
+  assert.ok(progress.length >= 3);
+  // Tokens first (no encoder), then the encoder's batches.
+  assert.deepEqual(progress.filter((p) => p.stage === 'tokens').at(-1), { stage: 'tokens', done: docs.length, total: docs.length });
+  assert.equal(progress[0].stage, 'tokens');
   assert.deepEqual(progress.at(-1), { stage: 'sparse', done: docs.length, total: docs.length });
   for (const { want, hits } of await assertGoldenTop10(e)) {
     hits.forEach((h, i) => assert.ok(Math.abs(h.score - want[i].score) < 1e-4, `${h.score} vs ${want[i].score}`));

@@ -34,6 +34,47 @@ pub const MAX_DOCUMENT_BYTES: usize = 1 << 22;
 /// The largest query the engine accepts (bytes).
 pub const MAX_QUERY_BYTES: usize = 1 << 16;
 
+/// Documents tokenized (BM25 terms and bags) between two returns to the
+/// caller's executor. In a browser each return ends the running
+/// WebAssembly call: the page stays responsive, progress is reported, and
+/// V8, which cannot swap optimised code into a running call, resumes the
+/// next chunk in the optimised code of the functions it has compiled since.
+const TOKENIZE_CHUNK: usize = 64;
+
+/// A future that is pending once (waking itself at once), then ready: hands
+/// control back to whatever executor polls it, in any runtime.
+#[derive(Default)]
+struct YieldNow {
+    yielded: bool,
+}
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.yielded {
+            return std::task::Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// Reports a finished chunk of indexing, then hands control back.
+async fn chunk_done(
+    progress: &mut dyn FnMut(Progress),
+    stage: &'static str,
+    done: usize,
+    total: usize,
+) {
+    progress(Progress { stage, done, total });
+    YieldNow::default().await;
+}
+
 const SNAPSHOT_KIND: &str = "engine";
 /// 2: model fingerprints are XXH3 (were CRC-32).
 const SNAPSHOT_VERSION: u16 = 2;
@@ -164,7 +205,8 @@ pub struct SearchHit {
 /// Indexing progress: `done` of `total` documents through `stage`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
-    /// `"sparse"` or `"dense"` (the encoder runs).
+    /// `"tokens"` (BM25 terms and bags of tokens: no encoder runs), then
+    /// `"sparse"` and `"dense"` (the encoders run).
     pub stage: &'static str,
     /// Documents finished.
     pub done: usize,
@@ -336,22 +378,27 @@ impl Engine {
         docs: &[Document],
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), RetrieverError> {
-        let mut bags = Vec::with_capacity(docs.len());
-        for d in docs {
-            let bag = self.models.sparse.bag_of_tokens(&d.full_text())?;
-            bags.push((
-                d.id.clone(),
-                SparseVector {
-                    terms: bag.into_iter().map(|t| (t, 1.0)).collect(),
-                },
-            ));
-        }
-        self.bm25.add_documents(docs)?;
-        self.bags.add(&bags)?;
-        for d in docs {
-            self.docs.insert(d.id.clone(), d.clone());
-        }
         let total = docs.len();
+        let mut done = 0;
+        for chunk in docs.chunks(TOKENIZE_CHUNK) {
+            let mut bags = Vec::with_capacity(chunk.len());
+            for d in chunk {
+                let bag = self.models.sparse.bag_of_tokens(&d.full_text())?;
+                bags.push((
+                    d.id.clone(),
+                    SparseVector {
+                        terms: bag.into_iter().map(|t| (t, 1.0)).collect(),
+                    },
+                ));
+            }
+            self.bm25.add_documents(chunk)?;
+            self.bags.add(&bags)?;
+            for d in chunk {
+                self.docs.insert(d.id.clone(), d.clone());
+            }
+            done += chunk.len();
+            chunk_done(progress, "tokens", done, total).await;
+        }
         if let Some(learned) = &mut self.learned {
             let mut done = 0;
             for chunk in docs.chunks(ENCODE_CHUNK) {
@@ -362,11 +409,7 @@ impl Engine {
                     chunk.iter().map(|d| d.id.clone()).zip(vectors).collect();
                 learned.add(&batch)?;
                 done += chunk.len();
-                progress(Progress {
-                    stage: "sparse",
-                    done,
-                    total,
-                });
+                chunk_done(progress, "sparse", done, total).await;
             }
         }
         if let (Some(flat), Some((encoder, _))) = (&mut self.dense, &self.models.dense) {
@@ -379,11 +422,7 @@ impl Engine {
                     chunk.iter().map(|d| d.id.clone()).zip(vectors).collect();
                 flat.add(&batch)?;
                 done += chunk.len();
-                progress(Progress {
-                    stage: "dense",
-                    done,
-                    total,
-                });
+                chunk_done(progress, "dense", done, total).await;
             }
         }
         Ok(())

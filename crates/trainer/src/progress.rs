@@ -32,11 +32,22 @@ impl LazyBar {
 
     /// Advance by `n` steps, showing the bar once a second has passed.
     pub fn inc(&mut self, n: u64) {
+        self.show_when_due();
+        self.bar.inc(n);
+    }
+
+    /// Move to step `pos` (a stage that counts from the start again moves
+    /// it back), showing the bar once a second has passed.
+    pub fn set_position(&mut self, pos: u64) {
+        self.show_when_due();
+        self.bar.set_position(pos);
+    }
+
+    fn show_when_due(&mut self) {
         if !self.shown && self.started.elapsed() > DELAY {
             self.bar.set_draw_target(ProgressDrawTarget::stderr());
             self.shown = true;
         }
-        self.bar.inc(n);
     }
 
     /// Replace the label (e.g. with a running reward).

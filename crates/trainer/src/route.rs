@@ -225,7 +225,10 @@ impl Setup {
             options,
         )?;
         let mut bar = LazyBar::new(local_docs.len() as u64, "local index");
-        block_on(engine.add_documents(&local_docs, &mut |p| bar.inc(p.done as u64)))?;
+        block_on(engine.add_documents(&local_docs, &mut |p| {
+            bar.set_message(format!("local {}", p.stage));
+            bar.set_position(p.done as u64);
+        }))?;
         bar.finish();
         let local = LocalSource::new(engine, args.local_mode)?;
         let (url, server) = match &args.network {

@@ -8,7 +8,7 @@
 //! The npm package in `web/` wraps this module (URLs, a Web Worker,
 //! IndexedDB persistence).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -222,6 +222,20 @@ async fn models(
 pub struct Engine {
     inner: Rc<RefCell<engine::Engine>>,
     backend: &'static str,
+    /// Documents held after the last finished call: `size` answers from it,
+    /// also while a call holds the engine across its awaits.
+    size: Rc<Cell<usize>>,
+}
+
+impl Engine {
+    fn wrap(engine: engine::Engine, backend: &'static str) -> Self {
+        let size = Rc::new(Cell::new(engine.len()));
+        Self {
+            inner: Rc::new(RefCell::new(engine)),
+            backend,
+            size,
+        }
+    }
 }
 
 fn busy() -> JsError {
@@ -241,10 +255,7 @@ impl Engine {
         let device = options.device.as_deref().unwrap_or("auto");
         let (models, backend) = models(sparse, dense, device).await?;
         let engine = engine::Engine::new(models, options.engine()).map_err(js_error)?;
-        Ok(Engine {
-            inner: Rc::new(RefCell::new(engine)),
-            backend,
-        })
+        Ok(Engine::wrap(engine, backend))
     }
 
     /// An engine from [`Engine::export_index`] bytes and the same model files.
@@ -264,10 +275,7 @@ impl Engine {
         let device = options.device.as_deref().unwrap_or("auto");
         let (models, backend) = models(sparse, dense, device).await?;
         let engine = engine::Engine::import(models, &bytes).map_err(js_error)?;
-        Ok(Engine {
-            inner: Rc::new(RefCell::new(engine)),
-            backend,
-        })
+        Ok(Engine::wrap(engine, backend))
     }
 
     /// `webgpu` or `cpu`: where the encoders run.
@@ -276,10 +284,11 @@ impl Engine {
         self.backend.into()
     }
 
-    /// Documents held.
+    /// Documents held (as of the last finished call: an `addDocuments` in
+    /// progress counts once it has finished).
     #[wasm_bindgen(getter)]
-    pub fn size(&self) -> Result<usize, JsError> {
-        Ok(self.inner.try_borrow().map_err(|_| busy())?.len())
+    pub fn size(&self) -> usize {
+        self.size.get()
     }
 
     /// The search modes this engine can answer.
@@ -294,7 +303,9 @@ impl Engine {
     }
 
     /// Index `[{id, text, title?}]` (replacing documents with the same id);
-    /// `onProgress(stage, done, total)` is called as encoders run.
+    /// `onProgress(stage, done, total)` is called after each chunk of
+    /// tokenizing (`tokens`) and of encoding (`sparse`, `dense`), between
+    /// which the call hands the event loop back.
     #[wasm_bindgen(js_name = addDocuments)]
     // The borrow is held across the encoder's awaits on purpose: `try_borrow*`
     // turns an overlapping call into a "busy" rejection, never a panic.
@@ -305,6 +316,7 @@ impl Engine {
         on_progress: Option<js_sys::Function>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
+        let size = self.size.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let docs: Vec<JsDocument> =
                 serde_wasm_bindgen::from_value(docs).map_err(|e| input_error("documents", &e))?;
@@ -324,10 +336,9 @@ impl Engine {
                     );
                 }
             };
-            engine
-                .add_documents(&docs, &mut report)
-                .await
-                .map_err(js_error)?;
+            let result = engine.add_documents(&docs, &mut report).await;
+            size.set(engine.len());
+            result.map_err(js_error)?;
             Ok(JsValue::from(engine.len() as u32))
         })
     }
@@ -336,7 +347,9 @@ impl Engine {
     #[wasm_bindgen(js_name = removeDocuments)]
     pub fn remove_documents(&self, ids: Vec<String>) -> Result<usize, JsError> {
         let mut engine = self.inner.try_borrow_mut().map_err(|_| busy())?;
-        Ok(engine.remove_documents(&ids))
+        let removed = engine.remove_documents(&ids);
+        self.size.set(engine.len());
+        Ok(removed)
     }
 
     /// The top `k` documents for `query` in `mode` (`sparse`, `bot`,
