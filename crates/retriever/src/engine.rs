@@ -36,9 +36,9 @@ pub const MAX_QUERY_BYTES: usize = 1 << 16;
 
 /// Documents tokenized (BM25 terms and bags) between two returns to the
 /// caller's executor. In a browser each return ends the running
-/// WebAssembly call: the page stays responsive, progress is reported, and
-/// V8, which cannot swap optimised code into a running call, resumes the
-/// next chunk in the optimised code of the functions it has compiled since.
+/// WebAssembly call, so a page indexing on its main thread stays
+/// responsive and shows progress. (It did not make a cold page's first
+/// indexing faster: see the README's browser benchmark.)
 const TOKENIZE_CHUNK: usize = 64;
 
 /// A future that is pending once (waking itself at once), then ready: hands
