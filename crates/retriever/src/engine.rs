@@ -41,29 +41,6 @@ pub const MAX_QUERY_BYTES: usize = 1 << 16;
 /// indexing faster: see the README's browser benchmark.)
 const TOKENIZE_CHUNK: usize = 64;
 
-/// A future that is pending once (waking itself at once), then ready: hands
-/// control back to whatever executor polls it, in any runtime.
-#[derive(Default)]
-struct YieldNow {
-    yielded: bool,
-}
-
-impl std::future::Future for YieldNow {
-    type Output = ();
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.yielded {
-            return std::task::Poll::Ready(());
-        }
-        self.yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
-
 /// Reports a finished chunk of indexing, then hands control back.
 async fn chunk_done(
     progress: &mut dyn FnMut(Progress),
@@ -72,7 +49,7 @@ async fn chunk_done(
     total: usize,
 ) {
     progress(Progress { stage, done, total });
-    YieldNow::default().await;
+    futures_lite::future::yield_now().await;
 }
 
 const SNAPSHOT_KIND: &str = "engine";
