@@ -235,7 +235,9 @@ impl Trace {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     /// The gathered passages, best first (reciprocal-rank fusion over every
-    /// list of every hop), at most `k`.
+    /// list of every hop), at most `k`; each `score` is the fused one (the
+    /// sum of 1/(60 + rank) over the lists that returned it), not its
+    /// source's, which different sources do not share a scale for.
     pub evidence: Vec<Hit>,
     /// Every decision.
     pub trace: Trace,
@@ -307,9 +309,17 @@ impl Evidence {
     }
 
     fn ranked(&self) -> Vec<&Hit> {
+        self.ranked_scored().into_iter().map(|(h, _)| h).collect()
+    }
+
+    /// The passages best first, each with its fused score.
+    fn ranked_scored(&self) -> Vec<(&Hit, f32)> {
         let mut order: Vec<usize> = (0..self.hits.len()).collect();
         order.sort_by(|&a, &b| self.score[b].total_cmp(&self.score[a]).then(a.cmp(&b)));
-        order.into_iter().map(|i| &self.hits[i]).collect()
+        order
+            .into_iter()
+            .map(|i| (&self.hits[i], self.score[i]))
+            .collect()
     }
 }
 
@@ -669,7 +679,12 @@ impl<'a> Router<'a> {
         };
         let mut cost = trace.total_cost();
         cost.latency_ms = (clock.now_ms() - start).max(0.0);
-        let ranked: Vec<Hit> = evidence.ranked().into_iter().take(cfg.k).cloned().collect();
+        let ranked: Vec<Hit> = evidence
+            .ranked_scored()
+            .into_iter()
+            .take(cfg.k)
+            .map(|(h, score)| Hit { score, ..h.clone() })
+            .collect();
         Ok(Outcome {
             evidence: ranked,
             trace,

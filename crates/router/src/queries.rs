@@ -62,7 +62,7 @@ pub fn align(
     for h in background {
         let mut in_this = BTreeSet::new();
         for w in words(&h.text) {
-            if QUESTION_WORDS.contains(&w.as_str()) || stopped.contains(&w) {
+            if QUESTION_WORDS.contains(&w.as_str()) || not_a_name(&w) || stopped.contains(&w) {
                 continue;
             }
             let stems = content_terms(analyzer, &w);
@@ -106,18 +106,126 @@ pub fn align(
 /// America", "First for Women").
 const CONNECTORS: [&str; 8] = ["and", "of", "for", "the", "de", "von", "van", "in"];
 
+/// Words capitalised without being names, lower-case: the function words a
+/// sentence or question opens with ("He was …", "If Gallu is …", "In 1994
+/// …") and calendar words ("November"; not "March" or "May", which are also
+/// names). Never entities, nor salient terms of background sensing.
+const NOT_NAMES: [&str; 92] = [
+    "a",
+    "about",
+    "according",
+    "after",
+    "although",
+    "an",
+    "and",
+    "another",
+    "april",
+    "are",
+    "as",
+    "at",
+    "august",
+    "because",
+    "before",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "december",
+    "did",
+    "do",
+    "does",
+    "during",
+    "each",
+    "either",
+    "february",
+    "for",
+    "friday",
+    "from",
+    "had",
+    "has",
+    "have",
+    "he",
+    "her",
+    "here",
+    "his",
+    "how",
+    "however",
+    "i",
+    "if",
+    "in",
+    "is",
+    "it",
+    "its",
+    "january",
+    "july",
+    "june",
+    "monday",
+    "neither",
+    "not",
+    "november",
+    "october",
+    "of",
+    "on",
+    "or",
+    "our",
+    "saturday",
+    "september",
+    "she",
+    "since",
+    "so",
+    "sunday",
+    "that",
+    "their",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "though",
+    "thursday",
+    "to",
+    "tuesday",
+    "until",
+    "was",
+    "we",
+    "wednesday",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "whose",
+    "why",
+    "will",
+    "with",
+    "would",
+];
+
+fn not_a_name(word: &str) -> bool {
+    NOT_NAMES.contains(&word.to_lowercase().as_str())
+}
+
 /// Capitalised word runs ("Shirley Temple", "Kiss and Tell"; at most six
 /// words): entity candidates. A run ends at another lower-case word and at
-/// punctuation.
+/// punctuation; words that open it without being names ([`NOT_NAMES`]: "He",
+/// "If", "November") are dropped from its start.
 fn capitalised_runs(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut run: Vec<&str> = Vec::new();
     let mut pending: Option<&str> = None;
     let flush = |run: &mut Vec<&str>, out: &mut Vec<String>| {
-        if !run.is_empty() {
-            out.push(run.join(" "));
-            run.clear();
+        let start = run
+            .iter()
+            .take_while(|w| not_a_name(w) || CONNECTORS.contains(w))
+            .count();
+        if start < run.len() {
+            out.push(run[start..].join(" "));
         }
+        run.clear();
     };
     for raw in text.split_whitespace() {
         let w = raw.trim_matches(|c: char| !c.is_alphanumeric());
@@ -347,6 +455,36 @@ mod tests {
                 "Shirley Temple government position held woman portrayed"
             ]
         );
+    }
+
+    #[test]
+    fn words_that_open_a_sentence_are_not_names() {
+        assert_eq!(
+            capitalised_runs(
+                "He was born in Pune. In November she met Theresa May. If Gallu is a demon, what is Lilu?"
+            ),
+            ["Pune", "Theresa May", "Gallu", "Lilu"]
+        );
+    }
+
+    #[test]
+    fn function_words_are_never_salient() {
+        // "she" and "from" are in every passage, but they are not Lucene
+        // stopwords, so only the router's own list keeps them out.
+        let bg = [
+            hit(
+                "1",
+                "Julia Gillard",
+                "She came from Wales; she led the Labor Party.",
+            ),
+            hit(
+                "2",
+                "Kate Ramsay",
+                "She moved from Sydney; she joined the Labor Party.",
+            ),
+        ];
+        let a = align("Who led the party?", &bg, &Analyzer::default(), 0, 3);
+        assert_eq!(a.terms, ["labor"], "{a:?}");
     }
 
     #[test]

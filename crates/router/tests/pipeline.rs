@@ -357,6 +357,13 @@ fn filter_drops_passages_already_gathered() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), n, "evidence holds each passage once");
+    // Scores are the fused ones: the top passage is first in both lists.
+    assert!(
+        (out.evidence[0].score - 2.0 / 61.0).abs() < 1e-6,
+        "{:?}",
+        out.evidence[0]
+    );
+    assert!(out.evidence.windows(2).all(|w| w[0].score >= w[1].score));
     // The request carried the question once, under the sub-query limit.
     let reqs = ep.requests.lock().unwrap();
     assert_eq!(reqs.len(), 1);
