@@ -275,7 +275,9 @@ fn mostly_named(question_terms: &BTreeSet<String>, analyzer: &Analyzer, candidat
 
 /// Bridge queries (RAG-R1): entities of the previous round's top passages
 /// that the question does not name — their titles first, then capitalised
-/// names that recur — each joined to the part of the question its passage
+/// names, those of several words before single words ("Shirley Temple"
+/// before "Oscar": a lone capitalised word is more often a nationality or a
+/// common noun), each group by how often they recur — each joined to the part of the question its passage
 /// did not answer (the question's words that passage lacks): "Shirley
 /// Temple government position held woman portrayed".
 pub fn bridge_queries(
@@ -311,7 +313,14 @@ pub fn bridge_queries(
         }
     }
     let mut runs: Vec<(String, (usize, usize, usize))> = counts.into_iter().collect();
-    runs.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.1.1.cmp(&b.1.1)));
+    // Names of several words first, then by recurrence, then by position.
+    let multi = |r: &str| r.contains(' ');
+    runs.sort_by(|a, b| {
+        multi(&b.0)
+            .cmp(&multi(&a.0))
+            .then(b.1.0.cmp(&a.1.0))
+            .then(a.1.1.cmp(&b.1.1))
+    });
     for (run, (_, _, from)) in runs {
         push(&run, from, &mut entities);
     }
@@ -485,6 +494,23 @@ mod tests {
         ];
         let a = align("Who led the party?", &bg, &Analyzer::default(), 0, 3);
         assert_eq!(a.terms, ["labor"], "{a:?}");
+    }
+
+    #[test]
+    fn bridges_prefer_names_of_several_words() {
+        let prev = [hit(
+            "1",
+            "Kiss and Tell (1945 film)",
+            "The film won an Oscar. American critics praised the Oscar nominee Shirley Temple.",
+        )];
+        let refs: Vec<&Hit> = prev.iter().collect();
+        let b = bridge_queries(
+            "Who starred in Kiss and Tell?",
+            &refs,
+            &Analyzer::default(),
+            2,
+        );
+        assert_eq!(b, ["Shirley Temple starred", "Oscar starred"]);
     }
 
     #[test]
