@@ -418,10 +418,13 @@ pub struct EvalRouterArgs {
     #[arg(long)]
     judge: bool,
     /// Write RLAG preference pairs (the answer with the evidence against the
-    /// answer without it) of the learned policy, else always-network, as
-    /// JSONL here (needs --generator).
+    /// answer without it) as JSONL here (needs --generator).
     #[arg(long)]
     rlag_out: Option<PathBuf>,
+    /// Whose evidence the RLAG pairs use: `local`, `network`, `both`,
+    /// `multihop` or `learned` (the default with --weights; else `network`).
+    #[arg(long)]
+    rlag_policy: Option<String>,
     /// Write every question's trace (each decision with its features,
     /// probability, queries, faults, cost) and scores, per policy, as JSONL here.
     #[arg(long)]
@@ -523,13 +526,40 @@ fn table(report: &EvalReport) -> String {
     out
 }
 
+/// The policy whose evidence feeds the RLAG pairs, checked before any work.
+fn rlag_policy(args: &EvalRouterArgs) -> anyhow::Result<&str> {
+    let Some(name) = args.rlag_policy.as_deref() else {
+        return Ok(if args.weights.is_some() {
+            "learned"
+        } else {
+            "network"
+        });
+    };
+    if args.rlag_out.is_none() {
+        bail!("--rlag-policy needs --rlag-out");
+    }
+    if name == "learned" {
+        if args.weights.is_none() {
+            bail!("--rlag-policy learned needs --weights");
+        }
+    } else if !FixedPolicy::BASELINES.iter().any(|p| p.name() == name) {
+        let names: Vec<&str> = FixedPolicy::BASELINES.iter().map(|p| p.name()).collect();
+        bail!(
+            "--rlag-policy {name:?} is not one of {}, learned",
+            names.join(", ")
+        );
+    }
+    Ok(name)
+}
+
 pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
     if args.setup.generator.is_none() && (args.judge || args.rlag_out.is_some()) {
         bail!("--judge and --rlag-out need --generator");
     }
+    let rlag_policy = rlag_policy(args)?;
     let setup = Setup::new(&args.setup, "test")?;
     let mut policies = BTreeMap::new();
-    let mut last = None;
+    let mut rlag_runs = None;
     // Only serialised when asked for.
     let mut traces = args.traces.as_ref().map(|_| String::new());
     // Judge (with --judge), summarise and trace one policy's runs.
@@ -546,8 +576,8 @@ pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
         let router = setup.router(pipeline(&args.setup, NEVER), Confidence::default())?;
         let mut runs = run_all(&setup, &router, fixed.name(), |_| Box::new(fixed))?;
         record(fixed.name(), &mut runs)?;
-        if fixed == FixedPolicy::Network {
-            last = Some(runs);
+        if fixed.name() == rlag_policy {
+            rlag_runs = Some(runs);
         }
     }
     if let Some(dir) = &args.weights {
@@ -557,16 +587,18 @@ pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
             Box::new(LearnedDecider::greedy(&policy))
         })?;
         record("learned", &mut runs)?;
-        last = Some(runs);
+        if rlag_policy == "learned" {
+            rlag_runs = Some(runs);
+        }
     }
     if let (Some(path), Some(traces)) = (&args.traces, &traces) {
         std::fs::write(path, traces).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote the traces to {}", path.display());
     }
-    if let (Some(path), Some(runs)) = (&args.rlag_out, &last) {
+    if let (Some(path), Some(runs)) = (&args.rlag_out, &rlag_runs) {
         let written = write_rlag(&setup, runs, path)?;
         eprintln!(
-            "wrote {written} RLAG preference pairs ({} questions) to {}",
+            "wrote {written} RLAG preference pairs ({} questions, {rlag_policy}'s evidence) to {}",
             runs.len(),
             path.display()
         );

@@ -705,6 +705,26 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
     assert_clean_failure(&o, "--local-fraction");
     let o = trainer(&["eval-router", "--data", data, "--network", "ftp://x"]);
     assert_clean_failure(&o, "not an http(s) URL");
+    let rlag = |policy: &str| {
+        trainer(&[
+            "eval-router",
+            "--data",
+            data,
+            "--generator",
+            "http://127.0.0.1:9/v1",
+            "--rlag-out",
+            "pairs.jsonl",
+            "--rlag-policy",
+            policy,
+        ])
+    };
+    assert_clean_failure(&rlag("learned"), "--rlag-policy learned needs --weights");
+    assert_clean_failure(
+        &rlag("oracle"),
+        "is not one of local, network, both, multihop",
+    );
+    let o = trainer(&["eval-router", "--data", data, "--rlag-policy", "network"]);
+    assert_clean_failure(&o, "--rlag-out");
 }
 
 /// A fake OpenAI-compatible generator on 127.0.0.1 that records every prompt:
@@ -814,8 +834,17 @@ fn the_router_with_a_generator_scores_answers_judges_them_and_exports_rlag_pairs
         "--judge",
         "--rlag-out",
         pairs.to_str().expect("utf-8"),
+        // A one-epoch policy may well never retrieve: pair on the network's
+        // evidence, which always holds passages.
+        "--rlag-policy",
+        "network",
     ]);
     assert_ok(&o);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("network's evidence"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("| EM | F1 | judge |"), "{table}");
     let r: serde_json::Value =
