@@ -49,6 +49,11 @@ pub struct PipelineConfig {
     pub sensing_titles: usize,
     /// See `sensing_titles`.
     pub sensing_terms: usize,
+    /// Weight of a local list in the reciprocal-rank fusion, a network
+    /// list's being 1: the network holds the whole corpus and ranks the
+    /// local passages too, so a local list mostly repeats it with fewer
+    /// candidates.
+    pub local_weight: f32,
 }
 
 impl Default for PipelineConfig {
@@ -62,6 +67,7 @@ impl Default for PipelineConfig {
             sensing_k: 3,
             sensing_titles: 2,
             sensing_terms: 3,
+            local_weight: 0.5,
         }
     }
 }
@@ -81,6 +87,7 @@ impl PipelineConfig {
         for (field, v) in [
             ("memory_threshold", self.memory_threshold),
             ("near_duplicate", self.near_duplicate),
+            ("local_weight", self.local_weight),
         ] {
             if !(v > 0.0 && v <= 1.0) {
                 return Err(invalid(field, format!("{v} is not in (0, 1]")));
@@ -236,8 +243,9 @@ impl Trace {
 pub struct Outcome {
     /// The gathered passages, best first (reciprocal-rank fusion over every
     /// list of every hop), at most `k`; each `score` is the fused one (the
-    /// sum of 1/(60 + rank) over the lists that returned it), not its
-    /// source's, which different sources do not share a scale for.
+    /// sum of w/(60 + rank) over the lists that returned it, w being 1 for a
+    /// network list and `local_weight` for a local one), not its source's,
+    /// which different sources do not share a scale for.
     pub evidence: Vec<Hit>,
     /// Every decision.
     pub trace: Trace,
@@ -278,11 +286,12 @@ impl Evidence {
         }
     }
 
-    /// Add one ranked list; returns how many passages were new.
-    fn add(&mut self, list: Vec<Hit>) -> usize {
+    /// Add one ranked list with its fusion weight; returns how many
+    /// passages were new.
+    fn add(&mut self, list: Vec<Hit>, weight: f32) -> usize {
         let mut new = 0;
         for (rank, h) in list.iter().enumerate() {
-            let rrf = 1.0 / (RRF_K + rank as f32 + 1.0);
+            let rrf = weight / (RRF_K + rank as f32 + 1.0);
             let target = match self.filter.admit(h) {
                 Filtered::New => {
                     self.index.insert(h.id.clone(), self.hits.len());
@@ -569,7 +578,10 @@ impl<'a> Router<'a> {
                 ..Cost::default()
             };
             let mut faults = Vec::new();
-            let mut lists: Vec<Vec<Hit>> = Vec::new();
+            // Each ranked list with its fusion weight.
+            let mut lists: Vec<(Vec<Hit>, f32)> = Vec::new();
+            let local_weight = cfg.local_weight;
+            let from_local = |l: Vec<Vec<Hit>>| l.into_iter().map(move |h| (h, local_weight));
             if !queries.is_empty() {
                 let use_local = action.sources().contains(&SourceKind::Local);
                 let network = self
@@ -594,7 +606,7 @@ impl<'a> Router<'a> {
                     cost.local_calls += 1;
                 }
                 match local_result {
-                    Some(Ok(l)) => lists.extend(l),
+                    Some(Ok(l)) => lists.extend(from_local(l)),
                     Some(Err(fault)) => faults.push(FaultRecord {
                         source: SourceKind::Local,
                         fault,
@@ -605,14 +617,14 @@ impl<'a> Router<'a> {
                 if let Some(r) = network_result {
                     cost.network_calls += 1;
                     match r {
-                        Ok(l) => lists.extend(l),
+                        Ok(l) => lists.extend(l.into_iter().map(|h| (h, 1.0))),
                         Err(fault) => {
                             // The question goes on from the local index.
                             let fallback = !use_local;
                             if fallback {
                                 cost.local_calls += 1;
                                 if let Ok(l) = self.local.search(&queries, k).await {
-                                    lists.extend(l);
+                                    lists.extend(from_local(l));
                                 }
                             }
                             faults.push(FaultRecord {
@@ -625,8 +637,8 @@ impl<'a> Router<'a> {
                 }
             }
             let mut new_passages = 0;
-            for l in lists {
-                new_passages += evidence.add(l);
+            for (l, weight) in lists {
+                new_passages += evidence.add(l, weight);
             }
             let ranked = evidence.ranked();
             let ef = evidence_features(

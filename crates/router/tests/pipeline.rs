@@ -357,9 +357,10 @@ fn filter_drops_passages_already_gathered() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), n, "evidence holds each passage once");
-    // Scores are the fused ones: the top passage is first in both lists.
+    // Scores are the fused ones: the top passage is first in both lists,
+    // the local one weighing half the network's.
     assert!(
-        (out.evidence[0].score - 2.0 / 61.0).abs() < 1e-6,
+        (out.evidence[0].score - 1.5 / 61.0).abs() < 1e-6,
         "{:?}",
         out.evidence[0]
     );
@@ -368,6 +369,53 @@ fn filter_drops_passages_already_gathered() {
     let reqs = ep.requests.lock().unwrap();
     assert_eq!(reqs.len(), 1);
     assert!(reqs[0].queries.len() <= 3 && reqs[0].queries[0] == Q);
+}
+
+#[test]
+fn network_lists_outweigh_local_ones_in_the_fusion() {
+    let (local, _ep, net) = half_local_whole_network();
+    let ids = |local_weight: f32, policy: FixedPolicy| -> Vec<String> {
+        let cfg = PipelineConfig {
+            local_weight,
+            ..config(NEVER)
+        };
+        let router = Router::new(&local, Some(&net), cfg, Confidence::default()).expect("router");
+        let mut p = policy;
+        run(&router, "Which river flows through the capital of France, and what film starred Shirley Temple?", &mut p)
+            .evidence
+            .into_iter()
+            .map(|h| h.id)
+            .collect()
+    };
+    // "kiss" is not in the local half; the local list ranks "comedy" second.
+    let network = ids(1.0, FixedPolicy::Network);
+    assert!(network.iter().any(|id| id == "kiss"), "{network:?}");
+    assert!(ids(1.0, FixedPolicy::Local).iter().any(|id| id == "comedy"));
+    // Weighted equally, the local list's repeated votes crowd the passage
+    // only the network found out of the top 3.
+    let equal = ids(1.0, FixedPolicy::Both);
+    assert!(
+        !equal.iter().any(|id| id == "kiss") && equal.iter().any(|id| id == "comedy"),
+        "{equal:?}"
+    );
+    // The default (half weight) keeps it; a tiny weight is the network's order.
+    let default = PipelineConfig::default().local_weight;
+    assert!(
+        ids(default, FixedPolicy::Both)
+            .iter()
+            .any(|id| id == "kiss")
+    );
+    assert_eq!(ids(0.01, FixedPolicy::Both), network);
+    for bad in [0.0, -1.0, 1.5, f32::NAN] {
+        let cfg = PipelineConfig {
+            local_weight: bad,
+            ..config(NEVER)
+        };
+        let e = Router::new(&local, Some(&net), cfg, Confidence::default())
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("local_weight"), "{e}");
+    }
 }
 
 #[test]

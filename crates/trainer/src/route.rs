@@ -80,6 +80,10 @@ pub struct SetupArgs {
     /// Most hops per question.
     #[arg(long, default_value_t = 3)]
     max_hops: u32,
+    /// Weight of a local list against a network list's 1 when the hops'
+    /// lists are fused by reciprocal rank.
+    #[arg(long, default_value_t = PipelineConfig::default().local_weight)]
+    local_weight: f32,
     /// An OpenAI-compatible generator (`http://host:port/v1`, e.g.
     /// scripts/llm-server.sh): it answers every question from the top
     /// evidence, and the answers are scored by EM and F1.
@@ -325,6 +329,7 @@ fn pipeline(args: &SetupArgs, confidence_stop: f32) -> PipelineConfig {
     PipelineConfig {
         max_hops: args.max_hops,
         confidence_stop,
+        local_weight: args.local_weight,
         ..PipelineConfig::default()
     }
 }
