@@ -23,7 +23,7 @@ target/release/trainer train-retriever --data data/hotpotqa100 --split all --hol
   --env qrels --steps 100 --seed 42 --out "$model"
 router=target/main/router
 target/release/trainer train-router --data data/hotpotqa100 --split train --epochs 150 \
-  --rollouts 8 --batch-size 8 --lr 0.01 --entropy 0.03 --lambda 0.25 --round-cost 0.3 --out "$router"
+  --rollouts 8 --batch-size 8 --lr 0.01 --entropy 0.03 --lambda 0.245 --round-cost 0.3 --out "$router"
 TRAINER=target/release/trainer scripts/build-demo.sh --model "$model" --router "$router" --release
 if [ "${SERVE:-1}" != 0 ]; then
   exec scripts/serve-demo.sh "${PORT:-8000}"
