@@ -659,6 +659,10 @@ pub struct TrainRouterArgs {
     /// Stop a question once the evidence confidence reaches this.
     #[arg(long, default_value_t = 0.9)]
     confidence_stop: f32,
+    /// Seed of the policy's initialisation, shuffles and rollouts (default:
+    /// --seed); varies the training run on the same local/network split.
+    #[arg(long)]
+    policy_seed: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -781,11 +785,12 @@ pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
     );
     let pipe = pipeline(&args.setup, args.confidence_stop);
     let router = setup.router(pipe.clone(), confidence.clone())?;
+    let policy_seed = args.policy_seed.unwrap_or(args.setup.seed);
     let config = RouterTrainConfig {
         hidden: args.hidden,
         learning_rate: args.lr,
         entropy: args.entropy,
-        seed: args.setup.seed,
+        seed: policy_seed,
         ..RouterTrainConfig::default()
     };
     let mut trainer = RouterTrainer::new(config, &Device::flex().autodiff())?;
@@ -796,7 +801,7 @@ pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
     for epoch in 0..args.epochs {
         // A seeded shuffle per epoch (Fisher–Yates on SplitMix draws).
         let mut sampler =
-            rlrag_router::policy::Sampler::new(hash_seed(&[args.setup.seed, epoch as u64]));
+            rlrag_router::policy::Sampler::new(hash_seed(&[policy_seed, epoch as u64]));
         for i in (1..n).rev() {
             let j = ((sampler.next_f32() * (i + 1) as f32) as usize).min(i);
             order.swap(i, j);
@@ -810,7 +815,7 @@ pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
                 let q = &setup.questions[qi];
                 let mut group = Vec::with_capacity(args.rollouts);
                 for g in 0..args.rollouts {
-                    let seed = hash_seed(&[args.setup.seed, epoch as u64, qi as u64, g as u64]);
+                    let seed = hash_seed(&[policy_seed, epoch as u64, qi as u64, g as u64]);
                     let mut d = LearnedDecider::sampling(&policy, seed);
                     let run = route_one(&setup, &router, q, &mut d)?;
                     group.push(Rollout {
@@ -881,6 +886,7 @@ pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
         "epochs": args.epochs,
         "rollouts": args.rollouts,
         "seed": args.setup.seed,
+        "policy_seed": policy_seed,
         "seconds": started.elapsed().as_secs_f64(),
     });
     write("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;

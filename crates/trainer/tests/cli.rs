@@ -688,6 +688,45 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
         "the network holds the whole corpus"
     );
 
+    // Training is seeded: the same seeds give the same policy, another
+    // --policy-seed another run over the same local/network split.
+    // The tensors, not the file: burn writes the header's metadata map in
+    // no fixed order.
+    let weights = || {
+        let bytes = std::fs::read(model.join("model.safetensors")).expect("weights");
+        let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        let mut header: serde_json::Value =
+            serde_json::from_slice(&bytes[8..8 + n]).expect("header");
+        header
+            .as_object_mut()
+            .expect("object")
+            .remove("__metadata__");
+        (header, bytes[8 + n..].to_vec())
+    };
+    let split = |o: &Output| {
+        let log = String::from_utf8_lossy(&o.stderr).into_owned();
+        log.lines()
+            .find(|l| l.contains("local index"))
+            .map(|l| l.split("; network").next().unwrap_or(l).to_owned())
+            .expect("the split is logged")
+    };
+    let first = weights();
+    let again = case.train("2", &[]);
+    assert_ok(&again);
+    assert_eq!(weights(), first, "the same seeds, the same policy");
+    let other = case.train("2", &["--policy-seed", "7"]);
+    assert_ok(&other);
+    assert_ne!(weights(), first, "another policy seed, another run");
+    assert_eq!(split(&other), split(&again));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(
+        (manifest["seed"].as_u64(), manifest["policy_seed"].as_u64()),
+        (Some(42), Some(7))
+    );
+
     // A router directory that does not fit is refused clearly.
     std::fs::write(model.join("config.json"), r#"{"version": 1, "hidden": 8, "features": 16, "confidence": {"weights": [0,0,0,0,0,0], "bias": 0}}"#)
         .expect("write");
