@@ -22,8 +22,8 @@ model=target/main/model
 target/release/trainer train-retriever --data data/hotpotqa100 --split all --holdout 0.2 \
   --env qrels --steps 100 --seed 42 --out "$model"
 router=target/main/router
-target/release/trainer train-router --data data/hotpotqa100 --split train --epochs 150 \
-  --rollouts 8 --batch-size 8 --lr 0.01 --entropy 0.03 --lambda 0.245 --round-cost 0.3 --out "$router"
+target/release/trainer train-router --data data/hotpotqa100 --split train --epochs 300 \
+  --rollouts 8 --batch-size 8 --lr 0.01 --entropy 0.03 --lambda 0.265 --round-cost 0.3 --out "$router"
 TRAINER=target/release/trainer scripts/build-demo.sh --model "$model" --router "$router" --release
 if [ "${SERVE:-1}" != 0 ]; then
   exec scripts/serve-demo.sh "${PORT:-8000}"
