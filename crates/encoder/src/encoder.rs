@@ -297,6 +297,14 @@ fn renamed_in_place(
     Ok(weights)
 }
 
+/// The same safetensors file in canonical form: tensors in name order
+/// (header keys and data) and metadata keys sorted, so equal tensors always
+/// give equal bytes whatever order a writer used (burn's metadata map has
+/// none).
+pub fn canonical_safetensors(bytes: &[u8]) -> Result<Vec<u8>, EncoderError> {
+    renamed_safetensors(bytes, str::to_owned)
+}
+
 /// The same safetensors file with each tensor renamed by `rename`, tensors
 /// in name order (header keys and data), so equal weights always give equal
 /// bytes.
@@ -756,6 +764,45 @@ mod tests {
     fn names_and_data(bytes: &[u8]) -> (Vec<String>, Vec<u8>) {
         let (header, end) = safetensors_header(bytes).expect("a safetensors file");
         (header.keys().cloned().collect(), bytes[end..].to_vec())
+    }
+
+    #[test]
+    fn canonical_safetensors_do_not_depend_on_the_writers_order() {
+        let file = |header: &str, data: [u8; 8]| {
+            let mut out = (header.len() as u64).to_le_bytes().to_vec();
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(&data);
+            out
+        };
+        let t = |at: usize| {
+            format!(
+                r#"{{"dtype":"F32","shape":[1],"data_offsets":[{at},{}]}}"#,
+                at + 4
+            )
+        };
+        let a = file(
+            &format!(
+                r#"{{"__metadata__":{{"b":"2","a":"1"}},"y":{},"x":{}}}"#,
+                t(0),
+                t(4)
+            ),
+            [5, 6, 7, 8, 1, 2, 3, 4],
+        );
+        let b = file(
+            &format!(
+                r#"{{"x":{},"__metadata__":{{"a":"1","b":"2"}},"y":{}}}"#,
+                t(0),
+                t(4)
+            ),
+            [1, 2, 3, 4, 5, 6, 7, 8],
+        );
+        assert_ne!(a, b);
+        let canonical = canonical_safetensors(&a).expect("valid");
+        assert_eq!(canonical, canonical_safetensors(&b).expect("valid"));
+        let (names, data) = names_and_data(&canonical);
+        assert_eq!(names, ["__metadata__", "x", "y"]);
+        assert_eq!(data, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(canonical_safetensors(&a[..12]).is_err());
     }
 
     #[test]

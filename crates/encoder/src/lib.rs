@@ -20,6 +20,6 @@ mod sparse;
 mod tokenizer;
 
 pub use config::{BertConfig, Head, ModelConfig, Pooling, RlragSettings, SparseActivation};
-pub use encoder::{Encoder, ModelFiles, Prepared};
+pub use encoder::{Encoder, ModelFiles, Prepared, canonical_safetensors};
 pub use error::EncoderError;
 pub use sparse::SparseVector;

@@ -171,7 +171,7 @@ impl LearnedPolicy {
         })
     }
 
-    /// The weights as safetensors bytes.
+    /// The weights as safetensors bytes, canonical: equal weights, equal bytes.
     pub fn weights_safetensors(&self) -> Result<Vec<u8>, RouterError> {
         let mut store = SafetensorsStore::from_bytes(None);
         self.net
@@ -180,7 +180,10 @@ impl LearnedPolicy {
             .map_err(|e| RouterError::Policy {
                 reason: e.to_string(),
             })?;
-        store.get_bytes().map_err(|e| RouterError::Policy {
+        let bytes = store.get_bytes().map_err(|e| RouterError::Policy {
+            reason: e.to_string(),
+        })?;
+        rlrag_encoder::canonical_safetensors(&bytes).map_err(|e| RouterError::Policy {
             reason: e.to_string(),
         })
     }

@@ -690,19 +690,7 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
 
     // Training is seeded: the same seeds give the same policy, another
     // --policy-seed another run over the same local/network split.
-    // The tensors, not the file: burn writes the header's metadata map in
-    // no fixed order.
-    let weights = || {
-        let bytes = std::fs::read(model.join("model.safetensors")).expect("weights");
-        let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-        let mut header: serde_json::Value =
-            serde_json::from_slice(&bytes[8..8 + n]).expect("header");
-        header
-            .as_object_mut()
-            .expect("object")
-            .remove("__metadata__");
-        (header, bytes[8 + n..].to_vec())
-    };
+    let weights = || std::fs::read(model.join("model.safetensors")).expect("weights");
     let split = |o: &Output| {
         let log = String::from_utf8_lossy(&o.stderr).into_owned();
         log.lines()
