@@ -206,7 +206,8 @@ const NOT_NAMES: [&str; 92] = [
 ];
 
 fn not_a_name(word: &str) -> bool {
-    NOT_NAMES.contains(&word.to_lowercase().as_str())
+    // No allocation: this runs on every word of every passage of a hop.
+    NOT_NAMES.iter().any(|n| n.eq_ignore_ascii_case(word))
 }
 
 /// Capitalised word runs ("Shirley Temple", "Kiss and Tell"; at most six
