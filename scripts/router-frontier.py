@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-FEATURES = ["best_single", "union", "agree", "lists", "margin", "entity_titles"]
+FEATURES = ["best_single", "union", "agree", "lists", "margin", "entity_titles", "chained"]
 
 
 def main() -> int:

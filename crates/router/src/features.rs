@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::memory::CONFIDENCE_FEATURES;
 
 /// Length of the state vector.
-pub const FEATURES: usize = 18;
+pub const FEATURES: usize = 19;
 
 /// The state of a question between hops (the pipeline fills it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -65,6 +65,7 @@ impl State {
             self.evidence[1],
             self.evidence[2],
             self.evidence[5],
+            self.evidence[6],
             (self.new_passages as f32 / self.k.max(1) as f32).min(1.0),
             per3(self.local_calls),
             per3(self.network_calls),

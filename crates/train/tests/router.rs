@@ -6,6 +6,7 @@ use burn::tensor::Device;
 use rlrag_reward::cost::Cost;
 use rlrag_router::Action;
 use rlrag_router::features::FEATURES;
+use rlrag_router::memory::CONFIDENCE_FEATURES;
 use rlrag_router::pipeline::{Decision, SensingRecord, StopReason, Trace};
 use rlrag_train::router::group_advantages;
 use rlrag_train::{Rollout, RouterTrainConfig, RouterTrainer};
@@ -38,7 +39,7 @@ fn rollout(action: Action, sensed: bool, reward: f64) -> Rollout {
                 faults: Vec::new(),
                 writer_fault: None,
                 confidence: 0.0,
-                evidence_features: [0.0; 6],
+                evidence_features: [0.0; CONFIDENCE_FEATURES],
                 cost: Cost::default(),
             }],
             stop: StopReason::Answer,

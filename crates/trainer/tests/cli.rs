@@ -715,19 +715,29 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
         (Some(42), Some(7))
     );
 
-    // A router directory that does not fit is refused clearly.
-    std::fs::write(model.join("config.json"), r#"{"version": 1, "hidden": 8, "features": 16, "confidence": {"weights": [0,0,0,0,0,0], "bias": 0}}"#)
-        .expect("write");
-    let o = trainer(&[
-        "eval-router",
-        "--data",
-        data,
-        "--split",
-        "all",
-        "--weights",
-        model_s,
-    ]);
-    assert_clean_failure(&o, "cannot load the router");
+    // A router directory that does not fit is refused clearly: a policy of
+    // another width, and a confidence over other evidence features.
+    let eval_refuses = |config: &str, needle: &str| {
+        std::fs::write(model.join("config.json"), config).expect("write");
+        let o = trainer(&[
+            "eval-router",
+            "--data",
+            data,
+            "--split",
+            "all",
+            "--weights",
+            model_s,
+        ]);
+        assert_clean_failure(&o, needle);
+    };
+    eval_refuses(
+        r#"{"version": 1, "hidden": 8, "features": 16, "confidence": {"weights": [0,0,0,0,0,0,0], "bias": 0}}"#,
+        "cannot load the router",
+    );
+    eval_refuses(
+        r#"{"version": 1, "hidden": 8, "features": 19, "confidence": {"weights": [0,0,0,0,0,0], "bias": 0}}"#,
+        "not a router config",
+    );
     let o = trainer(&["eval-router", "--data", data, "--local-fraction", "0"]);
     assert_clean_failure(&o, "--local-fraction");
     let o = trainer(&["eval-router", "--data", data, "--network", "ftp://x"]);
