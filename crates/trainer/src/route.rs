@@ -15,6 +15,7 @@ use burn::tensor::Device;
 use futures_lite::future::block_on;
 use rlrag_encoder::Encoder;
 use rlrag_encoder::models::pretrained;
+use rlrag_retriever::data::fold_of;
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode, fingerprint};
 use rlrag_retriever::{Dataset, DatasetFormat, Document, Query};
 use rlrag_reward::composite::{Correctness, RewardConfig};
@@ -45,9 +46,15 @@ pub struct SetupArgs {
     /// Questions: `train` or `test` (the fixed hash partition) or `all`.
     #[arg(long)]
     split: Option<String>,
-    /// Use only the first N questions of the split.
+    /// Use only the first N questions of the split (before --fold cuts them).
     #[arg(long)]
     limit: Option<usize>,
+    /// Cross-validation fold `I/K`: the split's questions are cut into K
+    /// parts by a fixed hash of their ids (part 0 of 5 is the `test`
+    /// split); `train-router` trains on every part but I and `eval-router`
+    /// evaluates on part I (scripts/router-cv.sh runs every fold).
+    #[arg(long, value_parser = parse_fold)]
+    fold: Option<Fold>,
     /// Share of the corpus in the local index (seeded by --seed).
     #[arg(long, default_value_t = 0.5)]
     local_fraction: f64,
@@ -115,6 +122,32 @@ fn parse_correctness(s: &str) -> Result<Correctness, String> {
     }
 }
 
+/// One part of a K-fold cut of a split's questions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fold {
+    index: u64,
+    count: u64,
+}
+
+fn parse_fold(s: &str) -> Result<Fold, String> {
+    let parse = |part: Option<&str>| part.and_then(|p| p.trim().parse::<u64>().ok());
+    let mut parts = s.splitn(2, '/');
+    match (parse(parts.next()), parse(parts.next())) {
+        (Some(index), Some(count)) if count >= 2 && index < count => Ok(Fold { index, count }),
+        _ => Err(format!(
+            "`{s}` is not a fold I/K with K ≥ 2 and 0 ≤ I < K (e.g. 0/5)"
+        )),
+    }
+}
+
+/// What the questions are for: a fold keeps its part for evaluation and
+/// the rest for training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Train,
+    Eval,
+}
+
 /// Passages of the evidence the generator reads.
 const ANSWER_PASSAGES: usize = 3;
 
@@ -178,18 +211,26 @@ fn load_encoder(dir: &Path) -> anyhow::Result<(Arc<Encoder>, u64)> {
 }
 
 impl Setup {
-    fn new(args: &SetupArgs, default_split: &str) -> anyhow::Result<Self> {
+    fn new(args: &SetupArgs, role: Role) -> anyhow::Result<Self> {
         if !(args.local_fraction > 0.0 && args.local_fraction <= 1.0) {
             bail!(
                 "--local-fraction must be in (0, 1], got {}",
                 args.local_fraction
             );
         }
-        let split = args
-            .split
-            .clone()
-            .unwrap_or_else(|| default_split.to_owned());
+        let split = args.split.clone().unwrap_or_else(|| {
+            match (role, args.fold) {
+                (_, Some(_)) => "all",
+                (Role::Train, None) => "train",
+                (Role::Eval, None) => "test",
+            }
+            .to_owned()
+        });
         let ds = Dataset::load(&args.data, args.format, Some(&split))?;
+        let in_part = |q: &Query| match args.fold {
+            None => true,
+            Some(f) => (fold_of(&q.id, f.count) == Some(f.index)) == (role == Role::Eval),
+        };
         let mut questions: Vec<Query> = ds
             .queries
             .iter()
@@ -199,6 +240,14 @@ impl Setup {
         if let Some(n) = args.limit {
             questions.truncate(n);
         }
+        questions.retain(in_part);
+        let split = match args.fold {
+            Some(f) if role == Role::Train => {
+                format!("{split}, all folds but {}/{}", f.index, f.count)
+            }
+            Some(f) => format!("{split}, fold {}/{}", f.index, f.count),
+            None => split,
+        };
         if questions.is_empty() {
             bail!(
                 "{} has no labelled questions in split `{split}`",
@@ -562,7 +611,7 @@ pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
         bail!("--judge and --rlag-out need --generator");
     }
     let rlag_policy = rlag_policy(args)?;
-    let setup = Setup::new(&args.setup, "test")?;
+    let setup = Setup::new(&args.setup, Role::Eval)?;
     let mut policies = BTreeMap::new();
     let mut rlag_runs = None;
     // Only serialised when asked for.
@@ -769,7 +818,7 @@ pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
         bail!("--epochs, --rollouts and --batch-size must be at least 1");
     }
     let started = std::time::Instant::now();
-    let setup = Setup::new(&args.setup, "train")?;
+    let setup = Setup::new(&args.setup, Role::Train)?;
     eprintln!(
         "{}: {} training questions; local index {} of {} passages; network {}",
         setup.name,

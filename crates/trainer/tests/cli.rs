@@ -715,6 +715,45 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
         (Some(42), Some(7))
     );
 
+    // Cross-validation folds: training takes every part but one, evaluation
+    // that part, and together they are the split.
+    let trained = |o: &Output| -> usize {
+        let log = String::from_utf8_lossy(&o.stderr).into_owned();
+        log.lines()
+            .find_map(|l| {
+                l.split(" training questions")
+                    .next()?
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("the training questions are logged: {log}"))
+    };
+    let (mut train_total, mut eval_total) = (0, 0);
+    for fold in ["0/3", "1/3", "2/3"] {
+        let train = case.train("1", &["--fold", fold]);
+        assert_ok(&train);
+        let (o, report) = case.eval(&["--fold", fold]);
+        assert_ok(&o);
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("json")).expect("valid");
+        assert_eq!(r["split"], format!("all, fold {fold}"));
+        let held_out = r["questions"].as_u64().expect("questions") as usize;
+        let trained_on = trained(&train);
+        assert_eq!(trained_on + held_out, 12, "fold {fold}");
+        train_total += trained_on;
+        eval_total += held_out;
+    }
+    assert_eq!(
+        (train_total, eval_total),
+        (24, 12),
+        "each question held out once"
+    );
+    for bad in ["3/3", "0/1", "1", "a/b"] {
+        assert_clean_failure(&case.train("1", &["--fold", bad]), "is not a fold I/K");
+    }
+
     // A router directory that does not fit is refused clearly: a policy of
     // another width, and a confidence over other evidence features.
     let eval_refuses = |config: &str, needle: &str| {

@@ -246,9 +246,16 @@ fn fnv1a(s: &str) -> u64 {
     })
 }
 
+/// The fold, in `0..folds`, that a query id falls in when a split's
+/// queries are cut into `folds` parts by the same fixed hash as the
+/// `train`/`test` split (fold 0 of 5 is `test`); `None` for zero folds.
+pub fn fold_of(query_id: &str, folds: u64) -> Option<u64> {
+    fnv1a(query_id).checked_rem(folds)
+}
+
 /// Whether a query id falls in the 20 % `test` part of the hash split.
 pub fn in_test_split(query_id: &str) -> bool {
-    fnv1a(query_id).is_multiple_of(5)
+    fold_of(query_id, 5) == Some(0)
 }
 
 fn hash_split(path: &Path, queries: Vec<Query>, split: &str) -> Result<Vec<Query>, RetrieverError> {
