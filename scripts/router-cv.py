@@ -72,8 +72,8 @@ def main():
     args, shared = ap.parse_known_args()
     if args.folds < 2:
         raise SystemExit("--folds must be at least 2")
-    if any(a in ("--fold", "--split", "--weights", "--json") for a in shared):
-        raise SystemExit("--fold, --split, --weights and --json are set per fold by this script")
+    if any(a in ("--fold", "--weights", "--json") for a in shared):
+        raise SystemExit("--fold, --weights and --json are set per fold by this script")
     if not Path(args.trainer).is_file():
         raise SystemExit(f"{args.trainer} is missing: run `cargo build --release -p trainer`")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ pub struct SetupArgs {
     /// Cross-validation fold `I/K`: the split's questions are cut into K
     /// parts by a fixed hash of their ids (part 0 of 5 is the `test`
     /// split); `train-router` trains on every part but I and `eval-router`
-    /// evaluates on part I (scripts/router-cv.sh runs every fold).
+    /// evaluates on part I (scripts/router-cv.py runs every fold).
     #[arg(long, value_parser = parse_fold)]
     fold: Option<Fold>,
     /// Share of the corpus in the local index (seeded by --seed).
@@ -124,7 +124,7 @@ fn parse_correctness(s: &str) -> Result<Correctness, String> {
 
 /// One part of a K-fold cut of a split's questions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fold {
+struct Fold {
     index: u64,
     count: u64,
 }
