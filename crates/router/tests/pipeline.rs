@@ -478,6 +478,47 @@ fn background_sensing_aligns_the_query() {
 }
 
 #[test]
+fn sensing_passages_are_evidence_unless_weighted_zero() {
+    let docs = corpus();
+    let local = LocalSource::new(engine(&docs), SearchMode::Bm25).expect("local");
+    let q = "Which actress played Corliss Archer?";
+    let with = |sensing_weight: f32| {
+        let cfg = PipelineConfig {
+            sensing_weight,
+            ..config(NEVER)
+        };
+        Router::new(&local, None, cfg, Confidence::default()).expect("router")
+    };
+    // Sense, then answer at once: the answer rests on the sensing passages.
+    let sensed = run(&with(0.5), q, &mut Script::new(true, &[Action::Answer]));
+    let ids: Vec<&str> = sensed.evidence.iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(ids.first(), Some(&"kiss"), "{ids:?}");
+    assert!(ids.len() <= PipelineConfig::default().sensing_k, "{ids:?}");
+    assert_eq!((sensed.cost.local_calls, sensed.cost.network_calls), (1, 0));
+    // Weight 0: sensing only aligns the query; there is no evidence yet.
+    let aligned_only = run(&with(0.0), q, &mut Script::new(true, &[Action::Answer]));
+    assert!(aligned_only.evidence.is_empty());
+    assert!(aligned_only.trace.sensing.alignment.is_some());
+    // A later local hop finds the sensing passages again: the filter drops
+    // them as seen and the fusion adds the hop's votes to theirs.
+    let hop = run(&with(0.5), q, &mut Script::new(true, &[Action::Local]));
+    assert!(hop.trace.dropped_seen >= 1, "{:?}", hop.trace);
+    assert_eq!(hop.evidence[0].id, "kiss");
+    let no_sensing = run(&with(0.5), q, &mut Script::new(false, &[Action::Answer]));
+    assert!(no_sensing.evidence.is_empty());
+    for bad in [-0.1, 1.5, f32::NAN] {
+        let cfg = PipelineConfig {
+            sensing_weight: bad,
+            ..config(NEVER)
+        };
+        let e = Router::new(&local, None, cfg, Confidence::default())
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("sensing_weight"), "{e}");
+    }
+}
+
+#[test]
 fn sub_queries_reach_the_network_together_and_bad_questions_are_refused() {
     let (local, ep, net) = half_local_whole_network();
     let router =

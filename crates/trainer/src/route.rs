@@ -91,6 +91,10 @@ pub struct SetupArgs {
     /// lists are fused by reciprocal rank.
     #[arg(long, default_value_t = PipelineConfig::default().local_weight)]
     local_weight: f32,
+    /// Weight of the background-sensing passages in that fusion (0: they
+    /// only align the query, the evidence leaves them out).
+    #[arg(long, default_value_t = PipelineConfig::default().sensing_weight)]
+    sensing_weight: f32,
     /// An OpenAI-compatible generator (`http://host:port/v1`, e.g.
     /// scripts/llm-server.sh): it answers every question from the top
     /// evidence, and the answers are scored by EM and F1.
@@ -379,6 +383,7 @@ fn pipeline(args: &SetupArgs, confidence_stop: f32) -> PipelineConfig {
         max_hops: args.max_hops,
         confidence_stop,
         local_weight: args.local_weight,
+        sensing_weight: args.sensing_weight,
         ..PipelineConfig::default()
     }
 }
