@@ -32,7 +32,7 @@ pub mod writer;
 
 pub use error::{Fault, RouterError};
 pub use pipeline::{Clock, Decider, Outcome, PipelineConfig, Router, Trace};
-pub use policy::{FixedPolicy, LearnedDecider, LearnedPolicy, PolicyConfig, RouterConfig};
+pub use policy::{FixedPolicy, LearnedDecider, LearnedPolicy, PolicyConfig, RouterConfig, Sensed};
 pub use source::{Hit, LocalSource, Source};
 pub use writer::QueryWriter;
 

@@ -566,6 +566,25 @@ impl<'a> Router<'a> {
                     ));
                     candidates.push(main_query.clone());
                 }
+                (_, 0) if !background.is_empty() => {
+                    // After sensing (RAG-R1 multi-query): the question as
+                    // asked, the aligned query, then bridges from the
+                    // sensing passages: one round reaches the passage the
+                    // question names and the one it leads to (HotpotQA-100,
+                    // sensing then one network call: containment@10 0.750
+                    // with the aligned query alone, 0.780 with all three).
+                    candidates.push(question.to_owned());
+                    if main_query != question {
+                        candidates.push(main_query.clone());
+                    }
+                    candidates.extend(bridge_queries(
+                        question,
+                        &previous,
+                        &self.analyzer,
+                        MAX_SUB_QUERIES,
+                    ));
+                    candidates.extend(compound.iter().cloned());
+                }
                 (_, 0) => {
                     candidates.push(main_query.clone());
                     candidates.extend(compound.iter().cloned());

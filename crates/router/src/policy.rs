@@ -316,6 +316,26 @@ impl Decider for FixedPolicy {
     }
 }
 
+/// A fixed schedule that runs background sensing first (the baselines of
+/// `eval-router --sense-baselines`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sensed(pub FixedPolicy);
+
+impl Decider for Sensed {
+    fn sense(&mut self, _features: &[f32]) -> Result<(bool, f32), RouterError> {
+        Ok((true, 1.0))
+    }
+
+    fn act(
+        &mut self,
+        hop: u32,
+        features: &[f32],
+        allowed: &[bool; 5],
+    ) -> Result<(Action, f32), RouterError> {
+        self.0.act(hop, features, allowed)
+    }
+}
+
 /// A seeded pseudo-random stream (SplitMix64): the same draws on every
 /// platform, no OS entropy (browsers included).
 #[derive(Debug, Clone)]

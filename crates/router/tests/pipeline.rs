@@ -456,9 +456,17 @@ fn background_sensing_aligns_the_query() {
         a.titles.iter().any(|t| t.starts_with("Kiss and Tell")),
         "{a:?}"
     );
-    let sent = &out.trace.decisions[0].queries[0].text;
-    assert_eq!(sent, &a.query);
-    assert!(sent.starts_with(q) && sent.len() > q.len());
+    // The first round sends the question, the aligned query, then bridges
+    // from the sensing passages.
+    let sent: Vec<&str> = out.trace.decisions[0]
+        .queries
+        .iter()
+        .map(|r| r.text.as_str())
+        .collect();
+    assert_eq!(sent[..2], [q, a.query.as_str()], "{sent:?}");
+    assert!(a.query.starts_with(q) && a.query.len() > q.len());
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(!sent[2].starts_with(q), "a bridge: {sent:?}");
     assert_eq!(out.cost.local_calls, 2, "sensing is a local call");
     let plain = run(&router, q, &mut Script::new(false, &[Action::Local]));
     assert!(plain.trace.sensing.alignment.is_none());
@@ -475,6 +483,32 @@ fn background_sensing_aligns_the_query() {
         "{blind:?}"
     );
     assert!(sensed[6..10].iter().any(|&f| f > 0.0) && blind[6..10].iter().all(|&f| f == 0.0));
+}
+
+#[test]
+fn after_sensing_one_network_request_carries_the_question_its_alignment_and_a_bridge() {
+    let (local, ep, net) = half_local_whole_network();
+    let router =
+        Router::new(&local, Some(&net), config(NEVER), Confidence::default()).expect("router");
+    // Sensing over the local half finds "Paris"; its text names the Seine.
+    let q = "Which river flows through the capital of France?";
+    let out = run(&router, q, &mut Script::new(true, &[Action::Network]));
+    let reqs = ep.requests.lock().expect("lock");
+    assert_eq!(reqs.len(), 1, "one round, one request");
+    let sent = &reqs[0].queries;
+    let aligned = &out.trace.sensing.alignment.as_ref().expect("sensed").query;
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!((&sent[0], &sent[1]), (&q.to_owned(), aligned), "{sent:?}");
+    assert_eq!(out.cost.network_calls, 1);
+    // Without sensing the same action sends the question alone.
+    drop(reqs);
+    let plain = run(&router, q, &mut Script::new(false, &[Action::Network]));
+    let sent: Vec<&str> = plain.trace.decisions[0]
+        .queries
+        .iter()
+        .map(|r| r.text.as_str())
+        .collect();
+    assert_eq!(sent, [q]);
 }
 
 #[test]

@@ -25,7 +25,7 @@ use rlrag_router::http::HttpSource;
 use rlrag_router::memory::{CONFIDENCE_FEATURES, Confidence};
 use rlrag_router::policy::{LearnedDecider, LearnedPolicy, ROUTER_FORMAT_VERSION, RouterConfig};
 use rlrag_router::{
-    Decider, FixedPolicy, LocalSource, Outcome, PipelineConfig, Router, SystemClock,
+    Decider, FixedPolicy, LocalSource, Outcome, PipelineConfig, Router, Sensed, SystemClock,
 };
 use rlrag_train::{
     LlmClient, LlmConfig, Rollout, RouterTrainConfig, RouterTrainer, preference_pair,
@@ -488,6 +488,10 @@ pub struct EvalRouterArgs {
     /// probability, queries, faults, cost) and scores, per policy, as JSONL here.
     #[arg(long)]
     traces: Option<PathBuf>,
+    /// The fixed baselines run background sensing before their schedule
+    /// (its passages align the first round's queries and seed its bridges).
+    #[arg(long)]
+    sense_baselines: bool,
 }
 
 /// One line of `--traces`.
@@ -633,7 +637,14 @@ pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
     };
     for fixed in FixedPolicy::BASELINES {
         let router = setup.router(pipeline(&args.setup, NEVER), Confidence::default())?;
-        let mut runs = run_all(&setup, &router, fixed.name(), |_| Box::new(fixed))?;
+        let sense = args.sense_baselines;
+        let mut runs = run_all(&setup, &router, fixed.name(), |_| -> Box<dyn Decider> {
+            if sense {
+                Box::new(Sensed(fixed))
+            } else {
+                Box::new(fixed)
+            }
+        })?;
         record(fixed.name(), &mut runs)?;
         if fixed.name() == rlag_policy {
             rlag_runs = Some(runs);

@@ -688,6 +688,46 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
         "the network holds the whole corpus"
     );
 
+    // --sense-baselines: every fixed schedule senses first, and its first
+    // round sends the question with the aligned query and bridges.
+    let traces = case.out.path().join("traces.jsonl");
+    let traces_s = traces.to_str().expect("utf-8");
+    for sense in [false, true] {
+        let mut extra = vec!["--traces", traces_s];
+        if sense {
+            extra.push("--sense-baselines");
+        }
+        let (o, _) = case.eval(&extra);
+        assert_ok(&o);
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&traces)
+            .expect("traces")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        let fixed: Vec<&serde_json::Value> =
+            lines.iter().filter(|l| l["policy"] != "learned").collect();
+        assert_eq!(fixed.len(), 4 * 12);
+        assert!(
+            fixed
+                .iter()
+                .all(|l| l["trace"]["sensing"]["ran"].as_bool() == Some(sense))
+        );
+        let most_queries = fixed
+            .iter()
+            .filter(|l| l["policy"] == "network")
+            .filter_map(|l| {
+                l["trace"]["decisions"][0]["queries"]
+                    .as_array()
+                    .map(Vec::len)
+            })
+            .max();
+        assert_eq!(
+            most_queries,
+            Some(if sense { 3 } else { 1 }),
+            "sense: {sense}"
+        );
+    }
+
     // Training is seeded: the same seeds give the same policy, another
     // --policy-seed another run over the same local/network split.
     let weights = || std::fs::read(model.join("model.safetensors")).expect("weights");
