@@ -539,6 +539,7 @@ impl<'a> Router<'a> {
             } else {
                 evidence.ranked()
             };
+            let bridges = || bridge_queries(question, &previous, &self.analyzer, MAX_SUB_QUERIES);
             let mut candidates: Vec<String> = Vec::new();
             let mut writer_fault = None;
             match (action, hop) {
@@ -558,12 +559,7 @@ impl<'a> Router<'a> {
                         }
                     }
                     candidates.extend(compound.iter().cloned());
-                    candidates.extend(bridge_queries(
-                        question,
-                        &previous,
-                        &self.analyzer,
-                        MAX_SUB_QUERIES,
-                    ));
+                    candidates.extend(bridges());
                     candidates.push(main_query.clone());
                 }
                 (_, 0) if !background.is_empty() => {
@@ -577,12 +573,7 @@ impl<'a> Router<'a> {
                     if main_query != question {
                         candidates.push(main_query.clone());
                     }
-                    candidates.extend(bridge_queries(
-                        question,
-                        &previous,
-                        &self.analyzer,
-                        MAX_SUB_QUERIES,
-                    ));
+                    candidates.extend(bridges());
                     candidates.extend(compound.iter().cloned());
                 }
                 (_, 0) => {
@@ -593,12 +584,7 @@ impl<'a> Router<'a> {
                     // The question again (the memory suppresses it when it
                     // was issued already), then bridges from the evidence.
                     candidates.push(main_query.clone());
-                    candidates.extend(bridge_queries(
-                        question,
-                        &previous,
-                        &self.analyzer,
-                        MAX_SUB_QUERIES,
-                    ));
+                    candidates.extend(bridges());
                 }
             }
             let mut records = Vec::new();
