@@ -5,6 +5,7 @@
 //! log-probabilities, judges an answer against the gold ones (LLM-as-judge),
 //! and writes sub-queries for the router's `decompose` hops.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -242,7 +243,8 @@ impl LlmClient {
             "logprobs": 1,
         });
         let reply = self.post("/completions", &body)?;
-        Ok(parse_answer_logprob(&reply, prefix.len()).map(|lp| lp.exp() as f32))
+        let answer = prefix.len()..prefix.len() + 1 + gold.len();
+        Ok(parse_answer_logprob(&reply, answer).map(|lp| lp.exp() as f32))
     }
 }
 
@@ -276,22 +278,22 @@ pub fn parse_chat_answer(reply: &Value) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Sum of the echoed log-probabilities of the tokens starting at or after
-/// byte `answer_start` of the prompt (OpenAI completions `logprobs` layout:
-/// `tokens`, `token_logprobs`, `text_offset`), excluding the one generated
-/// token; `None` when absent or malformed.
-pub fn parse_answer_logprob(reply: &Value, answer_start: usize) -> Option<f64> {
+/// Sum of the echoed log-probabilities of the prompt tokens that start in
+/// the byte range `answer` (OpenAI completions `logprobs` layout: `tokens`,
+/// `token_logprobs`, `text_offset`). Entries past the range, such as the
+/// generated token (which some servers leave out), are not counted; `None`
+/// when absent or malformed, or when no token starts in the range.
+pub fn parse_answer_logprob(reply: &Value, answer: Range<usize>) -> Option<f64> {
     let lp = reply.pointer("/choices/0/logprobs")?;
     let logprobs = lp.get("token_logprobs")?.as_array()?;
     let offsets = lp.get("text_offset")?.as_array()?;
-    if logprobs.len() != offsets.len() || logprobs.len() < 2 {
+    if logprobs.len() != offsets.len() {
         return None;
     }
-    // The last entry is the generated token, not part of the prompt.
     let mut sum = 0.0;
     let mut any = false;
-    for (l, o) in logprobs.iter().zip(offsets).take(logprobs.len() - 1) {
-        if o.as_u64()? as usize >= answer_start {
+    for (l, o) in logprobs.iter().zip(offsets) {
+        if answer.contains(&(o.as_u64()? as usize)) {
             sum += l.as_f64()?;
             any = true;
         }
@@ -313,11 +315,22 @@ mod tests {
             "token_logprobs": [null, -0.5, -0.25, -0.5, -3.0],
             "text_offset": [0, 6, 7, 13, 14]
         }}]});
-        // Tokens from byte 7 up to (not including) the generated one: -0.25 - 0.5.
-        let lp = parse_answer_logprob(&completion, 7).expect("logprobs");
+        // The prompt's tokens from byte 7 to its end at 14, not the generated
+        // "\n": -0.25 - 0.5.
+        let lp = parse_answer_logprob(&completion, 7..14).expect("logprobs");
         assert!((lp + 0.75).abs() < 1e-12);
-        assert_eq!(parse_answer_logprob(&completion, 100), None);
-        assert_eq!(parse_answer_logprob(&json!({"choices": [{}]}), 0), None);
+        // A server that leaves the generated token out: the same sum.
+        let without = json!({"choices": [{"logprobs": {
+            "tokens": ["Answer", ":", " Paris", "."],
+            "token_logprobs": [null, -0.5, -0.25, -0.5],
+            "text_offset": [0, 6, 7, 13]
+        }}]});
+        let lp = parse_answer_logprob(&without, 7..14).expect("logprobs");
+        assert!((lp + 0.75).abs() < 1e-12);
+        assert_eq!(parse_answer_logprob(&completion, 100..120), None);
+        assert_eq!(parse_answer_logprob(&json!({"choices": [{}]}), 0..1), None);
+        // The first token's log-probability is null: not a number to sum.
+        assert_eq!(parse_answer_logprob(&completion, 0..7), None);
     }
 
     #[test]

@@ -129,6 +129,30 @@ fn a_real_generator_judges_passages() {
     }
 }
 
+/// R3's one-pass reward reads the prompt's echoed log-probabilities: the
+/// gold answer must be likely after the passage that states it and unlikely
+/// after one that does not. A server that scores each prompt token with the
+/// distribution after it (llama-cpp-python 0.3.36 unpatched, see
+/// `scripts/patch_llama_logprobs.py`) fails this: " Paris" then scores as
+/// the token following itself.
+#[test]
+fn a_real_generator_gives_the_gold_answer_its_probability_after_the_passage() {
+    let Some(url) = real_generator() else {
+        return;
+    };
+    let c = client(&url, 60_000);
+    let (q, docs) = question();
+    let p = |doc: &Document| {
+        c.gold_probability(&q.text, &doc.text, "Paris")
+            .expect("scored")
+            .expect("the server echoes log-probabilities")
+    };
+    let (stated, unrelated) = (p(&docs[0]), p(&docs[1]));
+    println!("p(Paris | Paris passage) = {stated}, p(Paris | banana passage) = {unrelated}");
+    assert!(stated > 0.1, "{stated}");
+    assert!(stated > 50.0 * unrelated, "{stated} vs {unrelated}");
+}
+
 #[test]
 fn a_real_generator_answers_judges_and_writes_sub_queries() {
     let Some(url) = real_generator() else {
