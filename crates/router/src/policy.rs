@@ -17,6 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::Action;
+use crate::SourceKind;
 use crate::error::RouterError;
 use crate::features::FEATURES;
 use crate::memory::Confidence;
@@ -96,6 +97,13 @@ pub struct RouterConfig {
     /// The pipeline settings the policy was trained with.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// Greedy decisions take an action that calls the network only when the
+    /// policy puts at least this probability on such actions together
+    /// ([`LearnedDecider::greedy`]); 0, the default, is the plain most
+    /// probable action. `train-router --network-budget` calibrates it on the
+    /// training questions.
+    #[serde(default)]
+    pub network_bar: f32,
 }
 
 /// The current router directory version.
@@ -105,6 +113,7 @@ pub const ROUTER_FORMAT_VERSION: u32 = 2;
 pub struct LearnedPolicy {
     net: PolicyNet,
     device: Device,
+    network_bar: f32,
 }
 
 /// Action probabilities, the sensing probability and the value of a state.
@@ -121,7 +130,28 @@ pub struct PolicyScores {
 impl LearnedPolicy {
     /// Wrap a network (any device; inference reads results back at once).
     pub fn new(net: PolicyNet, device: Device) -> Self {
-        Self { net, device }
+        Self {
+            net,
+            device,
+            network_bar: 0.0,
+        }
+    }
+
+    /// The same policy with [`RouterConfig::network_bar`] set; a bar outside
+    /// `[0, 1]` is refused.
+    pub fn with_network_bar(mut self, bar: f32) -> Result<Self, RouterError> {
+        if !(0.0..=1.0).contains(&bar) {
+            return Err(RouterError::Policy {
+                reason: format!("network bar {bar} is outside [0, 1]"),
+            });
+        }
+        self.network_bar = bar;
+        Ok(self)
+    }
+
+    /// The bar greedy decisions hold network-calling actions to.
+    pub fn network_bar(&self) -> f32 {
+        self.network_bar
     }
 
     /// The network.
@@ -226,7 +256,7 @@ impl LearnedPolicy {
                 ),
             });
         }
-        Ok(Self::new(net, device.clone()))
+        Self::new(net, device.clone()).with_network_bar(config.network_bar)
     }
 }
 
@@ -366,7 +396,10 @@ pub struct LearnedDecider<'p> {
 }
 
 impl<'p> LearnedDecider<'p> {
-    /// Greedy decisions.
+    /// Greedy decisions: the most probable allowed action, except that an
+    /// action calling the network needs the policy's probabilities of such
+    /// actions to reach its [`LearnedPolicy::network_bar`] together; below
+    /// it the most probable action that stays off the network is taken.
     pub fn greedy(policy: &'p LearnedPolicy) -> Self {
         Self {
             policy,
@@ -414,9 +447,34 @@ impl Decider for LearnedDecider<'_> {
                 }
                 chosen.unwrap_or_else(|| most_probable(&s.actions, allowed))
             }
-            None => most_probable(&s.actions, allowed),
+            None => greedy(&s.actions, allowed, self.policy.network_bar),
         };
         Ok((Action::ALL[pick], s.actions[pick]))
+    }
+}
+
+/// The greedy choice under a network bar (see [`LearnedDecider::greedy`]).
+fn greedy(p: &[f32; 5], allowed: &[bool; 5], bar: f32) -> usize {
+    let best = most_probable(p, allowed);
+    let calls = |i: usize| Action::ALL[i].sources().contains(&SourceKind::Network);
+    if !calls(best) {
+        return best;
+    }
+    let network: f32 = (0..5)
+        .filter(|&i| allowed[i] && calls(i))
+        .map(|i| p[i])
+        .sum();
+    if network >= bar {
+        return best;
+    }
+    let mut off = *allowed;
+    for (i, a) in off.iter_mut().enumerate() {
+        *a &= !calls(i);
+    }
+    if off.iter().any(|&a| a) {
+        most_probable(p, &off)
+    } else {
+        best
     }
 }
 
@@ -425,4 +483,55 @@ fn most_probable(p: &[f32; 5], allowed: &[bool; 5]) -> usize {
         .filter(|&i| allowed[i])
         .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_network_bar_turns_a_narrow_network_choice_into_the_best_local_one() {
+        // answer, local, network, both, decompose
+        let p = [0.1, 0.25, 0.4, 0.05, 0.2];
+        let all = [true; 5];
+        assert_eq!(greedy(&p, &all, 0.0), 2, "no bar: the most probable");
+        assert_eq!(greedy(&p, &all, 0.45), 2, "network + both = 0.45 reach it");
+        assert_eq!(greedy(&p, &all, 0.5), 1, "below the bar: local");
+        // Only network-calling actions allowed: the bar cannot refuse them all.
+        let only = [false, false, true, true, false];
+        assert_eq!(greedy(&p, &only, 0.9), 2);
+        // A choice that stays off the network is never changed.
+        let q = [0.1, 0.5, 0.3, 0.05, 0.05];
+        assert_eq!(greedy(&q, &all, 1.0), 1);
+    }
+
+    #[test]
+    fn a_policy_takes_its_bar_from_the_config_and_refuses_one_out_of_range() {
+        let device = Device::flex();
+        let net = PolicyConfig::new().with_hidden(4).init(&device);
+        let policy = LearnedPolicy::new(net, device.clone());
+        let bytes = policy.weights_safetensors().expect("saved");
+        let mut config = RouterConfig {
+            version: ROUTER_FORMAT_VERSION,
+            hidden: 4,
+            features: FEATURES,
+            confidence: Confidence::default(),
+            pipeline: PipelineConfig::default(),
+            network_bar: 0.7,
+        };
+        let loaded = LearnedPolicy::load(&config, &bytes, &device).expect("loaded");
+        assert_eq!(loaded.network_bar(), 0.7);
+        for bad in [-0.1, 1.5, f32::NAN] {
+            config.network_bar = bad;
+            let err = LearnedPolicy::load(&config, &bytes, &device)
+                .err()
+                .expect("refused");
+            assert!(err.to_string().contains("network bar"), "{err}");
+        }
+        // A config saved before the bar existed reads as 0.
+        let mut json = serde_json::to_value(&config).expect("json");
+        json.as_object_mut().expect("object").remove("network_bar");
+        let old: RouterConfig = serde_json::from_value(json).expect("read");
+        assert_eq!(old.network_bar, 0.0);
+    }
 }

@@ -469,6 +469,10 @@ pub struct EvalRouterArgs {
     /// A router directory from `train-router` (adds the `learned` policy).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Hold the learned policy's network calls to this bar instead of the
+    /// one saved with it (`network_bar`, see train-router --network-budget).
+    #[arg(long, requires = "weights")]
+    network_bar: Option<f32>,
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -652,6 +656,10 @@ pub fn eval(args: &EvalRouterArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = &args.weights {
         let (policy, config) = load_router(dir)?;
+        let policy = match args.network_bar {
+            Some(bar) => policy.with_network_bar(bar)?,
+            None => policy,
+        };
         let router = setup.router(config.pipeline.clone(), config.confidence.clone())?;
         let mut runs = run_all(&setup, &router, "learned", |_| {
             Box::new(LearnedDecider::greedy(&policy))
@@ -728,6 +736,66 @@ pub struct TrainRouterArgs {
     /// --seed); varies the training run on the same local/network split.
     #[arg(long)]
     policy_seed: Option<u64>,
+    /// Network calls per question the trained policy may make on the
+    /// training questions: after training, the smallest network bar that
+    /// keeps its greedy decisions within it is saved with the weights
+    /// (`network_bar` in config.json). Without it the bar is 0.
+    #[arg(long, value_parser = parse_budget)]
+    network_budget: Option<f64>,
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(b) if b.is_finite() && b >= 0.0 => Ok(b),
+        _ => Err(format!(
+            "{s:?} is not a number of calls per question (0 or more)"
+        )),
+    }
+}
+
+/// Bisection steps of the network bar (a bar within 1/2^12 of the smallest).
+const BAR_STEPS: usize = 12;
+
+/// The smallest network bar at which the greedy policy makes at most
+/// `budget` network calls per training question, and the calls it makes
+/// there. Fewer calls as the bar rises is assumed, not guaranteed (a
+/// question kept off the network at one hop may call it at the next), so
+/// the bar returned is always one measured to keep the budget, or 1.
+fn calibrate_bar(
+    setup: &Setup,
+    router: &Router<'_>,
+    trainer: &RouterTrainer,
+    budget: f64,
+) -> anyhow::Result<(f32, f64)> {
+    let share = |bar: f32| -> anyhow::Result<f64> {
+        let policy = trainer.policy().with_network_bar(bar)?;
+        let runs = run_all(setup, router, "network bar", |_| {
+            Box::new(LearnedDecider::greedy(&policy))
+        })?;
+        let scores: Vec<QuestionScore> = runs.into_iter().map(|r| r.score).collect();
+        Ok(summarize(&scores).network_share)
+    };
+    let at_zero = share(0.0)?;
+    if at_zero <= budget {
+        return Ok((0.0, at_zero));
+    }
+    let (mut lo, mut hi, mut at_hi) = (0.0_f32, 1.0_f32, share(1.0)?);
+    if at_hi > budget {
+        eprintln!(
+            "warning: even a network bar of 1 leaves {at_hi:.2} network calls/q (budget {budget})"
+        );
+        return Ok((1.0, at_hi));
+    }
+    for _ in 0..BAR_STEPS {
+        let mid = 0.5 * (lo + hi);
+        let at = share(mid)?;
+        if at <= budget {
+            (hi, at_hi) = (mid, at);
+        } else {
+            lo = mid;
+        }
+    }
+    Ok((hi, at_hi))
 }
 
 #[derive(Serialize)]
@@ -925,13 +993,24 @@ pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
         logs.push(log);
     }
     bar.finish();
-    let policy = trainer.policy();
+    let network_bar = match args.network_budget {
+        Some(budget) => {
+            let (bar, share) = calibrate_bar(&setup, &router, &trainer, budget)?;
+            eprintln!(
+                "network bar {bar:.4}: {share:.2} network calls per training question (budget {budget})"
+            );
+            bar
+        }
+        None => 0.0,
+    };
+    let policy = trainer.policy().with_network_bar(network_bar)?;
     let router_config = RouterConfig {
         version: ROUTER_FORMAT_VERSION,
         hidden: args.hidden,
         features: rlrag_router::features::FEATURES,
         confidence,
         pipeline: pipe,
+        network_bar,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -952,6 +1031,7 @@ pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
         "rollouts": args.rollouts,
         "seed": args.setup.seed,
         "policy_seed": policy_seed,
+        "network_budget": args.network_budget,
         "seconds": started.elapsed().as_secs_f64(),
     });
     write("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;

@@ -843,6 +843,51 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
     assert_clean_failure(&o, "--rlag-out");
 }
 
+#[test]
+fn a_network_budget_is_kept_on_the_training_questions_and_saved_as_the_bar() {
+    let case = RouterCase::new();
+    // Network calls are free (λ = 0), so the policy has no reason to spare them.
+    let free = ["--lambda", "0", "--seed", "3"];
+    let share = |extra: &[&str]| -> f64 {
+        let (o, report) = case.eval(extra);
+        assert_ok(&o);
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("json")).expect("valid");
+        r["policies"]["learned"]["network_share"]
+            .as_f64()
+            .expect("share")
+    };
+    let bar_of = || -> f64 {
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(case.model().join("config.json")).expect("config"),
+        )
+        .expect("json");
+        config["network_bar"].as_f64().expect("a bar")
+    };
+    assert_ok(&case.train("3", &free));
+    assert_eq!(bar_of(), 0.0, "no budget, no bar");
+    let unbounded = share(&["--seed", "3"]);
+    assert!(unbounded > 0.25, "{unbounded}");
+
+    let o = case.train("3", &[&free[..], &["--network-budget", "0.25"]].concat());
+    assert_ok(&o);
+    let log = String::from_utf8_lossy(&o.stderr);
+    let bar = bar_of();
+    assert!(bar > 0.0, "{log}");
+    assert!(log.contains(&format!("network bar {bar:.4}")), "{log}");
+    // The same questions, so the budget holds on evaluation too; without the
+    // bar the same weights call as often as before.
+    assert!(share(&["--seed", "3"]) <= 0.25);
+    assert_eq!(share(&["--seed", "3", "--network-bar", "0"]), unbounded);
+
+    let o = case.train("1", &["--network-budget", "nan"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("calls per question"));
+    let (o, _) = case.eval(&["--network-bar", "2"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("outside [0, 1]"));
+}
+
 /// A fake OpenAI-compatible generator on 127.0.0.1 that records every prompt:
 /// a judge prompt gets "yes", a sub-query prompt two queries, an answer
 /// prompt the titles of its passages, a prompt without passages "unknown".
