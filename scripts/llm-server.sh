@@ -16,7 +16,7 @@ pins=("llama-cpp-python[server]==0.3.36")
 # segfaults on its first completion on the Xeon VMs here.
 cmake_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
 # What the venv was built from: a change to any of it rebuilds the venv.
-stamp="${pins[*]} $cmake_args echo-logprobs-fix-1"
+stamp="${pins[*]} $cmake_args"
 wheel_sha=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 install_only=0
 if [ "${1:-}" = "--install-only" ]; then install_only=1; shift; fi
@@ -27,14 +27,15 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.pins" 2>/dev/null)" != "$stam
   rm -rf "$venv"
   python3 -m venv "$venv"
   CMAKE_ARGS="$cmake_args" "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "${pins[@]}"
-  # llama-cpp-python 0.3.36 misaligns echoed prompt log-probabilities for
-  # models without a BOS token (SmolLM2): the entry of token i is read from
-  # the distribution *after* token i, so log p(" Paris" | "... France is")
-  # came back as -8.5 instead of -0.3 (abetlen/llama-cpp-python#1983, open).
-  # R3's gold-probability reward reads exactly these, so shift them by one.
-  "$venv/bin/python" scripts/patch_llama_logprobs.py
   echo "$stamp" >"$venv/.pins"
 fi
+# llama-cpp-python 0.3.36 misaligns echoed prompt log-probabilities for models
+# without a BOS token (SmolLM2): the entry of token i is read from the
+# distribution *after* token i, so log p(" Paris" | "... France is") came back
+# as -8.5 instead of -0.3 (abetlen/llama-cpp-python#1983, open). R3's
+# gold-probability reward reads exactly these: shift them by one, and pick the
+# top log-probs without sorting the vocabulary (idempotent, before every start).
+"$venv/bin/python" scripts/patch_llama_logprobs.py
 
 gguf="$cache/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ ! -f "$gguf" ]; then
