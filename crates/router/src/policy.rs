@@ -467,10 +467,7 @@ fn greedy(p: &[f32; 5], allowed: &[bool; 5], bar: f32) -> usize {
     if network >= bar {
         return best;
     }
-    let mut off = *allowed;
-    for (i, a) in off.iter_mut().enumerate() {
-        *a &= !calls(i);
-    }
+    let off: [bool; 5] = std::array::from_fn(|i| allowed[i] && !calls(i));
     if off.iter().any(|&a| a) {
         most_probable(p, &off)
     } else {

@@ -756,46 +756,48 @@ fn parse_budget(s: &str) -> Result<f64, String> {
 /// Bisection steps of the network bar (a bar within 1/2^12 of the smallest).
 const BAR_STEPS: usize = 12;
 
-/// The smallest network bar at which the greedy policy makes at most
-/// `budget` network calls per training question, and the calls it makes
-/// there. Fewer calls as the bar rises is assumed, not guaranteed (a
+/// `policy` held to the smallest network bar at which it makes at most
+/// `budget` network calls per training question (greedy), and the calls it
+/// makes there. Fewer calls as the bar rises is assumed, not guaranteed (a
 /// question kept off the network at one hop may call it at the next), so
 /// the bar returned is always one measured to keep the budget, or 1.
 fn calibrate_bar(
     setup: &Setup,
     router: &Router<'_>,
-    trainer: &RouterTrainer,
+    policy: LearnedPolicy,
     budget: f64,
-) -> anyhow::Result<(f32, f64)> {
-    let share = |bar: f32| -> anyhow::Result<f64> {
-        let policy = trainer.policy().with_network_bar(bar)?;
+) -> anyhow::Result<(LearnedPolicy, f64)> {
+    let share = |policy: &LearnedPolicy| -> anyhow::Result<f64> {
         let runs = run_all(setup, router, "network bar", |_| {
-            Box::new(LearnedDecider::greedy(&policy))
+            Box::new(LearnedDecider::greedy(policy))
         })?;
         let scores: Vec<QuestionScore> = runs.into_iter().map(|r| r.score).collect();
         Ok(summarize(&scores).network_share)
     };
-    let at_zero = share(0.0)?;
+    let mut policy = policy.with_network_bar(0.0)?;
+    let at_zero = share(&policy)?;
     if at_zero <= budget {
-        return Ok((0.0, at_zero));
+        return Ok((policy, at_zero));
     }
-    let (mut lo, mut hi, mut at_hi) = (0.0_f32, 1.0_f32, share(1.0)?);
+    policy = policy.with_network_bar(1.0)?;
+    let (mut lo, mut hi, mut at_hi) = (0.0_f32, 1.0_f32, share(&policy)?);
     if at_hi > budget {
         eprintln!(
             "warning: even a network bar of 1 leaves {at_hi:.2} network calls/q (budget {budget})"
         );
-        return Ok((1.0, at_hi));
+        return Ok((policy, at_hi));
     }
     for _ in 0..BAR_STEPS {
         let mid = 0.5 * (lo + hi);
-        let at = share(mid)?;
+        policy = policy.with_network_bar(mid)?;
+        let at = share(&policy)?;
         if at <= budget {
             (hi, at_hi) = (mid, at);
         } else {
             lo = mid;
         }
     }
-    Ok((hi, at_hi))
+    Ok((policy.with_network_bar(hi)?, at_hi))
 }
 
 #[derive(Serialize)]
@@ -993,17 +995,16 @@ pub fn train(args: &TrainRouterArgs) -> anyhow::Result<()> {
         logs.push(log);
     }
     bar.finish();
-    let network_bar = match args.network_budget {
-        Some(budget) => {
-            let (bar, share) = calibrate_bar(&setup, &router, &trainer, budget)?;
-            eprintln!(
-                "network bar {bar:.4}: {share:.2} network calls per training question (budget {budget})"
-            );
-            bar
-        }
-        None => 0.0,
-    };
-    let policy = trainer.policy().with_network_bar(network_bar)?;
+    let mut policy = trainer.policy();
+    if let Some(budget) = args.network_budget {
+        let share;
+        (policy, share) = calibrate_bar(&setup, &router, policy, budget)?;
+        eprintln!(
+            "network bar {:.4}: {share:.2} network calls per training question (budget {budget})",
+            policy.network_bar()
+        );
+    }
+    let network_bar = policy.network_bar();
     let router_config = RouterConfig {
         version: ROUTER_FORMAT_VERSION,
         hidden: args.hidden,
