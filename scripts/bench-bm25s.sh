@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python="$(scripts/pyenv.sh)"
 cargo bench --bench bm25
-"$python" scripts/bench_bm25s.py --data data/scifact --criterion target/criterion
+"$python" scripts/reference/bench_bm25s.py --data data/scifact --criterion target/criterion

@@ -15,6 +15,6 @@ names=("$@")
 for m in "${names[@]}"; do
   RAYON_NUM_THREADS=1 target/release/trainer bench-encoder --model "$models/$m" \
     --passages "${PASSAGES:-1000}" --tokens 128 --batch 32 --out "target/bench/$m-inputs.json"
-  OMP_NUM_THREADS=1 "$py" scripts/bench_encoder_ort.py "$models/$m" "target/bench/$m-inputs.json" \
+  OMP_NUM_THREADS=1 "$py" scripts/reference/bench_encoder_ort.py "$models/$m" "target/bench/$m-inputs.json" \
     | tee "target/bench/encoder-$m.json"
 done

@@ -5,7 +5,8 @@
 #     writing the model directory target/main/model;
 #  2. train the routing policy by REINFORCE on HotpotQA-100 (half the
 #     paragraphs local, all of them behind an HTTP search endpoint), writing
-#     target/main/router;
+#     target/main/router, and compare it with the fixed policies on the
+#     held-out test split;
 #  3. build the demo page on both (size-tuned wasm, WebGPU with a CPU
 #     fallback) over the HotpotQA-100 paragraphs into www/dist; its routed
 #     questions can use Wikipedia as the network source when ticked;
@@ -24,6 +25,8 @@ target/release/trainer train-retriever --data data/hotpotqa100 --split all --hol
 router=target/main/router
 target/release/trainer train-router --data data/hotpotqa100 --split train --epochs 300 \
   --rollouts 8 --batch-size 8 --lr 0.01 --entropy 0.03 --lambda 0.265 --round-cost 0.3 --out "$router"
+target/release/trainer eval-router --data data/hotpotqa100 --split test --weights "$router" \
+  --lambda 0.265 --round-cost 0.3
 TRAINER=target/release/trainer scripts/build-demo.sh --model "$model" --router "$router" --release
 if [ "${SERVE:-1}" != 0 ]; then
   exec scripts/serve-demo.sh "${PORT:-8000}"

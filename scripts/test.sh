@@ -32,16 +32,8 @@ echo "== the npm package: generated declarations, type-checked usage, Node tests
 target/debug/trainer train-router --data data/hotpotqa100 --split train --limit 16 \
   --epochs 1 --rollouts 2 --batch-size 8 --out target/test-router
 RLRAG_ROUTER_DIR=target/test-router node --test web/test/
-echo "== router cross-validation: every question scored once, by a policy that never saw it"
-scripts/router-cv.py --trainer target/debug/trainer --data data/hotpotqa100 --limit 20 --folds 2 \
-  --out target/test-router-cv --train "--epochs 1 --rollouts 2 --batch-size 8" --bars 0,1
-python3 -c 'import json, sys; cv = json.load(open(sys.argv[1]))
-assert cv["questions"] == 20 and sum(f["questions"] for f in cv["learned_per_fold"]) == 20, cv
-free, held = cv["learned_at_bars"]
-assert (free["network_bar"], held["network_bar"]) == (0, 1), cv
-assert free["network_share"] == cv["policies"]["learned"]["network_share"], cv
-assert held["network_share"] <= free["network_share"], cv' \
-  target/test-router-cv/cv.json
+echo "== the packed npm package in a fresh Vite app, in Chromium"
+node web/e2e/consumer.mjs
 echo "== the demo page in headless Chromium: WebGPU and CPU give the native top 10"
 TRAINER=target/debug/trainer scripts/build-demo.sh --router target/test-router
 node web/e2e/demo.mjs

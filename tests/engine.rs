@@ -15,8 +15,9 @@ use burn::tensor::{Device, try_read_sync};
 use rlrag::encoder::Encoder;
 use rlrag::encoder::models::pretrained;
 use rlrag::retriever::engine::{
-    Engine, EngineModels, EngineOptions, Progress, SearchHit, SearchMode, fingerprint,
+    Engine, EngineModels, EngineOptions, Progress, SearchHit, SearchMode,
 };
+use rlrag::retriever::hash::fingerprint;
 use rlrag::retriever::{
     Bm25Index, BotRetriever, Dataset, DenseRetriever, DenseSearch, Document, Retriever,
     RetrieverError, SparseRetriever,

@@ -250,11 +250,6 @@ impl BertModel {
         }
     }
 
-    /// Whether the model has an MLM head.
-    pub fn has_mlm_head(&self) -> bool {
-        self.head.is_some()
-    }
-
     /// Vocabulary logits max-pooled over the tokens that `pad` does not mark
     /// (`[batch, vocab]`), or `None` without an MLM head: the MLM transform,
     /// the tied decoder, the pooling, then the output bias — added once after

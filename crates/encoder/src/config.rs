@@ -47,6 +47,7 @@ fn default_act() -> String {
 
 /// The activation of the learned-sparse head, applied to vocabulary logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum SparseActivation {
     /// `log(1 + relu(x))`, SPLADE's activation (what SPLADE checkpoints are trained with).

@@ -14,7 +14,7 @@
 //! The fast path runs only on flex tensors outside autodiff (inference).
 //! Every other device — WebGPU, CUDA, an autodiff graph during training —
 //! takes burn's own operations, so one model code path serves them all.
-//! `scripts/fit_erf.py` derives the error-function coefficients; the tests
+//! `scripts/reference/fit_erf.py` derives the error-function coefficients; the tests
 //! below bound both kernels against libm.
 
 use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
@@ -524,7 +524,7 @@ fn gelu_one(x: f32) -> f32 {
 
 /// Beyond ±4, erf is ±1 in `f32` (erfc(4) ≈ 1.5e-8 is below half an ulp).
 const ERF_CLAMP: f32 = 4.0;
-/// erf(x) ≈ x·P(x²)/Q(x²) on [−4, 4], as printed by `scripts/fit_erf.py`
+/// erf(x) ≈ x·P(x²)/Q(x²) on [−4, 4], as printed by `scripts/reference/fit_erf.py`
 /// (max error 2.1e-8 in exact arithmetic, 3.6e-7 evaluated in `f32`).
 // The leading coefficient is fitted, not 2/√π (which it approximates).
 #[allow(clippy::approx_constant)]

@@ -1,5 +1,5 @@
 //! Parity with an independent reference: the burn encoders reproduce the
-//! golden values of `scripts/golden_encoders.py` (a float64 numpy BERT over
+//! golden values of `scripts/reference/golden_encoders.py` (a float64 numpy BERT over
 //! the same weights, ids from Python `tokenizers`) on the real models.
 //! Models come from `scripts/fetch-models.sh` (the test command runs it).
 #![allow(missing_docs, clippy::expect_used, clippy::panic)]

@@ -132,13 +132,6 @@ impl Bm25Index {
         self.index.contains(id)
     }
 
-    /// Number of distinct terms in live documents.
-    pub fn num_terms(&self) -> usize {
-        (0..self.index.num_term_ids() as u32)
-            .filter(|&t| self.index.document_frequency(t) > 0)
-            .count()
-    }
-
     /// Index documents (title + text). All or nothing: if any id is already
     /// indexed or repeats within `docs`, nothing is added.
     pub fn add_documents(&mut self, docs: &[Document]) -> Result<(), RetrieverError> {

@@ -138,21 +138,10 @@ pub struct EngineModels {
     /// The learned-sparse model (queries of every mode but BM25 and dense,
     /// the explanation terms, the bags' tokenizer).
     pub sparse: Arc<Encoder>,
-    /// Its fingerprint ([`fingerprint`] of its files).
+    /// Its fingerprint ([`crate::hash::fingerprint`] of its files).
     pub sparse_fingerprint: u64,
     /// An optional dense model and its fingerprint.
     pub dense: Option<(Arc<Encoder>, u64)>,
-}
-
-/// A stable 64-bit fingerprint of model files (XXH3 of each part, seeded
-/// with its length, mixed): the same on every platform and build. XXH3 has
-/// SIMD128 code in wasm, where CRC-32 has none: ~30 ms of a browser's model
-/// load for SPLADE-tiny's 17 MB went to CRC-32.
-pub fn fingerprint(parts: &[&[u8]]) -> u64 {
-    parts.iter().fold(0xcbf2_9ce4_8422_2325u64, |acc, p| {
-        let h = xxhash_rust::xxh3::xxh3_64_with_seed(p, p.len() as u64);
-        (acc ^ h).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// A learned-sparse term that a hit matched.
@@ -687,29 +676,5 @@ impl Engine {
             ));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fingerprint;
-
-    #[test]
-    fn fingerprints_see_every_byte_and_where_parts_end() {
-        let weights: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 251) as u8).collect();
-        let base = fingerprint(&[&weights, b"{}", b"tok"]);
-        // Pinned: saved indexes carry it, so a change must bump SNAPSHOT_VERSION.
-        assert_eq!(
-            base, 0x73b8_69fe_853b_693f,
-            "fingerprint changed: {base:#x}"
-        );
-        for at in [0, 1, 4095, 50_000, 99_999] {
-            let mut changed = weights.clone();
-            changed[at] ^= 1;
-            assert_ne!(fingerprint(&[&changed, b"{}", b"tok"]), base, "byte {at}");
-        }
-        assert_ne!(fingerprint(&[&weights, b"{}t", b"ok"]), base);
-        assert_ne!(fingerprint(&[b"{}", &weights, b"tok"]), base);
-        assert_ne!(fingerprint(&[&weights, b"{}"]), base);
     }
 }

@@ -74,11 +74,6 @@ impl<P: Copy> Inverted<P> {
         self.postings.get(term as usize).map_or(&[], Vec::as_slice)
     }
 
-    /// Number of term slots (known term ids).
-    pub fn num_term_ids(&self) -> usize {
-        self.postings.len()
-    }
-
     /// Add a document (the caller checked its id). `terms` must be sorted by
     /// term id without repeats.
     pub fn push(&mut self, entry: Entry<P>) -> u32 {

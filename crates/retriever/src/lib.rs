@@ -29,6 +29,7 @@ pub mod dense_index;
 pub mod engine;
 mod error;
 pub mod fusion;
+pub mod hash;
 mod inverted;
 pub mod neural;
 pub mod persist;

@@ -20,6 +20,22 @@ pub enum Correctness {
     Containment,
 }
 
+impl std::str::FromStr for Correctness {
+    type Err = String;
+
+    /// `containment`, `f1`, `exact_match` (or `em`), as the command line spells them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "containment" => Ok(Self::Containment),
+            "f1" => Ok(Self::F1),
+            "exact_match" | "em" => Ok(Self::ExactMatch),
+            other => Err(format!(
+                "`{other}` is not one of containment, f1, exact_match"
+            )),
+        }
+    }
+}
+
 /// Configuration of the composite reward.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

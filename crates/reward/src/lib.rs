@@ -29,6 +29,7 @@ pub mod composite;
 pub mod cost;
 mod error;
 pub mod format;
+pub mod latency;
 pub mod retrieval;
 
 pub use error::RewardError;

@@ -93,6 +93,47 @@ pub fn all_gold_at_k<S: AsRef<str>>(ranked: &[S], qrels: &Qrels, k: usize) -> f6
     }
 }
 
+/// The retrieval metrics a report gives, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    /// nDCG@10 (graded qrels).
+    Ndcg10,
+    /// Recall@10.
+    Recall10,
+    /// Recall@100 (only with a depth of at least 100).
+    Recall100,
+    /// MRR@10.
+    Mrr10,
+    /// Whether a gold answer occurs in a top-10 passage.
+    Containment10,
+    /// Whether every gold passage is in the top 10.
+    AllGold10,
+}
+
+impl Metric {
+    /// Every metric, in the order reports show them.
+    pub const ALL: [Metric; 6] = [
+        Metric::Ndcg10,
+        Metric::Recall10,
+        Metric::Recall100,
+        Metric::Mrr10,
+        Metric::Containment10,
+        Metric::AllGold10,
+    ];
+
+    /// The name in reports and JSON (`ndcg@10`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Ndcg10 => "ndcg@10",
+            Metric::Recall10 => "recall@10",
+            Metric::Recall100 => "recall@100",
+            Metric::Mrr10 => "mrr@10",
+            Metric::Containment10 => "containment@10",
+            Metric::AllGold10 => "all_gold@10",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

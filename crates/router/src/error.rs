@@ -75,6 +75,14 @@ pub enum RouterError {
         /// What is wrong.
         reason: String,
     },
+    /// The generator endpoint failed or answered something unusable (after retries).
+    #[error("generator endpoint {url}: {reason}")]
+    Endpoint {
+        /// The URL called.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The local retriever failed.
     #[error(transparent)]
     Retriever(#[from] rlrag_retriever::RetrieverError),

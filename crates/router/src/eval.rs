@@ -4,6 +4,7 @@
 use rlrag_retriever::Query;
 use rlrag_reward::answer::{NormalizedText, exact_match_any, token_f1_max};
 use rlrag_reward::composite::{Episode, RewardConfig};
+use rlrag_reward::latency::Latency;
 use rlrag_reward::retrieval::{all_gold_at_k, relevant_count};
 use serde::{Deserialize, Serialize};
 
@@ -87,26 +88,6 @@ pub fn score(
     })
 }
 
-/// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Latency {
-    /// Median.
-    pub p50: f64,
-    /// 95th percentile.
-    pub p95: f64,
-}
-
-impl Latency {
-    /// p50 and p95 of `times`, in any order.
-    pub fn of(mut times: Vec<f64>) -> Self {
-        times.sort_by(f64::total_cmp);
-        Self {
-            p50: percentile(&times, 0.5),
-            p95: percentile(&times, 0.95),
-        }
-    }
-}
-
 /// A policy over a question set (the `eval-router` JSON per policy).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyReport {
@@ -139,15 +120,6 @@ pub struct PolicyReport {
     pub questions: usize,
 }
 
-/// Nearest-rank percentile of sorted values (`p` in `[0, 1]`).
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Summarise per-question scores.
 pub fn summarize(scores: &[QuestionScore]) -> PolicyReport {
     let n = scores.len().max(1) as f64;
@@ -177,21 +149,5 @@ pub fn summarize(scores: &[QuestionScore]) -> PolicyReport {
         suppressed_per_question: scores.iter().map(|s| f64::from(s.suppressed)).sum::<f64>() / n,
         reward: scores.iter().map(|s| s.reward).sum::<f64>() / n,
         questions: scores.len(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Latency, percentile};
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 10.0);
-        assert_eq!(percentile(&v, 0.95), 19.0);
-        assert_eq!(percentile(&[3.0], 0.95), 3.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
-        let l = Latency::of(v.iter().rev().copied().collect());
-        assert_eq!((l.p50, l.p95), (10.0, 19.0));
     }
 }

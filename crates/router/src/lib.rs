@@ -23,6 +23,8 @@ pub mod eval;
 pub mod features;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod http;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod llm;
 pub mod memory;
 pub mod pipeline;
 pub mod policy;
@@ -31,6 +33,8 @@ pub mod source;
 pub mod writer;
 
 pub use error::{Fault, RouterError};
+#[cfg(not(target_arch = "wasm32"))]
+pub use llm::{LlmClient, LlmConfig};
 pub use pipeline::{Clock, Decider, Outcome, PipelineConfig, Router, Trace};
 pub use policy::{FixedPolicy, LearnedDecider, LearnedPolicy, PolicyConfig, RouterConfig, Sensed};
 pub use source::{Hit, LocalSource, Source};

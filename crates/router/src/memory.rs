@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use rlrag_retriever::Analyzer;
+use rlrag_retriever::hash::fnv1a;
 use serde::{Deserialize, Serialize};
 
 use crate::SourceKind;
@@ -151,16 +152,7 @@ fn shingles(text: &str) -> HashSet<u64> {
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect();
-    let hash = |parts: &[String]| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for p in parts {
-            for b in p.bytes().chain(std::iter::once(b' ')) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        h
-    };
+    let hash = |parts: &[String]| fnv1a(parts.iter().flat_map(|p| [p.as_bytes(), b" "]));
     if words.len() < 3 {
         return std::iter::once(hash(&words)).collect();
     }

@@ -391,11 +391,6 @@ impl<'a> Router<'a> {
         &self.confidence
     }
 
-    /// Replace the confidence (after fitting it).
-    pub fn set_confidence(&mut self, confidence: Confidence) {
-        self.confidence = confidence;
-    }
-
     /// Run one question.
     pub async fn run(
         &self,
@@ -450,15 +445,7 @@ impl<'a> Router<'a> {
                 .engine()
                 .search_with(question, cfg.sensing_k, SearchMode::Bm25, false)
                 .await?;
-            background = hits
-                .into_iter()
-                .map(|h| Hit {
-                    id: h.id,
-                    title: h.title,
-                    text: h.text,
-                    score: h.score,
-                })
-                .collect();
+            background = hits.into_iter().map(Hit::from).collect();
             // What the local index holds for the question, before any round:
             // the first decision sees it (KunLunBaizeRAG's sensing-informed
             // routing: local when it already covers the question).

@@ -109,6 +109,15 @@ pub struct RouterConfig {
 /// The current router directory version.
 pub const ROUTER_FORMAT_VERSION: u32 = 2;
 
+impl RouterConfig {
+    /// A router directory's `config.json`, checked against the format
+    /// (unknown fields refused; the weights are checked by
+    /// [`LearnedPolicy::load`]).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
 /// A policy ready to decide: probabilities for a state.
 pub struct LearnedPolicy {
     net: PolicyNet,

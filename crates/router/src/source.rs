@@ -29,6 +29,18 @@ pub struct Hit {
     pub score: f32,
 }
 
+/// An engine hit as a passage (its explanation is not part of the protocol).
+impl From<rlrag_retriever::engine::SearchHit> for Hit {
+    fn from(h: rlrag_retriever::engine::SearchHit) -> Self {
+        Self {
+            id: h.id,
+            title: h.title,
+            text: h.text,
+            score: h.score,
+        }
+    }
+}
+
 /// The network request body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchRequest {
@@ -176,16 +188,7 @@ impl Source for LocalSource<'_> {
                     .map_err(|e| Fault::Transport {
                         detail: e.to_string(),
                     })?;
-                out.push(
-                    hits.into_iter()
-                        .map(|h| Hit {
-                            id: h.id,
-                            title: h.title,
-                            text: h.text,
-                            score: h.score,
-                        })
-                        .collect(),
-                );
+                out.push(hits.into_iter().map(Hit::from).collect());
             }
             Ok(out)
         })

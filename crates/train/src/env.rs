@@ -7,7 +7,7 @@ use rlrag_reward::answer::{NormalizedText, exact_match_any};
 use serde::Serialize;
 
 use crate::TrainError;
-use crate::llm::LlmClient;
+use rlrag_router::llm::LlmClient;
 
 /// Counters of an environment's work, for the training log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

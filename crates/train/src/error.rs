@@ -28,20 +28,13 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
-    /// The generator endpoint failed or answered something unusable (after retries).
-    #[error("generator endpoint {url}: {reason}")]
-    Endpoint {
-        /// The URL called.
-        url: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A compute device could not be had (not compiled in, or no adapter).
-    #[error("device {device}: {reason}")]
-    Device {
-        /// The device asked for.
-        device: String,
-        /// Why it is unavailable.
-        reason: String,
-    },
+    /// The router or the generator client failed.
+    #[error(transparent)]
+    Router(#[from] rlrag_router::RouterError),
+    /// An evaluation, a dataset, a model directory or a device failed.
+    #[error(transparent)]
+    Eval(#[from] rlrag_eval::EvalError),
+    /// JSON could not be written.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }

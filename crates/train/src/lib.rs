@@ -1,30 +1,33 @@
-//! Training the rlrag learned-sparse retriever by reward (R3).
+//! Training in rlrag: the learned-sparse retriever by reward (R3) and the
+//! routing policy by REINFORCE, each as a learner and as a whole run.
 //!
 //! - [`env`]: reward environments: relevance judgements, answer containment,
-//!   or an OpenAI-compatible generator ([`llm`]);
+//!   or an OpenAI-compatible generator (`rlrag_router::llm`);
 //! - [`loss`]: the reinforced contrastive (InfoNCE) loss;
 //! - [`router`]: REINFORCE for the routing policy (group-relative
 //!   advantages or a learned baseline, entropy bonus);
-//! - [`rlag`]: RLAG preference pairs (augmented vs plain generation);
 //! - [`r3`]: the loop: on-policy retrieval over a bag-of-tokens index with
-//!   the current model, a reward per passage, an AdamW step.
+//!   the current model, a reward per passage, an AdamW step;
+//! - [`retriever_run`]: a whole R3 run (held-out evaluation, checkpoints,
+//!   log, curve, the exported model directory);
+//! - [`router_run`]: a whole router run (confidence fit, rollouts, the
+//!   network bar calibrated to a budget, the router directory);
+//! - [`cv`]: K-fold cross-validation of the router, pooled.
 //!
 //! Training runs on any burn autodiff device (`Device::flex().autodiff()` on
-//! the CPU); the same code serves GPUs ([`device`]: wgpu, CUDA).
+//! the CPU); the same code serves GPUs ([`DeviceChoice`]: wgpu, CUDA).
 
-pub mod device;
+pub mod cv;
 pub mod env;
 mod error;
-pub mod llm;
 pub mod loss;
 pub mod r3;
-pub mod rlag;
+pub mod retriever_run;
 pub mod router;
+pub mod router_run;
 
-pub use device::{DeviceChoice, wgpu_device};
 pub use env::{ContainmentEnv, EnvStats, LlmEnv, LlmScoring, QrelsEnv, RewardEnv};
 pub use error::TrainError;
-pub use llm::{LlmClient, LlmConfig};
 pub use r3::{DocSide, R3Config, R3Trainer, StepLog};
-pub use rlag::{PreferencePair, Winner, preference_pair};
+pub use rlrag_eval::device::{DeviceChoice, wgpu_device};
 pub use router::{Rollout, RouterTrainConfig, RouterTrainer, UpdateLog};

@@ -23,6 +23,7 @@ use crate::loss::{Role, reinforced_infonce};
 
 /// How passages are represented in the training loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum DocSide {
     /// The passage's bag of tokens (weight 1 each), as the bag-of-tokens
@@ -234,11 +235,6 @@ impl R3Trainer {
     /// weights (re-ranking the top `rerank_m`).
     pub fn retriever(&self) -> &BotRetriever {
         &self.bot
-    }
-
-    /// Steps taken so far.
-    pub fn steps_done(&self) -> usize {
-        self.step
     }
 
     /// The next `batch_size` question indices of a seeded, reshuffled-per-epoch order.

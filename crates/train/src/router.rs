@@ -94,6 +94,9 @@ pub fn group_advantages(groups: &[Vec<Rollout>]) -> Vec<Vec<Option<f32>>> {
         .collect()
 }
 
+/// Held while a policy is seeded and initialised.
+static SEEDED_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl RouterTrainer {
     /// A fresh policy on `device` (an autodiff device), seeded.
     pub fn new(config: RouterTrainConfig, device: &Device) -> Result<Self, TrainError> {
@@ -109,8 +112,15 @@ impl RouterTrainer {
                 reason: format!("{} must be finite and > 0", config.learning_rate),
             });
         }
-        device.seed(config.seed);
-        let net = PolicyConfig::new().with_hidden(config.hidden).init(device);
+        // The device's RNG is shared by the process: seeding and drawing the
+        // initial weights happen under one lock, so that policies built on
+        // several threads at once (cross-validation folds) start exactly as
+        // they would alone.
+        let net = {
+            let _alone = SEEDED_INIT.lock().unwrap_or_else(|e| e.into_inner());
+            device.seed(config.seed);
+            PolicyConfig::new().with_hidden(config.hidden).init(device)
+        };
         let optim = AdamWConfig::new().with_weight_decay(1e-4).init();
         Ok(Self {
             config,

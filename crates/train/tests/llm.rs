@@ -9,7 +9,8 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use rlrag_retriever::{Document, Query};
-use rlrag_train::{LlmClient, LlmConfig, LlmEnv, LlmScoring, RewardEnv};
+use rlrag_router::llm::{LlmClient, LlmConfig};
+use rlrag_train::{LlmEnv, LlmScoring, RewardEnv};
 
 fn question() -> (Query, Vec<Document>) {
     let q = Query {

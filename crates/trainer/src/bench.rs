@@ -22,9 +22,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use burn::tensor::{Device, try_read_sync};
 use rlrag_encoder::Encoder;
-use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode, fingerprint};
+use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode};
+use rlrag_retriever::hash::fingerprint;
 use rlrag_retriever::{Dataset, DatasetFormat};
-use rlrag_router::eval::Latency;
+use rlrag_reward::latency::Latency;
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -36,7 +37,7 @@ pub struct BenchArgs {
     #[arg(long)]
     data: PathBuf,
     /// Dataset format; detected from the path when omitted.
-    #[arg(long, value_parser = crate::parse_format)]
+    #[arg(long)]
     format: Option<DatasetFormat>,
     /// How many queries to time per mode (the dataset's first ones).
     #[arg(long, default_value_t = 100)]

@@ -1,6 +1,6 @@
 //! `trainer bench-encoder`: encoder throughput on real passages, for the
 //! comparison with ONNX Runtime (`scripts/bench-encoder.sh` runs this and
-//! `scripts/bench_encoder_ort.py` on the same inputs).
+//! `scripts/reference/bench_encoder_ort.py` on the same inputs).
 //!
 //! Passages are SciFact abstracts cut to exactly `--tokens` model tokens
 //! (with [CLS]/[SEP]). Prints one JSON line: passages/s over all passages,

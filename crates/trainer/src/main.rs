@@ -1,28 +1,31 @@
-//! `trainer`: the rlrag command line. Today: `eval` of a retriever on a
-//! dataset; training commands arrive with the trainer issue.
+//! `trainer`: the rlrag command line. Argument parsing, progress, tables
+//! and files the user asked for; every run lives in `rlrag-eval` (evaluation,
+//! the corpus server) and `rlrag-train` (training runs, cross-validation).
 
 mod bench;
 mod bench_encoder;
-mod eval;
 mod progress;
-mod retrievers;
-mod route;
 mod serve;
-mod train;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use retrievers::{RetrieverArgs, RetrieverKind};
+use progress::Terminal;
+use rlrag_eval::retrieval::RetrievalEvalConfig;
+use rlrag_eval::router_eval::RouterEvalConfig;
 use rlrag_retriever::DatasetFormat;
+use rlrag_train::cv::CvConfig;
+use rlrag_train::retriever_run::RetrieverRunConfig;
+use rlrag_train::router_run::{self, RouterRunConfig};
+use serde::Serialize;
 
 #[derive(Parser)]
 #[command(
     name = "trainer",
     version,
-    about = "Train and evaluate rlrag retrievers"
+    about = "Train and evaluate rlrag retrievers and routers"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,7 +37,7 @@ enum Command {
     /// Evaluate a retriever on a dataset split and print (and optionally save) the metrics.
     Eval(EvalArgs),
     /// Train the learned-sparse retriever by reward (R3) and write the model directory.
-    TrainRetriever(train::TrainArgs),
+    TrainRetriever(RetrieverRunConfig),
     /// Write a dataset's corpus as a JSON array of `{id, title, text}` (what
     /// the browser package's `addDocuments` takes; the demo page loads it).
     ExportCorpus(ExportCorpusArgs),
@@ -47,9 +50,12 @@ enum Command {
     /// Serve a corpus as a network search source (POST /search {queries, k}).
     Serve(serve::ServeArgs),
     /// Train the routing policy by RL (local / network / both / decompose / answer).
-    TrainRouter(route::TrainRouterArgs),
+    TrainRouter(RouterRunConfig),
     /// Compare the learned router with fixed routing policies on a QA set.
-    EvalRouter(route::EvalRouterArgs),
+    EvalRouter(EvalRouterArgs),
+    /// Cross-validate the router: K folds, each trained on the others and
+    /// evaluated on its own questions, pooled (`--out`/cv.json).
+    CvRouter(CvConfig),
 }
 
 #[derive(clap::Args, Debug)]
@@ -58,7 +64,7 @@ struct ExportCorpusArgs {
     #[arg(long)]
     data: PathBuf,
     /// Dataset format; detected from the path when omitted.
-    #[arg(long, value_parser = parse_format)]
+    #[arg(long)]
     format: Option<DatasetFormat>,
     /// The JSON file to write.
     #[arg(long)]
@@ -67,26 +73,20 @@ struct ExportCorpusArgs {
 
 #[derive(clap::Args, Debug)]
 struct EvalArgs {
-    /// Dataset: a BEIR or QA directory, or a HotpotQA .json file (or its directory).
-    #[arg(long)]
-    data: PathBuf,
-    /// Dataset format; detected from the path when omitted.
-    #[arg(long, value_parser = parse_format)]
-    format: Option<DatasetFormat>,
-    /// Split: BEIR qrels file name (default `test`); `all` (default), `train` or `test` otherwise.
-    #[arg(long)]
-    split: Option<String>,
-    /// Which retriever to evaluate.
-    #[arg(long, value_enum)]
-    retriever: RetrieverKind,
-    /// Retrieval depth per query.
-    #[arg(long, default_value_t = 100)]
-    k: usize,
+    #[command(flatten)]
+    config: RetrievalEvalConfig,
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct EvalRouterArgs {
     #[command(flatten)]
-    settings: RetrieverArgs,
+    config: RouterEvalConfig,
+    /// Write the report here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 // Encoder runs allocate and free large temporaries per op; glibc malloc maps
@@ -95,48 +95,65 @@ struct EvalArgs {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub(crate) fn parse_format(s: &str) -> Result<DatasetFormat, String> {
-    s.parse()
+/// Write `value` as pretty JSON to `path`.
+fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, json + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Eval(args) => {
-            let config = eval::EvalConfig {
-                data: args.data,
-                format: args.format,
-                split: args.split,
-                retriever: args.retriever,
-                k: args.k,
-                settings: args.settings,
-            };
-            let report = eval::run(&config)?;
+            let report = rlrag_eval::retrieval::run(&args.config, &Terminal)?;
             print!("{}", report.table());
             if let Some(path) = args.json {
-                let json = serde_json::to_string_pretty(&report.json)?;
-                std::fs::write(&path, json + "\n")
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                eprintln!("wrote {}", path.display());
+                write_json(&path, &report.json)?;
             }
-            Ok(())
         }
-        Command::TrainRetriever(args) => train::run(&args),
-        Command::Serve(args) => serve::run(&args),
-        Command::TrainRouter(args) => route::train(&args),
-        Command::EvalRouter(args) => route::eval(&args),
+        Command::TrainRetriever(config) => {
+            let report = rlrag_train::retriever_run::run(&config, &Terminal)?;
+            print!("{}", report.table());
+            println!("wrote {}", report.out.display());
+        }
+        Command::Serve(args) => serve::run(&args)?,
+        Command::TrainRouter(config) => {
+            let report = router_run::run(&config, &Terminal)?;
+            eprintln!(
+                "wrote {} (model.safetensors, config.json, manifest.json, {}, {}) in {:.0} s",
+                report.out.display(),
+                router_run::LOG_FILE,
+                router_run::CHART_FILE,
+                report.seconds
+            );
+        }
+        Command::EvalRouter(args) => {
+            let report = rlrag_eval::router_eval::evaluate(&args.config, &Terminal)?;
+            print!("{}", report.table());
+            if let Some(path) = args.json {
+                write_json(&path, &report)?;
+            }
+        }
+        Command::CvRouter(config) => {
+            let report = rlrag_train::cv::run(&config, &Terminal)?;
+            print!("{}", report.table());
+            eprintln!(
+                "wrote {}",
+                rlrag_train::cv::CvReport::path(&config.run.out).display()
+            );
+        }
         Command::BenchEngine(args) => {
             let report = bench::run(&args)?;
-            let json = serde_json::to_string_pretty(&report)?;
             match &args.json {
-                Some(path) => std::fs::write(path, json + "\n")
-                    .with_context(|| format!("cannot write {}", path.display()))?,
-                None => println!("{json}"),
+                Some(path) => write_json(path, &report)?,
+                None => println!("{}", serde_json::to_string_pretty(&report)?),
             }
-            Ok(())
         }
-        Command::BenchEncoder(args) => bench_encoder::run(&args),
+        Command::BenchEncoder(args) => bench_encoder::run(&args)?,
         Command::ExportCorpus(args) => {
-            let ds = rlrag_retriever::Dataset::load(&args.data, args.format, None)?;
+            let ds = rlrag_eval::datasets::load(&args.data, args.format, None)?;
             let json = serde_json::to_string(&ds.corpus)?;
             std::fs::write(&args.out, json + "\n")
                 .with_context(|| format!("cannot write {}", args.out.display()))?;
@@ -145,9 +162,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ds.corpus.len(),
                 args.out.display()
             );
-            Ok(())
         }
     }
+    Ok(())
 }
 
 fn main() -> ExitCode {

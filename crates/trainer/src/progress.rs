@@ -1,8 +1,10 @@
-//! Progress bars that appear only once a task has run for more than a second.
+//! Progress on the terminal: bars that appear only once a task has run for
+//! more than a second, notes on stderr.
 
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rlrag_eval::progress::{Bar, Progress};
 
 /// A bar hidden for its first second, so quick steps print nothing.
 pub struct LazyBar {
@@ -30,33 +32,43 @@ impl LazyBar {
         }
     }
 
-    /// Advance by `n` steps, showing the bar once a second has passed.
-    pub fn inc(&mut self, n: u64) {
-        self.show_when_due();
-        self.bar.inc(n);
-    }
-
-    /// Move to step `pos` (a stage that counts from the start again moves
-    /// it back), showing the bar once a second has passed.
-    pub fn set_position(&mut self, pos: u64) {
-        self.show_when_due();
-        self.bar.set_position(pos);
-    }
-
     fn show_when_due(&mut self) {
         if !self.shown && self.started.elapsed() > DELAY {
             self.bar.set_draw_target(ProgressDrawTarget::stderr());
             self.shown = true;
         }
     }
+}
 
-    /// Replace the label (e.g. with a running reward).
-    pub fn set_message(&self, message: String) {
+impl Bar for LazyBar {
+    fn inc(&mut self, n: u64) {
+        self.show_when_due();
+        self.bar.inc(n);
+    }
+
+    fn set_position(&mut self, pos: u64) {
+        self.show_when_due();
+        self.bar.set_position(pos);
+    }
+
+    fn set_message(&mut self, message: String) {
         self.bar.set_message(message);
     }
 
-    /// Finish and clear the bar.
-    pub fn finish(self) {
+    fn finish(self: Box<Self>) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// The terminal: lazy bars, notes on stderr.
+pub struct Terminal;
+
+impl Progress for Terminal {
+    fn bar(&self, len: u64, label: &'static str) -> Box<dyn Bar> {
+        Box::new(LazyBar::new(len, label))
+    }
+
+    fn note(&self, message: &str) {
+        eprintln!("{message}");
     }
 }

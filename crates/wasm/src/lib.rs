@@ -15,7 +15,8 @@ use std::sync::Arc;
 use burn::tensor::Device;
 use rlrag_encoder::{Encoder, Prepared};
 use rlrag_retriever::Document;
-use rlrag_retriever::engine::{self, EngineModels, EngineOptions, SearchMode, fingerprint};
+use rlrag_retriever::engine::{self, EngineModels, EngineOptions, SearchMode};
+use rlrag_retriever::hash::fingerprint;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 

@@ -34,7 +34,7 @@ impl RouterModel {
     /// `model.safetensors` and `config.json` of a router directory (the
     /// policy runs on the CPU: it is a few thousand weights).
     pub fn load(weights: Vec<u8>, config: Vec<u8>) -> Result<RouterModel, JsError> {
-        let config: RouterConfig = serde_json::from_slice(&config)
+        let config = RouterConfig::from_json(&config)
             .map_err(|e| JsError::new(&format!("router config.json: {e}")))?;
         let policy = LearnedPolicy::load(&config, &weights, &Device::flex()).map_err(js_error)?;
         Ok(RouterModel {

@@ -239,18 +239,11 @@ impl Dataset {
     }
 }
 
-/// FNV-1a, fixed so that splits never change between builds or platforms.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// The fold, in `0..folds`, that a query id falls in when a split's
 /// queries are cut into `folds` parts by the same fixed hash as the
 /// `train`/`test` split (fold 0 of 5 is `test`); `None` for zero folds.
 pub fn fold_of(query_id: &str, folds: u64) -> Option<u64> {
-    fnv1a(query_id).checked_rem(folds)
+    crate::hash::fnv1a_str(query_id).checked_rem(folds)
 }
 
 /// Whether a query id falls in the 20 % `test` part of the hash split.

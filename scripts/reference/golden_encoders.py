@@ -1,7 +1,7 @@
 """Golden values for the burn encoders, from an independent numpy BERT.
 
 Run once (outputs are checked in as tests/golden/encoders.json):
-    "$(scripts/pyenv.sh)" scripts/golden_encoders.py "$(scripts/fetch-models.sh)"
+    "$(scripts/pyenv.sh)" scripts/reference/golden_encoders.py "$(scripts/fetch-models.sh)"
 
 For each sentence it records the token ids (Python `tokenizers`, padding off),
 the all-MiniLM-L6-v2 mean-pooled embedding (first 16 dims, the norm before L2
@@ -152,7 +152,7 @@ def main():
             }
         )
     with open(out_path, "w") as f:
-        json.dump({"generator": "scripts/golden_encoders.py (numpy float64 BERT)", "cases": cases}, f, indent=1)
+        json.dump({"generator": "scripts/reference/golden_encoders.py (numpy float64 BERT)", "cases": cases}, f, indent=1)
         f.write("\n")
     print(f"wrote {out_path}: {len(cases)} sentences")
 

@@ -9,7 +9,7 @@
 use rlrag_reward::answer::{exact_match_any, token_f1_max};
 use serde::{Deserialize, Serialize};
 
-use crate::llm::prompt;
+use rlrag_router::llm::prompt;
 
 /// Which generation won.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,10 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use rlrag_router::writer::{QueryWriter, WriterFuture, parse_sub_queries};
-use rlrag_router::{Fault, Hit};
-
-use crate::TrainError;
+use crate::writer::{QueryWriter, WriterFuture, parse_sub_queries};
+use crate::{Fault, Hit, RouterError};
 
 /// Where and how to call the generator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,10 +121,10 @@ pub struct LlmClient {
 
 impl LlmClient {
     /// A client for `config` (no request is made yet).
-    pub fn new(config: LlmConfig) -> Result<Self, TrainError> {
+    pub fn new(config: LlmConfig) -> Result<Self, RouterError> {
         if !(config.base_url.starts_with("http://") || config.base_url.starts_with("https://")) {
-            return Err(TrainError::Config {
-                name: "llm-url",
+            return Err(RouterError::InvalidConfig {
+                field: "llm-url",
                 reason: format!("`{}` is not an http(s) URL", config.base_url),
             });
         }
@@ -143,7 +141,7 @@ impl LlmClient {
         &self.config
     }
 
-    fn post(&self, path: &str, body: &Value) -> Result<Value, TrainError> {
+    fn post(&self, path: &str, body: &Value) -> Result<Value, RouterError> {
         let url = format!("{}{path}", self.config.base_url.trim_end_matches('/'));
         let mut last = String::new();
         for _ in 0..=self.config.retries {
@@ -156,17 +154,17 @@ impl LlmClient {
                 Err(e) => last = e.to_string(),
             }
         }
-        Err(TrainError::Endpoint { url, reason: last })
+        Err(RouterError::Endpoint { url, reason: last })
     }
 
     /// The generator's answer to `question` given `passage` (greedy).
-    pub fn answer(&self, question: &str, passage: &str) -> Result<String, TrainError> {
+    pub fn answer(&self, question: &str, passage: &str) -> Result<String, RouterError> {
         self.chat(&prompt(question, &[passage]), self.config.max_answer_tokens)
     }
 
     /// The generator's answer to `question` from `passages` (none: from what
     /// the model knows), greedy.
-    pub fn answer_from(&self, question: &str, passages: &[&str]) -> Result<String, TrainError> {
+    pub fn answer_from(&self, question: &str, passages: &[&str]) -> Result<String, RouterError> {
         self.chat(&prompt(question, passages), self.config.max_answer_tokens)
     }
 
@@ -177,7 +175,7 @@ impl LlmClient {
         question: &str,
         answers: &[String],
         prediction: &str,
-    ) -> Result<bool, TrainError> {
+    ) -> Result<bool, RouterError> {
         let body = json!({
             "model": self.config.model,
             "prompt": judge_prompt(question, answers, prediction),
@@ -190,24 +188,24 @@ impl LlmClient {
         let text = reply
             .pointer("/choices/0/text")
             .and_then(Value::as_str)
-            .ok_or_else(|| TrainError::Endpoint {
+            .ok_or_else(|| RouterError::Endpoint {
                 url: url.clone(),
                 reason: format!("no choices[0].text in {}", truncate(&reply.to_string())),
             })?;
-        parse_verdict(text).ok_or_else(|| TrainError::Endpoint {
+        parse_verdict(text).ok_or_else(|| RouterError::Endpoint {
             url,
             reason: format!("the judge replied `{}`, not yes or no", truncate(text)),
         })
     }
 
     /// Up to three search queries for `question`, written by the model.
-    pub fn sub_queries(&self, question: &str, titles: &[&str]) -> Result<Vec<String>, TrainError> {
+    pub fn sub_queries(&self, question: &str, titles: &[&str]) -> Result<Vec<String>, RouterError> {
         let reply = self.chat(&sub_query_prompt(question, titles), 64)?;
         Ok(parse_sub_queries(&reply))
     }
 
     /// One greedy chat completion of a single user message.
-    fn chat(&self, content: &str, max_tokens: u32) -> Result<String, TrainError> {
+    fn chat(&self, content: &str, max_tokens: u32) -> Result<String, RouterError> {
         let body = json!({
             "model": self.config.model,
             "messages": [{"role": "user", "content": content}],
@@ -215,7 +213,7 @@ impl LlmClient {
             "max_tokens": max_tokens,
         });
         let reply = self.post("/chat/completions", &body)?;
-        parse_chat_answer(&reply).ok_or_else(|| TrainError::Endpoint {
+        parse_chat_answer(&reply).ok_or_else(|| RouterError::Endpoint {
             url: format!("{}/chat/completions", self.config.base_url),
             reason: format!(
                 "no choices[0].message.content in {}",
@@ -232,7 +230,7 @@ impl LlmClient {
         question: &str,
         passage: &str,
         gold: &str,
-    ) -> Result<Option<f32>, TrainError> {
+    ) -> Result<Option<f32>, RouterError> {
         let prefix = prompt(question, &[passage]);
         let body = json!({
             "model": self.config.model,
@@ -365,7 +363,7 @@ mod tests {
         };
         assert!(matches!(
             LlmClient::new(bad),
-            Err(TrainError::Config { .. })
+            Err(RouterError::InvalidConfig { .. })
         ));
     }
 }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use burn::tensor::Device;
 
-use crate::TrainError;
+use crate::EvalError;
 
 /// A backend choice, as the command line spells it: `cpu`, `wgpu`, `cuda` or
 /// `cuda:N`.
@@ -54,7 +54,7 @@ impl fmt::Display for DeviceChoice {
 impl DeviceChoice {
     /// The burn device (without autodiff), or why it cannot be had: the
     /// backend was not compiled in, or no adapter answered.
-    pub fn device(self) -> Result<Device, TrainError> {
+    pub fn device(self) -> Result<Device, EvalError> {
         match self {
             Self::Cpu => Ok(Device::flex()),
             Self::Wgpu => wgpu_device(),
@@ -66,7 +66,7 @@ impl DeviceChoice {
 /// The default wgpu device, initialised once per process (burn refuses a
 /// second initialisation of the same runtime, so later calls share it).
 #[cfg(feature = "wgpu")]
-pub fn wgpu_device() -> Result<Device, TrainError> {
+pub fn wgpu_device() -> Result<Device, EvalError> {
     use std::sync::OnceLock;
     static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
     DEVICE
@@ -76,7 +76,7 @@ pub fn wgpu_device() -> Result<Device, TrainError> {
                 .map_err(|e| format!("no wgpu adapter: {e}"))
         })
         .clone()
-        .map_err(|reason| TrainError::Device {
+        .map_err(|reason| EvalError::Device {
             device: "wgpu".into(),
             reason,
         })
@@ -84,21 +84,21 @@ pub fn wgpu_device() -> Result<Device, TrainError> {
 
 /// Without the `wgpu` feature: an error that says how to get it.
 #[cfg(not(feature = "wgpu"))]
-pub fn wgpu_device() -> Result<Device, TrainError> {
-    Err(TrainError::Device {
+pub fn wgpu_device() -> Result<Device, EvalError> {
+    Err(EvalError::Device {
         device: "wgpu".into(),
         reason: "built without the `wgpu` feature".into(),
     })
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_device(index: usize) -> Result<Device, TrainError> {
+fn cuda_device(index: usize) -> Result<Device, EvalError> {
     Ok(Device::cuda(index))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_device(index: usize) -> Result<Device, TrainError> {
-    Err(TrainError::Device {
+fn cuda_device(index: usize) -> Result<Device, EvalError> {
+    Err(EvalError::Device {
         device: format!("cuda:{index}"),
         reason: "built without the `cuda` feature (cargo build --release -p trainer \
                  --features cuda; its build downloads an LLVM bundle, so it needs network)"

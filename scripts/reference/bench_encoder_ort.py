@@ -7,7 +7,7 @@ burn encoder loads), then encodes exactly the token ids that
 thread, and prints passages/s, the ratio burn/ORT, and how far the first
 outputs of the two runtimes differ.
 
-    "$(scripts/pyenv.sh)" scripts/bench_encoder_ort.py MODEL_DIR INPUTS.json
+    "$(scripts/pyenv.sh)" scripts/reference/bench_encoder_ort.py MODEL_DIR INPUTS.json
 
 Called by scripts/bench-encoder.sh.
 """

@@ -7,7 +7,7 @@ absolute error of erf. Prints the max error in exact arithmetic and when
 evaluated in float32 as the kernel does (Horner, one division), then the
 coefficients as Rust f32 literals (shortest round-trip form).
 
-    python3 scripts/fit_erf.py          # needs numpy only
+    python3 scripts/reference/fit_erf.py          # needs numpy only
 """
 import math
 

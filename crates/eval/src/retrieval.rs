@@ -1,29 +1,44 @@
-//! `trainer eval`: index a dataset's corpus, run its queries, and report the
-//! metrics of the reward crate with per-query latency.
+//! Retrieval evaluation: index a dataset's corpus, run its queries, and
+//! report the metrics of the reward crate with per-query latency.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
-use rlrag_retriever::{AnnProbe, Dataset, DatasetFormat, Document, Query, Retriever};
+use rlrag_retriever::{AnnProbe, DatasetFormat, Document, Query, Retriever};
 use rlrag_reward::answer::NormalizedText;
-use rlrag_reward::retrieval::{all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
-use rlrag_router::eval::Latency;
+use rlrag_reward::latency::Latency;
+use rlrag_reward::retrieval::{Metric, all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
 use serde::Serialize;
 
-use crate::progress::LazyBar;
-use crate::retrievers::{self, RetrieverArgs, RetrieverKind};
+use crate::EvalError;
+use crate::error::setting;
+use crate::progress::Progress;
+use crate::retrievers::{self, RetrieverKind, RetrieverSettings};
 
 /// What to evaluate.
-pub struct EvalConfig {
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct RetrievalEvalConfig {
+    /// Dataset: a BEIR or QA directory, or a HotpotQA .json file (or its directory).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub data: PathBuf,
+    /// Dataset format; detected from the path when omitted.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub format: Option<DatasetFormat>,
+    /// Split: BEIR qrels file name (default `test`); `all` (default), `train` or `test` otherwise.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub split: Option<String>,
+    /// Which retriever to evaluate.
+    #[cfg_attr(feature = "clap", arg(long, value_enum))]
     pub retriever: RetrieverKind,
+    /// Retrieval depth per query.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 100))]
     pub k: usize,
-    pub settings: RetrieverArgs,
+    /// How the retrievers are built.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub settings: RetrieverSettings,
 }
 
 /// How an approximate index compares with exact search on the same query
@@ -53,7 +68,7 @@ fn timed<T, E>(
 }
 
 /// Search every query vector through both indexes of `probe`.
-fn measure_ann(probe: &dyn AnnProbe, queries: &[Query]) -> anyhow::Result<AnnReport> {
+fn measure_ann(probe: &dyn AnnProbe, queries: &[Query]) -> Result<AnnReport, EvalError> {
     let vectors = queries
         .iter()
         .map(|q| probe.embed(&q.text))
@@ -80,14 +95,23 @@ fn measure_ann(probe: &dyn AnnProbe, queries: &[Query]) -> anyhow::Result<AnnRep
 /// The JSON report (the `eval --json` contract).
 #[derive(Debug, Serialize)]
 pub struct ReportJson {
+    /// The dataset's name.
     pub dataset: String,
+    /// The retriever's name.
     pub retriever: String,
+    /// Queries evaluated.
     pub queries: usize,
+    /// Mean of each metric that applies (named by [`Metric::name`]).
     pub metrics: BTreeMap<&'static str, f64>,
+    /// Per-query search latency.
     pub latency_ms: Latency,
+    /// The split evaluated.
     pub split: String,
+    /// Retrieval depth.
     pub k: usize,
+    /// Passages in the corpus.
     pub documents: usize,
+    /// What the loader skipped or repaired.
     pub warnings: Vec<String>,
     /// Present for approximate retrievers (dense HNSW).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,38 +119,34 @@ pub struct ReportJson {
 }
 
 /// A finished evaluation.
+#[derive(Debug)]
 pub struct Report {
+    /// The JSON report.
     pub json: ReportJson,
+    /// The dataset's format.
     pub format: DatasetFormat,
+    /// Seconds spent building the index.
     pub index_seconds: f64,
+    /// The retriever's settings in one line.
     pub settings: String,
 }
 
-/// The contract's metrics, in the order the table shows them.
-const METRIC_ORDER: [&str; 6] = [
-    "ndcg@10",
-    "recall@10",
-    "recall@100",
-    "mrr@10",
-    "containment@10",
-    "all_gold@10",
-];
-
-/// Mean of per-query values under one metric name.
+/// Mean of per-query values of each metric.
 #[derive(Default)]
-struct Means(BTreeMap<&'static str, (f64, usize)>);
+struct Means(BTreeMap<Metric, (f64, usize)>);
 
 impl Means {
-    fn add(&mut self, name: &'static str, value: f64) {
-        let e = self.0.entry(name).or_default();
+    fn add(&mut self, metric: Metric, value: f64) {
+        let e = self.0.entry(metric).or_default();
         e.0 += value;
         e.1 += 1;
     }
 
+    /// The means by name (the report's keys).
     fn finish(self) -> BTreeMap<&'static str, f64> {
         self.0
             .into_iter()
-            .map(|(k, (sum, n))| (k, sum / n as f64))
+            .map(|(m, (sum, n))| (m.name(), sum / n as f64))
             .collect()
     }
 }
@@ -138,23 +158,24 @@ pub fn score_queries(
     queries: &[Query],
     by_id: &HashMap<&str, &Document>,
     k: usize,
-) -> anyhow::Result<(BTreeMap<&'static str, f64>, Vec<f64>)> {
+    progress: &dyn Progress,
+) -> Result<(BTreeMap<&'static str, f64>, Vec<f64>), EvalError> {
     let mut means = Means::default();
     let mut latencies = Vec::with_capacity(queries.len());
-    let mut bar = LazyBar::new(queries.len() as u64, "querying");
+    let mut bar = progress.bar(queries.len() as u64, "querying");
     for q in queries {
         let t = Instant::now();
         let hits = index.search(&q.text, k)?;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
         let ranked: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
         if !q.qrels.is_empty() {
-            means.add("ndcg@10", ndcg_at_k(&ranked, &q.qrels, 10));
-            means.add("recall@10", recall_at_k(&ranked, &q.qrels, 10));
+            means.add(Metric::Ndcg10, ndcg_at_k(&ranked, &q.qrels, 10));
+            means.add(Metric::Recall10, recall_at_k(&ranked, &q.qrels, 10));
             if k >= 100 {
-                means.add("recall@100", recall_at_k(&ranked, &q.qrels, 100));
+                means.add(Metric::Recall100, recall_at_k(&ranked, &q.qrels, 100));
             }
-            means.add("mrr@10", mrr_at_k(&ranked, &q.qrels, 10));
-            means.add("all_gold@10", all_gold_at_k(&ranked, &q.qrels, 10));
+            means.add(Metric::Mrr10, mrr_at_k(&ranked, &q.qrels, 10));
+            means.add(Metric::AllGold10, all_gold_at_k(&ranked, &q.qrels, 10));
         }
         if !q.answers.is_empty() {
             let found = ranked.iter().take(10).any(|id| {
@@ -162,7 +183,7 @@ pub fn score_queries(
                     .get(id)
                     .is_some_and(|d| NormalizedText::new(&d.full_text()).contains_any(&q.answers))
             });
-            means.add("containment@10", f64::from(u8::from(found)));
+            means.add(Metric::Containment10, f64::from(u8::from(found)));
         }
         bar.inc(1);
     }
@@ -171,23 +192,23 @@ pub fn score_queries(
 }
 
 /// Run an evaluation.
-pub fn run(config: &EvalConfig) -> anyhow::Result<Report> {
+pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Report, EvalError> {
     if config.k == 0 {
-        anyhow::bail!("--k must be at least 1");
+        return Err(setting("--k", "--k must be at least 1"));
     }
-    let ds = Dataset::load(&config.data, config.format, config.split.as_deref())
-        .with_context(|| format!("cannot load dataset {}", config.data.display()))?;
+    let ds = crate::datasets::load(&config.data, config.format, config.split.as_deref())?;
     let warnings = ds.report.warnings();
     for w in &warnings {
-        eprintln!("warning: {w}");
+        progress.note(&format!("warning: {w}"));
     }
 
     let started = Instant::now();
-    let index = retrievers::build(config.retriever, &config.settings, &ds.corpus)?;
+    let index = retrievers::build(config.retriever, &config.settings, &ds.corpus, progress)?;
     let index_seconds = started.elapsed().as_secs_f64();
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
 
-    let (metrics, latencies) = score_queries(index.as_ref(), &ds.queries, &by_id, config.k)?;
+    let (metrics, latencies) =
+        score_queries(index.as_ref(), &ds.queries, &by_id, config.k, progress)?;
     let ann = index
         .ann()
         .map(|probe| measure_ann(probe, &ds.queries))
@@ -237,7 +258,7 @@ impl Report {
         let _ = writeln!(out, "+----------------+---------+");
         let _ = writeln!(out, "| metric         |   value |");
         let _ = writeln!(out, "+----------------+---------+");
-        for name in METRIC_ORDER {
+        for name in Metric::ALL.map(Metric::name) {
             if let Some(value) = j.metrics.get(name) {
                 let _ = writeln!(out, "| {name:<14} | {value:>7.4} |");
             }

@@ -1,0 +1,239 @@
+//! Model directories on disk: `model.safetensors`, `config.json` (BERT
+//! fields and the `"rlrag"` head section), `tokenizer.json`, and the
+//! `manifest.json` of a trained model (how it was made). One reader and one
+//! writer for every command; writes replace each file atomically (a
+//! temporary file beside it, flushed, then renamed), weights first and the
+//! manifest last, so a reader never sees a half-written file.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::tensor::Device;
+use rlrag_encoder::{Encoder, Head, ModelConfig, ModelFiles, SparseActivation};
+use rlrag_retriever::hash::fingerprint;
+
+use crate::EvalError;
+use crate::error::{io, setting};
+
+/// The weights file of a model directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The configuration file of a model directory.
+pub const CONFIG_FILE: &str = "config.json";
+/// The tokenizer file of a model directory.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// How a trained model (or router) was made.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The three files an encoder loads, as bytes.
+#[derive(Debug, Clone)]
+pub struct ModelDir {
+    /// Where they were read.
+    pub dir: PathBuf,
+    /// `model.safetensors`.
+    pub weights: Vec<u8>,
+    /// `config.json`.
+    pub config: Vec<u8>,
+    /// `tokenizer.json`.
+    pub tokenizer: Vec<u8>,
+}
+
+/// Read one file of `dir`; a missing one names `hint`.
+pub fn read_file(dir: &Path, name: &str) -> Result<Vec<u8>, EvalError> {
+    let path = dir.join(name);
+    std::fs::read(&path).map_err(io("read", &path))
+}
+
+impl ModelDir {
+    /// Read a model directory.
+    pub fn read(dir: &Path) -> Result<Self, EvalError> {
+        let read = |name: &str| {
+            read_file(dir, name).map_err(|e| match e {
+                EvalError::Io {
+                    action,
+                    path,
+                    source,
+                } if source.kind() == std::io::ErrorKind::NotFound => EvalError::Io {
+                    action,
+                    path,
+                    source: std::io::Error::new(
+                        source.kind(),
+                        format!(
+                            "{source} (fetch the pretrained models with scripts/fetch-models.sh)"
+                        ),
+                    ),
+                },
+                other => other,
+            })
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            weights: read(WEIGHTS_FILE)?,
+            config: read(CONFIG_FILE)?,
+            tokenizer: read(TOKENIZER_FILE)?,
+        })
+    }
+
+    /// A fingerprint of everything that shapes the model's vectors (stable
+    /// across builds and toolchains: it keys saved indexes and caches).
+    pub fn fingerprint(&self) -> u64 {
+        fingerprint(&[&self.weights, &self.config, &self.tokenizer])
+    }
+
+    /// The files as the encoder takes them.
+    pub fn files(&self) -> ModelFiles<'_> {
+        ModelFiles {
+            weights: &self.weights,
+            config: &self.config,
+            tokenizer: &self.tokenizer,
+        }
+    }
+
+    /// Load the encoder on `device`.
+    pub fn load(&self, device: &Device) -> Result<Encoder, EvalError> {
+        Encoder::load(self.files(), device).map_err(|e| EvalError::Model {
+            dir: self.dir.clone(),
+            source: Box::new(e.into()),
+        })
+    }
+}
+
+/// Overrides of a sparse model's head at load time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SparseOverrides {
+    /// Replace the activation.
+    pub activation: Option<SparseActivation>,
+    /// Keep this many terms per vector.
+    pub top_k: Option<usize>,
+}
+
+/// An encoder loaded from a directory, with the fingerprint of the
+/// effective files (overrides applied) and the tokenizer's bytes (exports
+/// copy them).
+#[derive(Clone)]
+pub struct LoadedEncoder {
+    /// The encoder.
+    pub encoder: Arc<Encoder>,
+    /// Fingerprint of weights, effective config and tokenizer.
+    pub fingerprint: u64,
+    /// `tokenizer.json` as read.
+    pub tokenizer: Vec<u8>,
+}
+
+/// Load the model in `dir` on `device`; with `sparse`, the overrides apply
+/// to its sparse head (a dense model ignores them).
+pub fn load_encoder(
+    dir: &Path,
+    overrides: SparseOverrides,
+    sparse: bool,
+    device: &Device,
+) -> Result<LoadedEncoder, EvalError> {
+    let mut files = ModelDir::read(dir)?;
+    let in_dir = |e: rlrag_encoder::EncoderError| EvalError::Model {
+        dir: dir.to_path_buf(),
+        source: Box::new(e.into()),
+    };
+    let mut cfg = ModelConfig::from_json(&files.config).map_err(in_dir)?;
+    if sparse && let Head::Sparse { activation, top_k } = &mut cfg.rlrag.head {
+        if let Some(a) = overrides.activation {
+            *activation = a;
+        }
+        if let Some(k) = overrides.top_k {
+            *top_k = Some(k);
+        }
+        if *activation == SparseActivation::Elu1p && top_k.is_none() {
+            return Err(setting(
+                "--top-k",
+                "elu1p weights every vocabulary term: pass --top-k (SiDR uses 768)",
+            ));
+        }
+    }
+    cfg.validate()?;
+    files.config = cfg.to_json()?;
+    let encoder = files.load(device)?;
+    Ok(LoadedEncoder {
+        encoder: Arc::new(encoder),
+        fingerprint: files.fingerprint(),
+        tokenizer: files.tokenizer,
+    })
+}
+
+/// Write `bytes` to `path` atomically: a uniquely named temporary file in
+/// the same directory, flushed to disk, then renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("write", &tmp)(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("rename", path)(e)
+    })
+}
+
+/// Write the files of a directory (created if needed) in the given order,
+/// each atomically.
+pub fn write_dir(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), EvalError> {
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    for (name, bytes) in files {
+        write_atomic(&dir.join(name), bytes)?;
+    }
+    Ok(())
+}
+
+/// Write a model directory: weights, config, tokenizer, then the manifest.
+pub fn save_model(
+    dir: &Path,
+    encoder: &Encoder,
+    tokenizer: &[u8],
+    manifest: &serde_json::Value,
+) -> Result<(), EvalError> {
+    write_dir(
+        dir,
+        &[
+            (WEIGHTS_FILE, &encoder.weights_safetensors()?),
+            (CONFIG_FILE, &encoder.config().to_json()?),
+            (TOKENIZER_FILE, tokenizer),
+            (MANIFEST_FILE, &serde_json::to_vec_pretty(manifest)?),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporaries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        write_atomic(&path, b"first").expect("write");
+        write_atomic(&path, b"second").expect("rewrite");
+        assert_eq!(std::fs::read(&path).expect("read"), b"second");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("config.json")]);
+    }
+
+    #[test]
+    fn a_missing_model_file_names_the_file_and_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = ModelDir::read(dir.path()).expect_err("empty directory");
+        let msg = err.to_string();
+        assert!(msg.contains("model.safetensors"), "{msg}");
+        assert!(msg.contains("scripts/fetch-models.sh"), "{msg}");
+    }
+}
