@@ -1,4 +1,4 @@
-// The README's example, type-checked against the generated declarations
+// The README's example (README.md, web/README.md), type-checked against the generated declarations
 // (`npm run typecheck`): a wrong option or a misuse of a result fails here.
 import { Rlrag, RouterModel, wikipediaSource, type SearchHit } from 'rlrag';
 import { RlragWorker } from 'rlrag/worker';

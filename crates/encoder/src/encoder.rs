@@ -377,9 +377,10 @@ impl Encoder {
 
     /// Load `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, EncoderError> {
-        let weights = read(&dir.join("model.safetensors"))?;
-        let config = read(&dir.join("config.json"))?;
-        let tokenizer = read(&dir.join("tokenizer.json"))?;
+        use crate::models::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+        let weights = read(&dir.join(WEIGHTS_FILE))?;
+        let config = read(&dir.join(CONFIG_FILE))?;
+        let tokenizer = read(&dir.join(TOKENIZER_FILE))?;
         Self::load(
             ModelFiles {
                 weights: &weights,

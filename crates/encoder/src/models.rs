@@ -1,6 +1,15 @@
-//! Where the pretrained models live on this machine.
+//! The model directory's file names, and where the pretrained models live
+//! on this machine.
 
 use std::path::PathBuf;
+
+/// The weights file of a model directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The configuration file of a model directory (BERT fields and the
+/// `"rlrag"` head section).
+pub const CONFIG_FILE: &str = "config.json";
+/// The tokenizer file of a model directory.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// The directory `scripts/fetch-models.sh` unpacks models into:
 /// `$RLRAG_MODELS`, else `$RLRAG_CACHE/models`, else `~/.cache/rlrag/models`.

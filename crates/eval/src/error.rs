@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-/// Everything that can stop an evaluation run.
+/// Everything that can stop an evaluation run. A variant with a `source`
+/// leaves it out of its own message: reporters print the chain.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// The encoder failed (loading, tokenizing, a forward pass).
@@ -18,7 +19,7 @@ pub enum EvalError {
     #[error(transparent)]
     Reward(#[from] rlrag_reward::RewardError),
     /// A dataset could not be loaded.
-    #[error("cannot load dataset {}: {source}", data.display())]
+    #[error("cannot load dataset {}", data.display())]
     Dataset {
         /// The dataset path.
         data: PathBuf,
@@ -43,7 +44,7 @@ pub enum EvalError {
         split: String,
     },
     /// A file could not be read or written.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         /// `read`, `write`, `create`, `rename`.
         action: &'static str,
@@ -62,7 +63,7 @@ pub enum EvalError {
         reason: String,
     },
     /// A model directory could not be loaded.
-    #[error("cannot load the model in {}: {source}", dir.display())]
+    #[error("cannot load the model in {}", dir.display())]
     Model {
         /// The model directory.
         dir: PathBuf,
@@ -81,6 +82,12 @@ pub enum EvalError {
     /// The corpus server could not start.
     #[error("corpus server: {reason}")]
     Server {
+        /// Why.
+        reason: String,
+    },
+    /// A benchmark could not run as asked.
+    #[error("benchmark: {reason}")]
+    Bench {
         /// Why.
         reason: String,
     },

@@ -15,10 +15,15 @@
 //! - [`server`]: a corpus as a network search source;
 //! - [`device`]: where encoders and training run (CPU, wgpu, CUDA);
 //! - [`chart`]: the SVG line chart of training curves;
+//! - [`bench`], [`bench_encoder`]: the browser engine's work and the
+//!   encoder's throughput, timed natively (the benchmark scripts compare
+//!   them with a browser and ONNX Runtime);
 //! - [`progress`]: how long runs report to whoever drives them.
 //!
 //! Native only. Errors are [`EvalError`]; nothing here prints.
 
+pub mod bench;
+pub mod bench_encoder;
 pub mod chart;
 pub mod datasets;
 pub mod device;

@@ -16,12 +16,8 @@ use rlrag_retriever::hash::fingerprint;
 use crate::EvalError;
 use crate::error::{io, setting};
 
-/// The weights file of a model directory.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// The configuration file of a model directory.
-pub const CONFIG_FILE: &str = "config.json";
-/// The tokenizer file of a model directory.
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub use rlrag_encoder::models::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+
 /// How a trained model (or router) was made.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -232,7 +228,12 @@ mod tests {
     fn a_missing_model_file_names_the_file_and_the_fix() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = ModelDir::read(dir.path()).expect_err("empty directory");
-        let msg = err.to_string();
+        let mut msg = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            msg += &format!(": {s}");
+            source = s.source();
+        }
         assert!(msg.contains("model.safetensors"), "{msg}");
         assert!(msg.contains("scripts/fetch-models.sh"), "{msg}");
     }

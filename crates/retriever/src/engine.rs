@@ -38,7 +38,7 @@ pub const MAX_QUERY_BYTES: usize = 1 << 16;
 /// caller's executor. In a browser each return ends the running
 /// WebAssembly call, so a page indexing on its main thread stays
 /// responsive and shows progress. (It did not make a cold page's first
-/// indexing faster: see the README's browser benchmark.)
+/// indexing faster: see results/performance.md.)
 const TOKENIZE_CHUNK: usize = 64;
 
 /// Reports a finished chunk of indexing, then hands control back.

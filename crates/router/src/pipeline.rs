@@ -57,7 +57,7 @@ pub struct PipelineConfig {
     /// Weight of the background-sensing list in that fusion; 0 keeps the
     /// sensing passages out of the evidence (they then only align the
     /// query and inform the first decision), the default: on HotpotQA-100
-    /// 0.5 lowered the cross-validated containment (README). A saved
+    /// 0.5 lowered the cross-validated containment (results/router.md). A saved
     /// configuration without it predates the option and reads as 0.
     #[serde(default)]
     pub sensing_weight: f32,

@@ -348,6 +348,11 @@ fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError {
 
 /// Run R3 as `config` says; writes the model directory, its checkpoints,
 /// `train.jsonl` and `curve.svg` under `config.out`.
+///
+/// Longer than the others on purpose: it is the run's steps in the order a
+/// reader checks them (split, load, baselines, steps with checkpoints,
+/// export), and the log, manifest and curve it threads through every step
+/// would otherwise travel through helpers as a dozen arguments.
 pub fn run(
     config: &RetrieverRunConfig,
     progress: &dyn Progress,

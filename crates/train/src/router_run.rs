@@ -189,6 +189,10 @@ pub struct RouterRunReport {
 }
 
 /// Train the routing policy as `config` says and write its directory.
+///
+/// Longer than the others on purpose: the run's stages in order (setup,
+/// confidence, epochs of rollouts and updates, calibration, the directory),
+/// which share the setup, the router and the trainer.
 pub fn run(
     config: &RouterRunConfig,
     progress: &dyn Progress,

@@ -1,9 +1,8 @@
 //! `trainer`: the rlrag command line. Argument parsing, progress, tables
-//! and files the user asked for; every run lives in `rlrag-eval` (evaluation,
-//! the corpus server) and `rlrag-train` (training runs, cross-validation).
+//! and files the user asked for; every run lives in `rlrag-eval`
+//! (evaluation, benchmarks, the corpus server) and `rlrag-train` (training
+//! runs, cross-validation).
 
-mod bench;
-mod bench_encoder;
 mod progress;
 mod serve;
 
@@ -13,6 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use progress::Terminal;
+use rlrag_eval::bench::EngineBenchConfig;
+use rlrag_eval::bench_encoder::EncoderBenchConfig;
 use rlrag_eval::retrieval::RetrievalEvalConfig;
 use rlrag_eval::router_eval::RouterEvalConfig;
 use rlrag_retriever::DatasetFormat;
@@ -44,9 +45,9 @@ enum Command {
     /// Time the browser engine's work natively: load, index, time to first
     /// result, query latency per mode, encoder throughput (JSON for
     /// scripts/bench-browser.sh, which runs the same steps in Chromium).
-    BenchEngine(bench::BenchArgs),
+    BenchEngine(BenchEngineArgs),
     /// Encoder throughput on real passages (the burn side of scripts/bench-encoder.sh).
-    BenchEncoder(bench_encoder::BenchEncoderArgs),
+    BenchEncoder(EncoderBenchConfig),
     /// Serve a corpus as a network search source (POST /search {queries, k}).
     Serve(serve::ServeArgs),
     /// Train the routing policy by RL (local / network / both / decompose / answer).
@@ -76,6 +77,15 @@ struct EvalArgs {
     #[command(flatten)]
     config: RetrievalEvalConfig,
     /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchEngineArgs {
+    #[command(flatten)]
+    config: EngineBenchConfig,
+    /// Write the report (with the query texts, for the browser run) here.
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -145,13 +155,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::BenchEngine(args) => {
-            let report = bench::run(&args)?;
+            let report = rlrag_eval::bench::run(&args.config)?;
             match &args.json {
                 Some(path) => write_json(path, &report)?,
                 None => println!("{}", serde_json::to_string_pretty(&report)?),
             }
         }
-        Command::BenchEncoder(args) => bench_encoder::run(&args)?,
+        Command::BenchEncoder(config) => {
+            println!("{}", rlrag_eval::bench_encoder::run(&config)?);
+        }
         Command::ExportCorpus(args) => {
             let ds = rlrag_eval::datasets::load(&args.data, args.format, None)?;
             let json = serde_json::to_string(&ds.corpus)?;

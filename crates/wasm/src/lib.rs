@@ -6,7 +6,7 @@
 //! `tokenizer.json`). Every method returns a Promise that rejects with an
 //! `Error` whose message says what went wrong; nothing here panics.
 //! The npm package in `web/` wraps this module (URLs, a Web Worker,
-//! IndexedDB persistence).
+//! persistence in the Origin Private File System).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -1,4 +1,4 @@
-//! `trainer bench-encoder`: encoder throughput on real passages, for the
+//! Encoder throughput on real passages (`trainer bench-encoder`), for the
 //! comparison with ONNX Runtime (`scripts/bench-encoder.sh` runs this and
 //! `scripts/reference/bench_encoder_ort.py` on the same inputs).
 //!
@@ -12,37 +12,41 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
 use burn::tensor::Device;
 use rlrag_encoder::Encoder;
-use rlrag_retriever::Dataset;
 use serde_json::json;
 
-#[derive(clap::Args, Debug)]
-pub struct BenchEncoderArgs {
+use crate::EvalError;
+use crate::error::{io, setting};
+use crate::models::ModelDir;
+
+/// What `bench-encoder` times.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct EncoderBenchConfig {
     /// A model directory (dense or sparse head).
-    #[arg(long)]
-    model: PathBuf,
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub model: PathBuf,
     /// A BEIR directory whose corpus supplies the passages.
-    #[arg(long, default_value = "data/scifact")]
-    data: PathBuf,
+    #[cfg_attr(feature = "clap", arg(long, default_value = "data/scifact"))]
+    pub data: PathBuf,
     /// How many passages to encode.
-    #[arg(long, default_value_t = 1000)]
-    passages: usize,
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 1000))]
+    pub passages: usize,
     /// Model tokens per passage, [CLS] and [SEP] included.
-    #[arg(long, default_value_t = 128)]
-    tokens: usize,
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 128))]
+    pub tokens: usize,
     /// Passages per forward pass.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 32))]
+    pub batch: usize,
     /// Also write the inputs and first outputs here (for the other runtime).
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub out: Option<PathBuf>,
 }
 
 /// `n` corpus passages of exactly `tokens` model tokens.
-fn passages(encoder: &Encoder, args: &BenchEncoderArgs) -> anyhow::Result<Vec<String>> {
-    let ds = Dataset::load(&args.data, None, None)?;
+fn passages(encoder: &Encoder, args: &EncoderBenchConfig) -> Result<Vec<String>, EvalError> {
+    let ds = crate::datasets::load(&args.data, None, None)?;
     let mut out = Vec::with_capacity(args.passages);
     for doc in &ds.corpus {
         let text = doc.full_text();
@@ -54,17 +58,19 @@ fn passages(encoder: &Encoder, args: &BenchEncoderArgs) -> anyhow::Result<Vec<St
             }
         }
     }
-    bail!(
-        "{} has only {} passages of {} tokens",
-        args.data.display(),
-        out.len(),
-        args.tokens
-    )
+    Err(EvalError::Bench {
+        reason: format!(
+            "{} has only {} passages of {} tokens",
+            args.data.display(),
+            out.len(),
+            args.tokens
+        ),
+    })
 }
 
 /// Encode `texts`; one JSON value per text (dense values, or the sparse top
 /// 20 as [id, weight] pairs).
-fn encode(encoder: &Encoder, texts: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+fn encode(encoder: &Encoder, texts: &[&str]) -> Result<Vec<serde_json::Value>, EvalError> {
     Ok(if encoder.sparse_settings().is_some() {
         encoder
             .encode_sparse(texts)?
@@ -80,12 +86,15 @@ fn encode(encoder: &Encoder, texts: &[&str]) -> anyhow::Result<Vec<serde_json::V
     })
 }
 
-pub fn run(args: &BenchEncoderArgs) -> anyhow::Result<()> {
+/// Time the encoder as `args` says; returns the report (one JSON object).
+pub fn run(args: &EncoderBenchConfig) -> Result<serde_json::Value, EvalError> {
     if args.passages == 0 || args.batch == 0 || args.tokens < 3 {
-        bail!("--passages and --batch must be positive, --tokens at least 3");
+        return Err(setting(
+            "--passages",
+            "--passages and --batch must be positive, --tokens at least 3",
+        ));
     }
-    let encoder = Encoder::from_dir(&args.model, &Device::flex())
-        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let encoder = ModelDir::read(&args.model)?.load(&Device::flex())?;
     let texts = passages(&encoder, args)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let first = encode(&encoder, &refs[..args.batch.min(refs.len())])?;
@@ -103,7 +112,6 @@ pub fn run(args: &BenchEncoderArgs) -> anyhow::Result<()> {
         "seconds": seconds,
         "passages_per_s": refs.len() as f64 / seconds,
     });
-    println!("{report}");
     if let Some(out) = &args.out {
         let inputs = json!({
             "ids": encoder.tokenize(&refs)?,
@@ -112,8 +120,7 @@ pub fn run(args: &BenchEncoderArgs) -> anyhow::Result<()> {
             "first_outputs": first.into_iter().take(4).collect::<Vec<_>>(),
             "burn": report,
         });
-        std::fs::write(out, serde_json::to_vec(&inputs)?)
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        std::fs::write(out, serde_json::to_vec(&inputs)?).map_err(io("write", out))?;
     }
-    Ok(())
+    Ok(report)
 }

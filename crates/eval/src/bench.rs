@@ -1,4 +1,4 @@
-//! `trainer bench-engine`: the browser engine's work, timed natively — the
+//! The browser engine's work, timed natively (`trainer bench-engine`) — the
 //! same steps, corpus and queries as the page `web/bench/` runs in a browser
 //! (`scripts/bench-browser.sh` runs both and prints the ratios).
 //!
@@ -19,7 +19,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
 use burn::tensor::{Device, try_read_sync};
 use rlrag_encoder::Encoder;
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode};
@@ -28,72 +27,95 @@ use rlrag_retriever::{Dataset, DatasetFormat};
 use rlrag_reward::latency::Latency;
 use serde::Serialize;
 
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
+use crate::EvalError;
+use crate::models::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, read_file};
+
+/// What `bench-engine` times.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct EngineBenchConfig {
     /// A model directory (the trainer's output, or a pretrained SPLADE-tiny).
-    #[arg(long)]
-    model: PathBuf,
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub model: PathBuf,
     /// The corpus and queries: a BEIR or QA directory, or a HotpotQA file.
-    #[arg(long)]
-    data: PathBuf,
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub data: PathBuf,
     /// Dataset format; detected from the path when omitted.
-    #[arg(long)]
-    format: Option<DatasetFormat>,
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub format: Option<DatasetFormat>,
     /// How many queries to time per mode (the dataset's first ones).
-    #[arg(long, default_value_t = 100)]
-    queries: usize,
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 100))]
+    pub queries: usize,
     /// How many documents to index with learned-sparse vectors (0: skip step 5).
-    #[arg(long, default_value_t = 200)]
-    encode_docs: usize,
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 200))]
+    pub encode_docs: usize,
     /// Results per query.
-    #[arg(long, default_value_t = 10)]
-    k: usize,
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 10))]
+    pub k: usize,
     /// How many times to time steps 1–3 (load, index, first query).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
-    runs: u16,
-    /// Write the report (with the query texts, for the browser run) here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))
+    )]
+    pub runs: u16,
 }
 
 /// The timings of steps 1–3 (one run).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Startup {
+    /// Step 1: read and parse the model.
     pub load_ms: f64,
+    /// Step 2: index the corpus.
     pub index_ms: f64,
+    /// Step 3: the first query.
     pub first_query_ms: f64,
+    /// Steps 1–3.
     pub time_to_first_result_ms: f64,
 }
 
 /// The report; the browser bench writes the same fields.
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
+    /// `native` here (the browser bench names its browser).
     pub runtime: String,
+    /// CPU threads burn may use.
     pub threads: usize,
+    /// Documents indexed.
     pub documents: usize,
     /// Medians over `startups`.
     pub load_ms: f64,
+    /// Median indexing time.
     pub index_ms: f64,
     /// Documents per second, BM25 + bags of tokens (from the median `index_ms`).
     pub index_docs_per_s: f64,
+    /// Median first query.
     pub first_query_ms: f64,
+    /// Median time to first result.
     pub time_to_first_result_ms: f64,
     /// Every run of steps 1–3.
     pub startups: Vec<Startup>,
     /// Per mode: latency percentiles over the queries.
     pub query_ms: std::collections::BTreeMap<String, Latency>,
-    /// Documents encoded into learned-sparse vectors, and how fast.
+    /// Documents encoded into learned-sparse vectors.
     pub encode_docs: usize,
+    /// How fast they were encoded.
     pub encode_docs_per_s: Option<f64>,
+    /// The queries timed (the browser run uses the same).
     pub queries: Vec<String>,
+}
+
+fn bench_error(reason: impl Into<String>) -> EvalError {
+    EvalError::Bench {
+        reason: reason.into(),
+    }
 }
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
-fn block<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
-    try_read_sync(f).context("a CPU computation did not complete at once")
+fn block<T>(f: impl std::future::Future<Output = T>) -> Result<T, EvalError> {
+    try_read_sync(f).ok_or_else(|| bench_error("a CPU computation did not complete at once"))
 }
 
 fn latencies(
@@ -101,21 +123,25 @@ fn latencies(
     queries: &[String],
     k: usize,
     mode: SearchMode,
-) -> anyhow::Result<Latency> {
+) -> Result<Latency, EvalError> {
     let mut times = Vec::with_capacity(queries.len());
     for q in queries {
         let t = Instant::now();
         let hits = block(engine.search(q, k, mode))??;
         times.push(ms(t));
         if hits.is_empty() {
-            bail!("`{}` found nothing for {q:?}", mode.name());
+            return Err(bench_error(format!(
+                "`{}` found nothing for {q:?}",
+                mode.name()
+            )));
         }
     }
     Ok(Latency::of(times))
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
-    let ds = Dataset::load(&args.data, args.format, None)?;
+/// Time the engine as `args` says.
+pub fn run(args: &EngineBenchConfig) -> Result<BenchReport, EvalError> {
+    let ds = crate::datasets::load(&args.data, args.format, None)?;
     let queries: Vec<String> = ds
         .queries
         .iter()
@@ -123,7 +149,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         .map(|q| q.text.clone())
         .collect();
     if queries.is_empty() {
-        bail!("{} has no queries to time", args.data.display());
+        return Err(bench_error(format!(
+            "{} has no queries to time",
+            args.data.display()
+        )));
     }
     // The first run here (nothing has warmed this thread's caches yet); its
     // engine serves steps 4 and 5.
@@ -134,7 +163,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
             s.spawn(|| startup(args, &ds, &queries[0]).map(|(times, _)| times))
                 .join()
         });
-        startups.push(run.map_err(|_| anyhow::anyhow!("a timed run panicked"))??);
+        startups.push(run.map_err(|_| bench_error("a timed run panicked"))??);
     }
     let median = |f: fn(&Startup) -> f64| {
         let mut v: Vec<f64> = startups.iter().map(f).collect();
@@ -190,20 +219,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
 /// Steps 1–3: load the model, index the corpus, run the first query; the
 /// engine and its models for the later steps.
 fn startup(
-    args: &BenchArgs,
+    args: &EngineBenchConfig,
     ds: &Dataset,
     first_query: &str,
-) -> anyhow::Result<(Startup, (Engine, EngineModels))> {
+) -> Result<(Startup, (Engine, EngineModels)), EvalError> {
     let device = Device::flex();
     let start = Instant::now();
-    let read = |f: &str| {
-        let path = args.model.join(f);
-        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
-    };
+    let read = |f: &str| read_file(&args.model, f);
     let (weights, config, tokenizer) = (
-        read("model.safetensors")?,
-        read("config.json")?,
-        read("tokenizer.json")?,
+        read(WEIGHTS_FILE)?,
+        read(CONFIG_FILE)?,
+        read(TOKENIZER_FILE)?,
     );
     // As the browser package does: fingerprint, then hand the weights over.
     let sparse_fingerprint = fingerprint(&[&weights, &config, &tokenizer]);
