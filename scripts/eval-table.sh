@@ -36,20 +36,5 @@ for ds in "${datasets[@]}"; do
   fi
 done
 
-python3 - "$out" > target/eval/table.md <<'PY'
-import json, pathlib, sys
-rows = []
-for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
-    ds, label = p.stem.split("--", 1)
-    r = json.loads(p.read_text())
-    m = r["metrics"]
-    f = lambda k: f"{m[k]:.4f}" if k in m else "–"
-    ann = r.get("ann")
-    rows.append(f"| {ds} | {label} | {f('ndcg@10')} | {f('recall@100')} | {f('containment@10')} | "
-                f"{f('all_gold@10')} | {r['latency_ms']['p50']:.2f} | {r['latency_ms']['p95']:.2f} | "
-                + (f"{ann['recall@10_vs_exact']:.4f} / {ann['queries_per_s']:.0f} vs {ann['exact_queries_per_s']:.0f}" if ann else "") + " |")
-print("| dataset | retriever | nDCG@10 | recall@100 | containment@10 | all_gold@10 | p50 ms | p95 ms | HNSW recall@10 / q/s vs exact |")
-print("|---|---|---|---|---|---|---|---|---|")
-print("\n".join(rows))
-PY
+target/release/trainer report-table --reports "$out" > target/eval/table.md
 cat target/eval/table.md

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rlrag_retriever::{AnnProbe, DatasetFormat, Document, Query, Retriever};
@@ -13,7 +13,7 @@ use rlrag_reward::retrieval::{Metric, all_gold_at_k, mrr_at_k, ndcg_at_k, recall
 use serde::Serialize;
 
 use crate::EvalError;
-use crate::error::setting;
+use crate::error::{io, setting};
 use crate::progress::Progress;
 use crate::retrievers::{self, RetrieverKind, RetrieverSettings};
 
@@ -272,5 +272,98 @@ impl Report {
         }
         let _ = writeln!(out, "+----------------+---------+");
         out
+    }
+}
+/// A Markdown table of saved `eval --json` reports: every `*.json` in
+/// `dir` named `<dataset>--<label>.json`, in name order (what
+/// `scripts/eval-table.sh` writes and prints).
+pub fn reports_table(dir: &Path) -> Result<String, EvalError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io("read", dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    let mut out = String::from(
+        "| dataset | retriever | nDCG@10 | recall@100 | containment@10 | all_gold@10 | p50 ms | p95 ms | HNSW recall@10 / q/s vs exact |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for path in &paths {
+        let bad = |reason: &str| EvalError::Format {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let Some((dataset, label)) = stem.as_deref().and_then(|s| s.split_once("--")) else {
+            return Err(bad("not named <dataset>--<label>.json"));
+        };
+        let bytes = std::fs::read(path).map_err(io("read", path))?;
+        let r: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(&format!("not JSON: {e}")))?;
+        let metric = |m: Metric| {
+            r["metrics"][m.name()]
+                .as_f64()
+                .map_or("–".to_owned(), |v| format!("{v:.4}"))
+        };
+        let latency = |p: &str| {
+            r["latency_ms"][p]
+                .as_f64()
+                .ok_or_else(|| bad("no latency_ms"))
+        };
+        let ann = match r.get("ann") {
+            Some(a) => format!(
+                "{:.4} / {:.0} vs {:.0}",
+                a["recall@10_vs_exact"].as_f64().unwrap_or(f64::NAN),
+                a["queries_per_s"].as_f64().unwrap_or(f64::NAN),
+                a["exact_queries_per_s"].as_f64().unwrap_or(f64::NAN)
+            ),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "| {dataset} | {label} | {} | {} | {} | {} | {:.2} | {:.2} | {ann} |",
+            metric(Metric::Ndcg10),
+            metric(Metric::Recall100),
+            metric(Metric::Containment10),
+            metric(Metric::AllGold10),
+            latency("p50")?,
+            latency("p95")?
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_reports_make_one_row_each_in_name_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write =
+            |name: &str, json: &str| std::fs::write(dir.path().join(name), json).expect("write");
+        write(
+            "scifact--dense-hnsw.json",
+            r#"{"metrics": {"ndcg@10": 0.64512, "recall@100": 0.9}, "latency_ms": {"p50": 1.234, "p95": 2.5},
+                "ann": {"recall@10_vs_exact": 0.99, "queries_per_s": 1500.4, "exact_queries_per_s": 300.0}}"#,
+        );
+        write(
+            "hotpotqa100--bm25.json",
+            r#"{"metrics": {"ndcg@10": 0.78221, "containment@10": 0.8}, "latency_ms": {"p50": 0.5, "p95": 0.75}}"#,
+        );
+        write("notes.txt", "ignored");
+        let table = reports_table(dir.path()).expect("table");
+        let rows: Vec<&str> = table.lines().collect();
+        assert_eq!(rows.len(), 4, "{table}");
+        assert_eq!(
+            rows[2],
+            "| hotpotqa100 | bm25 | 0.7822 | – | 0.8000 | – | 0.50 | 0.75 |  |"
+        );
+        assert_eq!(
+            rows[3],
+            "| scifact | dense-hnsw | 0.6451 | 0.9000 | – | – | 1.23 | 2.50 | 0.9900 / 1500 vs 300 |"
+        );
+        write("badname.json", "{}");
+        let err = reports_table(dir.path()).expect_err("badly named report");
+        assert!(err.to_string().contains("badname.json"), "{err}");
     }
 }

@@ -54,6 +54,9 @@ enum Command {
     TrainRouter(RouterRunConfig),
     /// Compare the learned router with fixed routing policies on a QA set.
     EvalRouter(EvalRouterArgs),
+    /// A Markdown table of saved `eval --json` reports
+    /// (`<dataset>--<label>.json` in one directory; scripts/eval-table.sh).
+    ReportTable(ReportTableArgs),
     /// Cross-validate the router: K folds, each trained on the others and
     /// evaluated on its own questions, pooled (`--out`/cv.json).
     CvRouter(CvConfig),
@@ -70,6 +73,13 @@ struct ExportCorpusArgs {
     /// The JSON file to write.
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct ReportTableArgs {
+    /// The directory of reports.
+    #[arg(long)]
+    reports: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -145,6 +155,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(path) = args.json {
                 write_json(&path, &report)?;
             }
+        }
+        Command::ReportTable(args) => {
+            print!("{}", rlrag_eval::retrieval::reports_table(&args.reports)?);
         }
         Command::CvRouter(config) => {
             let report = rlrag_train::cv::run(&config, &Terminal)?;
