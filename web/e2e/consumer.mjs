@@ -18,8 +18,8 @@ import { chromium } from 'playwright-core';
 
 const VITE = '7.3.8';
 const web = new URL('..', import.meta.url).pathname;
-const cache = process.env.RLRAG_CACHE ?? join(homedir(), '.cache/rlrag');
-const model = join(cache, 'models/splade-tiny');
+const models = process.env.RLRAG_MODELS ?? join(process.env.RLRAG_CACHE ?? join(homedir(), '.cache/rlrag'), 'models');
+const model = join(models, 'splade-tiny');
 const app = mkdtempSync(join(tmpdir(), 'rlrag-consumer-'));
 const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'] }).toString();
 
