@@ -22,13 +22,12 @@ use std::time::Instant;
 use burn::tensor::{Device, try_read_sync};
 use rlrag_encoder::Encoder;
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode};
-use rlrag_retriever::hash::fingerprint;
 use rlrag_retriever::{Dataset, DatasetFormat};
 use rlrag_reward::latency::Latency;
 use serde::Serialize;
 
 use crate::EvalError;
-use crate::models::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, read_file};
+use crate::models::ModelDir;
 
 /// What `bench-engine` times.
 #[derive(Debug, Clone)]
@@ -225,15 +224,15 @@ fn startup(
 ) -> Result<(Startup, (Engine, EngineModels)), EvalError> {
     let device = Device::flex();
     let start = Instant::now();
-    let read = |f: &str| read_file(&args.model, f);
-    let (weights, config, tokenizer) = (
-        read(WEIGHTS_FILE)?,
-        read(CONFIG_FILE)?,
-        read(TOKENIZER_FILE)?,
-    );
+    let files = ModelDir::read(&args.model)?;
     // As the browser package does: fingerprint, then hand the weights over.
-    let sparse_fingerprint = fingerprint(&[&weights, &config, &tokenizer]);
-    let encoder = Arc::new(Encoder::load_owned(weights, &config, &tokenizer, &device)?);
+    let sparse_fingerprint = files.fingerprint();
+    let encoder = Arc::new(Encoder::load_owned(
+        files.weights,
+        &files.config,
+        &files.tokenizer,
+        &device,
+    )?);
     let models = || EngineModels {
         sparse: Arc::clone(&encoder),
         sparse_fingerprint,

@@ -34,7 +34,7 @@ pub struct ModelDir {
     pub tokenizer: Vec<u8>,
 }
 
-/// Read one file of `dir`; a missing one names `hint`.
+/// Read one file of `dir`; the error names the file.
 pub fn read_file(dir: &Path, name: &str) -> Result<Vec<u8>, EvalError> {
     let path = dir.join(name);
     std::fs::read(&path).map_err(io("read", &path))

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rlrag_eval::datasets::Fold;
 use rlrag_eval::models::CONFIG_FILE;
@@ -230,20 +231,16 @@ pub fn run(config: &CvConfig, progress: &dyn Progress) -> Result<CvReport, Train
         source,
     })?;
     let jobs = config.jobs.clamp(1, config.folds as usize);
-    let mut bar = progress.bar(config.folds, "folds");
-    let next = Mutex::new(0u64);
+    // Each worker takes the next fold until none is left; a fold's notes go
+    // to its own log file.
+    let next = AtomicU64::new(0);
     let results: Mutex<Vec<Option<Result<_, TrainError>>>> =
         Mutex::new((0..config.folds).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
                 loop {
-                    let index = {
-                        let Ok(mut n) = next.lock() else { return };
-                        let i = *n;
-                        *n += 1;
-                        i
-                    };
+                    let index = next.fetch_add(1, Ordering::Relaxed);
                     if index >= config.folds {
                         return;
                     }
@@ -255,8 +252,7 @@ pub fn run(config: &CvConfig, progress: &dyn Progress) -> Result<CvReport, Train
             });
         }
     });
-    bar.inc(config.folds);
-    bar.finish();
+    progress.note(&format!("{} folds done", config.folds));
     let mut reports = Vec::new();
     let mut at_bars: Vec<Vec<RouterEvalReport>> = vec![Vec::new(); config.bars.len()];
     let results = results.into_inner().unwrap_or_default();
