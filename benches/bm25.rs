@@ -6,11 +6,11 @@
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rlrag::retriever::{Bm25Index, Dataset, Retriever};
+use rlrag::retriever::{Bm25Index, Dataset, Split};
 
 fn scifact() -> Dataset {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/scifact");
-    Dataset::load(&path, None, Some("test")).expect("vendored SciFact loads")
+    Dataset::load(&path, None, Some(&Split::Test)).expect("vendored SciFact loads")
 }
 
 fn bm25(c: &mut Criterion) {

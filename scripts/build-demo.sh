@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Builds the static demo page into www/dist: the page, the npm package (its
 # JS and wasm), a model directory, and the HotpotQA-100 paragraphs.
-#   [TRAINER=path/to/trainer] scripts/build-demo.sh [--model DIR] [--router DIR] [--release]
+#   [TRAINER=path/to/trainer] scripts/build-demo.sh [--model DIR] [--router DIR] [--release | --prebuilt]
 # --model: a directory the trainer wrote (default: the pretrained SPLADE-tiny
 # from scripts/fetch-models.sh). --router: a `trainer train-router` directory
 # (the page's `learned` routing policy; without it the page offers the fixed
-# ones). --release: the size-tuned wasm build.
+# ones). --release: the size-tuned wasm build. --prebuilt: take web/pkg as
+# it is (scripts/main.sh builds it beside the training).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${RLRAG_MODELS:-${RLRAG_CACHE:-$HOME/.cache/rlrag}/models}/splade-tiny"
 release=""
 router=""
+prebuilt=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
     --router) router="$2"; shift 2 ;;
     --release) release="--release"; shift ;;
-    *) echo "usage: scripts/build-demo.sh [--model DIR] [--router DIR] [--release]" >&2; exit 2 ;;
+    --prebuilt) prebuilt=1; shift ;;
+    *) echo "usage: scripts/build-demo.sh [--model DIR] [--router DIR] [--release | --prebuilt]" >&2; exit 2 ;;
   esac
 done
 for f in model.safetensors config.json tokenizer.json; do
@@ -27,7 +30,11 @@ if [ -n "$router" ]; then
     [ -f "$router/$f" ] || { echo "build-demo: $router/$f is missing (a trainer train-router --out directory)" >&2; exit 1; }
   done
 fi
-scripts/build-web.sh $release
+if [ "$prebuilt" = 1 ]; then
+  [ -f web/pkg/rlrag_wasm_bg.wasm ] || { echo "build-demo: --prebuilt, but web/pkg holds no build (scripts/build-web.sh)" >&2; exit 1; }
+else
+  scripts/build-web.sh $release
+fi
 dist=www/dist
 rm -rf "$dist"
 mkdir -p "$dist/rlrag/src" "$dist/rlrag/pkg" "$dist/model"

@@ -26,8 +26,10 @@ rm -rf "$out"
 wasm-bindgen --target web --out-dir "$out" "target/wasm32-unknown-unknown/$dir/rlrag_wasm.wasm"
 if [ "$profile" = web ]; then
   (cd web && npm install --no-save --no-audit --no-fund --loglevel=error binaryen@132.0.0)
+  opt_started=$SECONDS
   web/node_modules/.bin/wasm-opt -Oz --converge --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
     "$out/rlrag_wasm_bg.wasm" -o "$out/rlrag_wasm_bg.wasm"
+  echo "wasm-opt took $((SECONDS - opt_started)) s"
 fi
 size=$(stat -c %s "$out/rlrag_wasm_bg.wasm")
 gz=$(gzip -9 -c "$out/rlrag_wasm_bg.wasm" | wc -c)

@@ -17,9 +17,9 @@ scripts/fetch-models.sh >/dev/null
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features trainer/wgpu -- -D warnings
 echo "== cargo test --workspace"
-cargo test --workspace --locked
+cargo test --workspace --locked --features trainer/wgpu
 echo "== wasm32 build of the library crates and the npm package's module"
 cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward
 scripts/build-web.sh

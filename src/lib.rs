@@ -10,7 +10,7 @@
 //! An end-to-end run on a tiny corpus: index, search, score the ranking.
 //!
 //! ```
-//! use rlrag::retriever::{Bm25Index, Document, Retriever};
+//! use rlrag::retriever::{Bm25Index, Document};
 //! use rlrag::reward::retrieval::{ndcg_at_k, Qrels};
 //! use rlrag::reward::answer::contains_answer;
 //!

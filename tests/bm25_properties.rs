@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
-use rlrag::retriever::{Bm25Index, Bm25Params, Document, Retriever, SavedIndex};
+use rlrag::retriever::{Bm25Index, Bm25Params, Document, SavedIndex};
 
 const WORDS: [&str; 12] = [
     "alpha", "beta", "gamma", "delta", "river", "rivers", "stone", "the", "of", "x", "light",

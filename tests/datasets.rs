@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rlrag::retriever::{Bm25Index, Dataset, DatasetFormat, Document, Query, Retriever};
+use rlrag::retriever::{Bm25Index, Dataset, DatasetFormat, Document, Query, Split};
 use rlrag::reward::answer::NormalizedText;
 use rlrag::reward::retrieval::{all_gold_at_k, ndcg_at_k};
 
@@ -61,7 +61,7 @@ fn scifact_counts_and_bm25_ndcg() {
         339
     );
     assert!(test.report.warnings().is_empty(), "{:?}", test.report);
-    let train = Dataset::load(&data("scifact"), None, Some("train")).expect("loads");
+    let train = Dataset::load(&data("scifact"), None, Some(&Split::Train)).expect("loads");
     assert_eq!(train.queries.len(), 809);
 
     let ranked = rankings(&test);

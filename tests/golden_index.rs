@@ -6,9 +6,7 @@
 
 use std::path::PathBuf;
 
-use rlrag::retriever::{
-    Bm25Index, Document, IndexFileError, Retriever, RetrieverError, SavedIndex,
-};
+use rlrag::retriever::{Bm25Index, Document, IndexFileError, RetrieverError, SavedIndex};
 
 fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bm25-v1.idx")

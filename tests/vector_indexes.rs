@@ -6,10 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rlrag::encoder::SparseVector;
 use rlrag::retriever::dense_index::recall_against_exact;
+use rlrag::retriever::rng::SplitMix64;
 use rlrag::retriever::{
     FlatIndex, Hit, HnswIndex, HnswParams, IndexFileError, RetrieverError, SavedIndex, SparseIndex,
     Weighting,
@@ -96,12 +95,12 @@ proptest! {
 
     #[test]
     fn flat_index_equals_brute_force(seed in any::<u64>(), n in 1usize..60, k in 1usize..20) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = SplitMix64::new(seed);
         let dim = 8;
         let docs: Vec<(String, Vec<f32>)> = (0..n)
-            .map(|i| (format!("d{i}"), (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect()))
+            .map(|i| (format!("d{i}"), (0..dim).map(|_| 2.0 * rng.next_f32() - 1.0).collect()))
             .collect();
-        let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let q: Vec<f32> = (0..dim).map(|_| 2.0 * rng.next_f32() - 1.0).collect();
         let mut index = FlatIndex::new(dim);
         index.add(&docs).expect("adds");
         index.remove(&["d0"]);
@@ -122,10 +121,10 @@ proptest! {
     }
 }
 
-fn unit_vectors(rng: &mut ChaCha8Rng, n: usize, dim: usize) -> Vec<Vec<f32>> {
+fn unit_vectors(rng: &mut SplitMix64, n: usize, dim: usize) -> Vec<Vec<f32>> {
     (0..n)
         .map(|_| {
-            let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let v: Vec<f32> = (0..dim).map(|_| 2.0 * rng.next_f32() - 1.0).collect();
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             v.into_iter().map(|x| x / norm).collect()
         })
@@ -134,7 +133,7 @@ fn unit_vectors(rng: &mut ChaCha8Rng, n: usize, dim: usize) -> Vec<Vec<f32>> {
 
 #[test]
 fn hnsw_recall_is_high_and_builds_are_deterministic() {
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut rng = SplitMix64::new(7);
     let dim = 32;
     let docs: Vec<(String, Vec<f32>)> = unit_vectors(&mut rng, 2000, dim)
         .into_iter()

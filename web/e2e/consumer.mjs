@@ -26,7 +26,7 @@ const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: ['ignore',
 try {
   const tarball = run('npm', ['pack', '--silent', '--pack-destination', app], web).trim().split('\n').pop();
   const files = run('tar', ['-tzf', join(app, tarball)], app).split('\n');
-  for (const f of ['package/src/index.js', 'package/pkg/rlrag_wasm_bg.wasm', 'package/types/index.d.ts', 'package/README.md']) {
+  for (const f of ['package/src/index.js', 'package/pkg/rlrag_wasm_bg.wasm', 'package/types/index.d.ts', 'package/README.md', 'package/LICENSE']) {
     assert.ok(files.includes(f), `the packed package lacks ${f}`);
   }
   writeFileSync(join(app, 'package.json'), JSON.stringify({

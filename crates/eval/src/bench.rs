@@ -187,6 +187,7 @@ pub fn run(args: &EngineBenchConfig) -> Result<BenchReport, EvalError> {
         let options = EngineOptions {
             sparse_vectors: true,
             rerank_m: 0,
+            ..EngineOptions::default()
         };
         let mut sparse = Engine::new(models, options)?;
         let t = Instant::now();
@@ -244,6 +245,7 @@ fn startup(
     let options = EngineOptions {
         sparse_vectors: false,
         rerank_m: 0,
+        ..EngineOptions::default()
     };
     let mut engine = Engine::new(models(), options)?;
     block(engine.add_documents(&ds.corpus, &mut |_| {}))??;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use rlrag_retriever::data::fold_of;
 use rlrag_retriever::hash::fnv1a;
-use rlrag_retriever::{Dataset, DatasetFormat, Query};
+use rlrag_retriever::{Dataset, DatasetFormat, Query, Split};
 
 use crate::EvalError;
 
@@ -15,7 +15,7 @@ use crate::EvalError;
 pub fn load(
     data: &Path,
     format: Option<DatasetFormat>,
-    split: Option<&str>,
+    split: Option<&Split>,
 ) -> Result<Dataset, EvalError> {
     Dataset::load(data, format, split).map_err(|source| EvalError::Dataset {
         data: data.to_path_buf(),

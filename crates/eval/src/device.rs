@@ -87,7 +87,9 @@ pub fn wgpu_device() -> Result<Device, EvalError> {
 pub fn wgpu_device() -> Result<Device, EvalError> {
     Err(EvalError::Device {
         device: "wgpu".into(),
-        reason: "built without the `wgpu` feature".into(),
+        reason: "built without the `wgpu` feature (cargo build --release -p trainer \
+                 --features wgpu)"
+            .into(),
     })
 }
 

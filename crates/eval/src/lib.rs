@@ -11,7 +11,8 @@
 //!   report) and [`retrieval::score_queries`], which training runs reuse;
 //! - [`router_setup`]: the router's experiment (sources, reward, generator);
 //! - [`router_eval`]: its evaluation against the fixed baselines, traces,
-//!   RLAG pairs ([`rlag`]);
+//!   RLAG pairs ([`rlag`]); [`gate_frontier`]: how far a local-first gate
+//!   can go, read off the traces;
 //! - [`server`]: a corpus as a network search source;
 //! - [`device`]: where encoders and training run (CPU, wgpu, CUDA);
 //! - [`chart`]: the SVG line chart of training curves;
@@ -28,6 +29,7 @@ pub mod chart;
 pub mod datasets;
 pub mod device;
 mod error;
+pub mod gate_frontier;
 pub mod models;
 pub mod progress;
 pub mod retrieval;

@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rlrag_retriever::{AnnProbe, DatasetFormat, Document, Query, Retriever};
+use futures_lite::future::block_on;
+
+use rlrag_retriever::engine::AnnProbe;
+use rlrag_retriever::{DatasetFormat, Document, Hit, Query, SearchMode, Split};
 use rlrag_reward::answer::NormalizedText;
 use rlrag_reward::latency::Latency;
 use rlrag_reward::retrieval::{Metric, all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
@@ -15,7 +18,7 @@ use serde::Serialize;
 use crate::EvalError;
 use crate::error::{io, setting};
 use crate::progress::Progress;
-use crate::retrievers::{self, RetrieverKind, RetrieverSettings};
+use crate::retrievers::{self, RetrieverSettings};
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -29,10 +32,10 @@ pub struct RetrievalEvalConfig {
     pub format: Option<DatasetFormat>,
     /// Split: BEIR qrels file name (default `test`); `all` (default), `train` or `test` otherwise.
     #[cfg_attr(feature = "clap", arg(long))]
-    pub split: Option<String>,
-    /// Which retriever to evaluate.
+    pub split: Option<Split>,
+    /// Which retriever to evaluate: the engine's search mode.
     #[cfg_attr(feature = "clap", arg(long, value_enum))]
-    pub retriever: RetrieverKind,
+    pub retriever: SearchMode,
     /// Retrieval depth per query.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 100))]
     pub k: usize,
@@ -68,10 +71,10 @@ fn timed<T, E>(
 }
 
 /// Search every query vector through both indexes of `probe`.
-fn measure_ann(probe: &dyn AnnProbe, queries: &[Query]) -> Result<AnnReport, EvalError> {
+fn measure_ann(probe: &AnnProbe<'_>, queries: &[Query]) -> Result<AnnReport, EvalError> {
     let vectors = queries
         .iter()
-        .map(|q| probe.embed(&q.text))
+        .map(|q| block_on(probe.embed(&q.text)))
         .collect::<Result<Vec<_>, _>>()?;
     let (approx, approx_seconds) = timed(&vectors, |v| probe.search_approximate(v, 10))?;
     let (exact, exact_seconds) = timed(&vectors, |v| probe.search_exact(v, 10))?;
@@ -151,10 +154,11 @@ impl Means {
     }
 }
 
-/// Search every query (depth `k`) and average the metrics that apply to it;
-/// returns the means and each query's latency in milliseconds, in order.
+/// Search every query (depth `k`) with `search` and average the metrics
+/// that apply to it; returns the means and each query's latency in
+/// milliseconds, in order.
 pub fn score_queries(
-    index: &dyn Retriever,
+    mut search: impl FnMut(&str, usize) -> Result<Vec<Hit>, EvalError>,
     queries: &[Query],
     by_id: &HashMap<&str, &Document>,
     k: usize,
@@ -165,7 +169,7 @@ pub fn score_queries(
     let mut bar = progress.bar(queries.len() as u64, "querying");
     for q in queries {
         let t = Instant::now();
-        let hits = index.search(&q.text, k)?;
+        let hits = search(&q.text, k)?;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
         let ranked: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
         if !q.qrels.is_empty() {
@@ -196,33 +200,34 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
     if config.k == 0 {
         return Err(setting("--k", "--k must be at least 1"));
     }
-    let ds = crate::datasets::load(&config.data, config.format, config.split.as_deref())?;
+    let ds = crate::datasets::load(&config.data, config.format, config.split.as_ref())?;
     let warnings = ds.report.warnings();
     for w in &warnings {
         progress.note(&format!("warning: {w}"));
     }
 
     let started = Instant::now();
-    let index = retrievers::build(config.retriever, &config.settings, &ds.corpus, progress)?;
+    let mode = config.retriever;
+    let engine = retrievers::build(mode, &config.settings, &ds.corpus, progress)?;
     let index_seconds = started.elapsed().as_secs_f64();
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
 
-    let (metrics, latencies) =
-        score_queries(index.as_ref(), &ds.queries, &by_id, config.k, progress)?;
-    let ann = index
+    let search = |q: &str, k: usize| Ok(block_on(engine.search_with(q, k, mode, false))?);
+    let (metrics, latencies) = score_queries(search, &ds.queries, &by_id, config.k, progress)?;
+    let ann = engine
         .ann()
-        .map(|probe| measure_ann(probe, &ds.queries))
+        .map(|probe| measure_ann(&probe, &ds.queries))
         .transpose()?;
 
     let settings = config.settings.describe(config.retriever);
     Ok(Report {
         json: ReportJson {
             dataset: ds.name.clone(),
-            retriever: index.name().to_string(),
+            retriever: mode.name().to_string(),
             queries: ds.queries.len(),
             metrics,
             latency_ms: Latency::of(latencies),
-            split: ds.split.clone(),
+            split: ds.split.to_string(),
             k: config.k,
             documents: ds.corpus.len(),
             warnings,

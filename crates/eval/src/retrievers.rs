@@ -1,52 +1,24 @@
-//! Any retriever of the evaluation built from its settings over a corpus,
-//! with an optional cache of encoded document indexes keyed by a stable
-//! fingerprint of the model files, the head settings and the corpus.
+//! The engine an evaluation searches, built from its settings over a
+//! corpus, with an optional cache of built engines keyed by a stable
+//! fingerprint of the model files, the settings and the corpus.
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
+use futures_lite::future::block_on;
 use rlrag_encoder::SparseActivation;
 use rlrag_encoder::models::pretrained;
+use rlrag_retriever::engine::Progress as EngineProgress;
 use rlrag_retriever::{
-    AnalyzerConfig, Bm25Index, Bm25Params, BotRetriever, DenseRetriever, DenseSearch, Document,
-    Fusion, HnswParams, HybridRetriever, Retriever, RetrieverError, SavedIndex, SparseRetriever,
+    Bm25Params, DenseSearch, Document, Engine, EngineModels, EngineOptions, Fusion, HnswParams,
+    SearchMode,
 };
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::EvalError;
 use crate::device::DeviceChoice;
 use crate::error::setting;
-use crate::models::{LoadedEncoder, SparseOverrides, load_encoder};
-use crate::progress::Progress;
-
-/// The retrievers an evaluation can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum RetrieverKind {
-    /// Okapi BM25 (Lucene idf) over title + text.
-    Bm25,
-    /// Learned sparse (SPLADE / SiDR): encoder vectors in an inverted index.
-    Sparse,
-    /// SiDR bag of tokens: tokenizer-only document bags, sparse-encoded queries.
-    Bot,
-    /// Dense embeddings (all-MiniLM-L6-v2 by default), flat or HNSW search.
-    Dense,
-    /// Fusion of several retrievers (see --hybrid, --fusion).
-    Hybrid,
-}
-
-impl RetrieverKind {
-    /// The name the command line and reports use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Bm25 => "bm25",
-            Self::Sparse => "sparse",
-            Self::Bot => "bot",
-            Self::Dense => "dense",
-            Self::Hybrid => "hybrid",
-        }
-    }
-}
+use crate::models::{LoadedEncoder, SparseOverrides, load_encoder, write_atomic};
+use crate::progress::{Bar, Progress};
 
 /// The dense index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +72,7 @@ pub struct RetrieverSettings {
         feature = "clap",
         arg(long, value_enum, value_delimiter = ',', default_value = "bm25,dense")
     )]
-    pub hybrid: Vec<RetrieverKind>,
+    pub hybrid: Vec<SearchMode>,
     /// Fusion of the hybrid retriever.
     #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = FusionKind::Rrf))]
     pub fusion: FusionKind,
@@ -110,18 +82,14 @@ pub struct RetrieverSettings {
     /// BM25 length normalisation.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = Bm25Params::default().b))]
     pub b: f32,
-    /// Directory caching encoded document indexes (sparse, dense) between
-    /// runs, keyed by model, head settings and corpus; off when omitted.
+    /// Directory caching built indexes between runs, keyed by the models,
+    /// the settings and the corpus; off when omitted.
     #[cfg_attr(feature = "clap", arg(long))]
     pub cache: Option<PathBuf>,
     /// Where encoders run: cpu, wgpu (a GPU through Vulkan/Metal/DirectX) or
     /// cuda[:N] (built with `--features cuda`).
     #[cfg_attr(feature = "clap", arg(long, default_value = "cpu"))]
     pub device: DeviceChoice,
-    /// Set while building the parts of a hybrid: `weights` then names the
-    /// sparse model only.
-    #[cfg_attr(feature = "clap", arg(skip))]
-    pub in_hybrid: bool,
 }
 
 impl Default for RetrieverSettings {
@@ -134,13 +102,12 @@ impl Default for RetrieverSettings {
             rerank_m: 0,
             dense_index: DenseIndexKind::Flat,
             ef_search: HnswParams::default().ef_search,
-            hybrid: vec![RetrieverKind::Bm25, RetrieverKind::Dense],
+            hybrid: vec![SearchMode::Bm25, SearchMode::Dense],
             fusion: FusionKind::Rrf,
             k1: Bm25Params::default().k1,
             b: Bm25Params::default().b,
             cache: None,
             device: DeviceChoice::Cpu,
-            in_hybrid: false,
         }
     }
 }
@@ -154,61 +121,98 @@ impl RetrieverSettings {
         }
     }
 
-    /// A one-line description of the settings that apply to `kind`.
-    pub fn describe(&self, kind: RetrieverKind) -> String {
-        match kind {
-            RetrieverKind::Bm25 => format!("k1 {}, b {}", self.k1, self.b),
-            RetrieverKind::Sparse | RetrieverKind::Bot => {
-                let mut s = format!("model {}", self.model_dir(kind).display());
+    /// A one-line description of the settings that apply to `mode`.
+    pub fn describe(&self, mode: SearchMode) -> String {
+        match mode {
+            SearchMode::Bm25 => format!("k1 {}, b {}", self.k1, self.b),
+            SearchMode::Sparse | SearchMode::Bot => {
+                let mut s = format!("model {}", self.sparse_dir(mode).display());
                 if let Some(a) = self.activation {
                     s += &format!(", activation {a:?}");
                 }
                 if let Some(k) = self.top_k {
                     s += &format!(", top-k {k}");
                 }
-                if kind == RetrieverKind::Bot {
+                if mode == SearchMode::Bot {
                     s += &format!(", rerank-m {}", self.rerank_m);
                 }
                 s
             }
-            RetrieverKind::Dense => {
+            SearchMode::Dense => {
                 format!(
                     "model {}, {:?} index",
-                    self.model_dir(kind).display(),
+                    self.dense_dir(mode).display(),
                     self.dense_index
                 )
             }
-            RetrieverKind::Hybrid => {
+            SearchMode::Hybrid => {
                 let parts: Vec<&str> = self.hybrid.iter().map(|k| k.name()).collect();
                 format!("{} fused by {:?}", parts.join(" + "), self.fusion)
             }
         }
     }
 
-    /// The model directory a retriever of `kind` loads.
-    fn model_dir(&self, kind: RetrieverKind) -> PathBuf {
-        let dense = || match (&self.dense_weights, &self.weights) {
-            (Some(d), _) => d.clone(),
-            (None, Some(w)) if !self.in_hybrid => w.clone(),
-            _ => pretrained("minilm"),
-        };
-        match kind {
-            RetrieverKind::Dense => dense(),
-            _ => self
-                .weights
-                .clone()
-                .unwrap_or_else(|| pretrained("splade-tiny")),
+    /// The sparse model an engine searching in `mode` loads: `--weights`,
+    /// unless they name the dense model (`--retriever dense`), else the
+    /// pretrained SPLADE-tiny.
+    fn sparse_dir(&self, mode: SearchMode) -> PathBuf {
+        match (&self.weights, mode) {
+            (Some(w), m) if m != SearchMode::Dense => w.clone(),
+            _ => pretrained("splade-tiny"),
         }
     }
 
-    fn load(&self, kind: RetrieverKind, device: &Device) -> Result<LoadedEncoder, EvalError> {
-        let sparse = kind != RetrieverKind::Dense;
-        load_encoder(
-            &self.model_dir(kind),
-            self.sparse_overrides(),
-            sparse,
-            device,
-        )
+    /// The dense model: `--dense-weights`, else `--weights` for `--retriever
+    /// dense`, else the pretrained all-MiniLM-L6-v2.
+    fn dense_dir(&self, mode: SearchMode) -> PathBuf {
+        match (&self.dense_weights, &self.weights) {
+            (Some(d), _) => d.clone(),
+            (None, Some(w)) if mode == SearchMode::Dense => w.clone(),
+            _ => pretrained("minilm"),
+        }
+    }
+
+    /// The modes a search in `mode` reads: itself, or a hybrid's parts.
+    fn parts(&self, mode: SearchMode) -> Result<Vec<SearchMode>, EvalError> {
+        if mode != SearchMode::Hybrid {
+            return Ok(vec![mode]);
+        }
+        if self.hybrid.is_empty() || self.hybrid.contains(&SearchMode::Hybrid) {
+            return Err(setting(
+                "--hybrid",
+                "--hybrid lists the retrievers to fuse (not hybrid itself), e.g. bm25,dense",
+            ));
+        }
+        Ok(self.hybrid.clone())
+    }
+
+    /// The engine's options for a search in `mode`.
+    fn options(&self, mode: SearchMode) -> Result<EngineOptions, EvalError> {
+        let parts = self.parts(mode)?;
+        Ok(EngineOptions {
+            sparse_vectors: parts.contains(&SearchMode::Sparse),
+            rerank_m: self.rerank_m,
+            bm25: Bm25Params {
+                k1: self.k1,
+                b: self.b,
+            },
+            dense_search: match self.dense_index {
+                DenseIndexKind::Flat => DenseSearch::Flat,
+                DenseIndexKind::Hnsw => DenseSearch::Hnsw(HnswParams {
+                    ef_search: self.ef_search,
+                    ..HnswParams::default()
+                }),
+            },
+            hybrid: if mode == SearchMode::Hybrid {
+                parts
+            } else {
+                Vec::new()
+            },
+            fusion: match self.fusion {
+                FusionKind::Rrf => Fusion::default(),
+                FusionKind::Weighted => Fusion::Weighted,
+            },
+        })
     }
 }
 
@@ -233,177 +237,129 @@ pub fn cache_path(dir: &Path, kind: &str, encoder: u64, corpus: &[Document]) -> 
     dir.join(format!("{kind}-{key:016x}.idx"))
 }
 
-/// The index cache of one build, and where its notes go.
-struct Cache<'a> {
-    path: Option<PathBuf>,
-    progress: &'a dyn Progress,
+/// The engine's models and their files' fingerprints.
+struct Models {
+    sparse: LoadedEncoder,
+    dense: Option<LoadedEncoder>,
 }
 
-impl Cache<'_> {
-    /// A cached index, if one is there and readable (a damaged one is
-    /// reported and rebuilt).
-    fn load<I: SavedIndex>(&self) -> Option<I> {
-        let path = self.path.as_deref().filter(|p| p.exists())?;
-        match I::load(path) {
-            Ok(index) => {
-                self.progress
-                    .note(&format!("loaded cached index {}", path.display()));
-                Some(index)
-            }
-            Err(e) => {
-                self.progress
-                    .note(&format!("warning: rebuilding; cached index refused: {e}"));
-                None
-            }
+impl Models {
+    fn engine(&self) -> EngineModels {
+        EngineModels {
+            sparse: self.sparse.encoder.clone(),
+            sparse_fingerprint: self.sparse.fingerprint,
+            dense: self
+                .dense
+                .as_ref()
+                .map(|d| (d.encoder.clone(), d.fingerprint)),
         }
     }
 
-    /// Save an index into the cache (a failure only warns: the run goes on).
-    fn store<I: SavedIndex>(&self, index: &I) {
-        let Some(path) = self.path.as_deref() else {
-            return;
-        };
-        let saved = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .map_err(|e| e.to_string())
-            .and_then(|()| index.save(path).map_err(|e| e.to_string()));
-        match saved {
-            Ok(()) => self
-                .progress
-                .note(&format!("cached index {}", path.display())),
-            Err(e) => self
-                .progress
-                .note(&format!("warning: cannot cache the index: {e}")),
-        }
-    }
-
-    /// A retriever over the cached index when one is usable, else one built
-    /// (and its index cached).
-    fn or_build<I: SavedIndex, R>(
-        &self,
-        from_index: impl FnOnce(I) -> Result<R, RetrieverError>,
-        build: impl FnOnce() -> Result<R, RetrieverError>,
-        index_of: impl Fn(&R) -> &I,
-    ) -> Result<R, RetrieverError> {
-        if let Some(index) = self.load::<I>() {
-            return from_index(index);
-        }
-        let r = build()?;
-        self.store(index_of(&r));
-        Ok(r)
+    /// What the cache key holds besides the corpus: the models and the options.
+    fn key(&self, mode: SearchMode, options: &EngineOptions) -> Result<u64, EvalError> {
+        let options = serde_json::to_vec(options)?;
+        let dense = self.dense.as_ref().map_or(0, |d| d.fingerprint);
+        Ok(rlrag_retriever::hash::fingerprint(&[
+            mode.name().as_bytes(),
+            &self.sparse.fingerprint.to_le_bytes(),
+            &dense.to_le_bytes(),
+            &options,
+        ]))
     }
 }
 
-/// Build and fill a retriever of `kind` over `corpus`.
+/// An engine over `corpus` that searches in `mode` as the settings say:
+/// read from the cache when a usable entry is there (a damaged one is
+/// reported and rebuilt), else built, with a progress bar per stage, and
+/// cached.
 pub fn build(
-    kind: RetrieverKind,
+    mode: SearchMode,
     settings: &RetrieverSettings,
     corpus: &[Document],
     progress: &dyn Progress,
-) -> Result<Box<dyn Retriever>, EvalError> {
-    let label = match kind {
-        RetrieverKind::Bm25 | RetrieverKind::Bot => "indexing",
-        _ => "encoding",
+) -> Result<Engine, EvalError> {
+    let options = settings.options(mode)?;
+    let device = settings.device.device()?;
+    let parts = settings.parts(mode)?;
+    let models = Models {
+        sparse: load_encoder(
+            &settings.sparse_dir(mode),
+            settings.sparse_overrides(),
+            true,
+            &device,
+        )?,
+        dense: parts
+            .contains(&SearchMode::Dense)
+            .then(|| {
+                load_encoder(
+                    &settings.dense_dir(mode),
+                    SparseOverrides::default(),
+                    false,
+                    &device,
+                )
+            })
+            .transpose()?,
     };
-    let mut bar = progress.bar(corpus.len() as u64, label);
-    let cache = |name: &str, fingerprint: u64| Cache {
-        path: settings
-            .cache
-            .as_deref()
-            .map(|dir| cache_path(dir, name, fingerprint, corpus)),
-        progress,
+    let path = match &settings.cache {
+        Some(dir) => Some(cache_path(
+            dir,
+            &format!("engine-{mode}"),
+            models.key(mode, &options)?,
+            corpus,
+        )),
+        None => None,
     };
-    let retriever: Box<dyn Retriever> = match kind {
-        RetrieverKind::Bm25 => {
-            let mut index = Bm25Index::new(
-                Bm25Params {
-                    k1: settings.k1,
-                    b: settings.b,
-                },
-                AnalyzerConfig::default(),
-            )?;
-            for chunk in corpus.chunks(512) {
-                index.add_documents(chunk)?;
-                bar.inc(chunk.len() as u64);
+    if let Some(path) = path.as_deref().filter(|p| p.exists()) {
+        let cached = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| Engine::import(models.engine(), &bytes).map_err(|e| e.to_string()));
+        match cached {
+            Ok(engine) => {
+                progress.note(&format!("loaded cached index {}", path.display()));
+                return Ok(engine);
             }
-            Box::new(index)
+            Err(e) => progress.note(&format!("warning: rebuilding; cached index refused: {e}")),
         }
-        RetrieverKind::Sparse => {
-            let loaded = settings.load(kind, &settings.device.device()?)?;
-            let bar = &mut bar;
-            Box::new(cache("sparse", loaded.fingerprint).or_build(
-                |index| SparseRetriever::with_index(loaded.encoder.clone(), index),
-                || {
-                    let mut r = SparseRetriever::new(loaded.encoder.clone())?;
-                    r.add_documents(corpus, &mut |n| bar.inc(n as u64))?;
-                    Ok(r)
-                },
-                SparseRetriever::index,
-            )?)
-        }
-        RetrieverKind::Bot => {
-            let encoder = settings.load(kind, &settings.device.device()?)?.encoder;
-            let mut r = BotRetriever::new(encoder, settings.rerank_m)?;
-            for chunk in corpus.chunks(512) {
-                r.add_documents(chunk)?;
-                bar.inc(chunk.len() as u64);
+    }
+    let mut engine = Engine::new(models.engine(), options)?;
+    // One bar per stage: tokenizing, then each encoder.
+    let mut current: Option<(&'static str, Box<dyn Bar>)> = None;
+    let mut report = |p: EngineProgress| {
+        if current.as_ref().is_none_or(|(stage, _)| *stage != p.stage) {
+            if let Some((_, bar)) = current.take() {
+                bar.finish();
             }
-            Box::new(r)
-        }
-        RetrieverKind::Dense => {
-            let loaded = settings.load(kind, &settings.device.device()?)?;
-            let mode = match settings.dense_index {
-                DenseIndexKind::Flat => DenseSearch::Flat,
-                DenseIndexKind::Hnsw => DenseSearch::Hnsw(HnswParams {
-                    ef_search: settings.ef_search,
-                    ..HnswParams::default()
-                }),
+            let label = if p.stage == "tokens" {
+                "indexing"
+            } else {
+                "encoding"
             };
-            let bar = &mut bar;
-            Box::new(cache("dense", loaded.fingerprint).or_build(
-                |flat| DenseRetriever::with_index(loaded.encoder.clone(), flat, mode),
-                || {
-                    let mut r = DenseRetriever::new(loaded.encoder.clone(), mode)?;
-                    r.add_documents(corpus, &mut |n| bar.inc(n as u64))?;
-                    Ok(r)
-                },
-                DenseRetriever::flat,
-            )?)
+            current = Some((p.stage, progress.bar(p.total as u64, label)));
         }
-        RetrieverKind::Hybrid => {
-            bar.finish();
-            return build_hybrid(settings, corpus, progress);
+        if let Some((_, bar)) = current.as_mut() {
+            bar.set_position(p.done as u64);
         }
     };
-    bar.finish();
-    Ok(retriever)
-}
-
-fn build_hybrid(
-    settings: &RetrieverSettings,
-    corpus: &[Document],
-    progress: &dyn Progress,
-) -> Result<Box<dyn Retriever>, EvalError> {
-    if settings.hybrid.is_empty() || settings.hybrid.contains(&RetrieverKind::Hybrid) {
-        return Err(setting(
-            "--hybrid",
-            "--hybrid lists the retrievers to fuse (not hybrid itself), e.g. bm25,dense",
-        ));
+    block_on(engine.add_documents(corpus, &mut report))?;
+    if let Some((_, bar)) = current.take() {
+        bar.finish();
     }
-    let inner = RetrieverSettings {
-        in_hybrid: true,
-        ..settings.clone()
-    };
-    let mut parts = Vec::new();
-    for &k in &settings.hybrid {
-        parts.push((build(k, &inner, corpus, progress)?, 1.0));
+    if let Some(path) = path {
+        let stored = engine
+            .export()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                }
+                write_atomic(&path, &bytes).map_err(|e| e.to_string())
+            });
+        match stored {
+            Ok(()) => progress.note(&format!("cached index {}", path.display())),
+            Err(e) => progress.note(&format!("warning: cannot cache the index: {e}")),
+        }
     }
-    let fusion = match settings.fusion {
-        FusionKind::Rrf => Fusion::default(),
-        FusionKind::Weighted => Fusion::Weighted,
-    };
-    Ok(Box::new(HybridRetriever::new(parts, fusion, 100)?))
+    Ok(engine)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use burn::tensor::Device;
 use futures_lite::future::block_on;
 use rlrag_encoder::models::pretrained;
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode};
-use rlrag_retriever::{DatasetFormat, Document, Query};
+use rlrag_retriever::{DatasetFormat, Document, Query, Split};
 use rlrag_reward::composite::{Correctness, RewardConfig};
 use rlrag_reward::cost::CostWeights;
 use rlrag_router::eval::{QuestionScore, score, summarize};
@@ -43,7 +43,7 @@ pub struct RouterSetupConfig {
     pub format: Option<DatasetFormat>,
     /// Questions: `train` or `test` (the fixed hash partition) or `all`.
     #[cfg_attr(feature = "clap", arg(long))]
-    pub split: Option<String>,
+    pub split: Option<Split>,
     /// Use only the first N questions of the split (before --fold cuts them).
     #[cfg_attr(feature = "clap", arg(long))]
     pub limit: Option<usize>,
@@ -184,13 +184,10 @@ impl<'p> RouterSetup<'p> {
                 ),
             ));
         }
-        let split = config.split.clone().unwrap_or_else(|| {
-            match (role, config.fold) {
-                (_, Some(_)) => "all",
-                (Role::Train, None) => "train",
-                (Role::Eval, None) => "test",
-            }
-            .to_owned()
+        let split = config.split.clone().unwrap_or(match (role, config.fold) {
+            (_, Some(_)) => Split::All,
+            (Role::Train, None) => Split::Train,
+            (Role::Eval, None) => Split::Test,
         });
         let ds = datasets::load(&config.data, config.format, Some(&split))?;
         let mut questions: Vec<Query> = ds
@@ -210,7 +207,7 @@ impl<'p> RouterSetup<'p> {
                 format!("{split}, all folds but {}/{}", f.index, f.count)
             }
             Some(f) => format!("{split}, fold {}/{}", f.index, f.count),
-            None => split,
+            None => split.to_string(),
         };
         if questions.is_empty() {
             return Err(EvalError::NoQuestions {
@@ -455,6 +452,7 @@ fn local_source(
     let options = EngineOptions {
         sparse_vectors: config.local_mode == SearchMode::Sparse,
         rerank_m: 0,
+        ..EngineOptions::default()
     };
     let mut engine = Engine::new(
         EngineModels {

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use rlrag_retriever::{Bm25Index, Bm25Params, Document, Retriever};
+use rlrag_retriever::{Bm25Index, Bm25Params, Document};
 use rlrag_router::source::{Hit, SearchRequest, SearchResponse};
 use serde_json::json;
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyzer::{Analyzer, AnalyzerConfig};
 use crate::inverted::{Entry, Inverted, normalize_terms};
 use crate::persist::{self, SavedIndex, invalid, validate_terms};
-use crate::{Document, Hit, Retriever, RetrieverError};
+use crate::{Document, Hit, RetrieverError};
 use rlrag_encoder::fasthash::FastMap;
 
 /// The kind name of BM25 index files.
@@ -257,16 +257,19 @@ impl SavedIndex for Bm25Index {
     }
 }
 
-impl Retriever for Bm25Index {
-    fn name(&self) -> &str {
-        INDEX_KIND
-    }
-
-    fn len(&self) -> usize {
+impl Bm25Index {
+    /// Documents held.
+    pub fn len(&self) -> usize {
         self.index.len()
     }
 
-    fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, RetrieverError> {
+    /// Whether no documents are held.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The best `k` documents for `query`, best first; ties keep insertion order.
+    pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, RetrieverError> {
         if k == 0 || self.index.is_empty() {
             return Ok(Vec::new());
         }

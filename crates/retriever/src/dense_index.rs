@@ -157,10 +157,7 @@ impl FlatIndex {
         order.sort_unstable_by(cmp);
         Ok(order
             .into_iter()
-            .map(|i| Hit {
-                id: self.ids[i].clone(),
-                score: scores[i],
-            })
+            .map(|i| Hit::new(self.ids[i].clone(), scores[i]))
             .collect())
     }
 }
@@ -229,6 +226,17 @@ impl Point for Vector {
     }
 }
 
+/// Which dense index answers queries.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenseSearch {
+    /// Exact inner product over every vector.
+    #[default]
+    Flat,
+    /// HNSW (approximate), rebuilt after every change and never saved.
+    Hnsw(HnswParams),
+}
+
 /// An HNSW graph over a [`FlatIndex`]'s vectors (a snapshot: rebuild after
 /// the flat index changes).
 pub struct HnswIndex {
@@ -284,10 +292,7 @@ impl HnswIndex {
             .map
             .search(&Vector(query.to_vec()), &mut search)
             .take(k)
-            .map(|item| Hit {
-                id: item.value.clone(),
-                score: 1.0 - item.distance,
-            })
+            .map(|item| Hit::new(item.value.clone(), 1.0 - item.distance))
             .collect())
     }
 }

@@ -8,7 +8,7 @@ use crate::Hit;
 
 /// How ranked lists are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Fusion {
     /// Reciprocal-rank fusion: `Σ wᵢ / (k + rankᵢ)`, rank from 1 (Cormack et
     /// al. use k = 60). Scale-free, so lists of any scores combine.
@@ -64,10 +64,7 @@ pub fn fuse(lists: &[Vec<Hit>], weights: &[f32], fusion: Fusion, k: usize) -> Ve
     fused
         .into_iter()
         .take(k)
-        .map(|(id, score, _)| Hit {
-            id: id.to_string(),
-            score,
-        })
+        .map(|(id, score, _)| Hit::new(id, score))
         .collect()
 }
 
@@ -76,12 +73,7 @@ mod tests {
     use super::*;
 
     fn hits(ids: &[(&str, f32)]) -> Vec<Hit> {
-        ids.iter()
-            .map(|(id, s)| Hit {
-                id: (*id).into(),
-                score: *s,
-            })
-            .collect()
+        ids.iter().map(|(id, s)| Hit::new(*id, *s)).collect()
     }
 
     #[test]

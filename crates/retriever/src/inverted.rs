@@ -183,10 +183,8 @@ impl<P: Copy> Inverted<P> {
         touched
             .into_iter()
             .filter_map(|s| {
-                self.entry(s).map(|e| Hit {
-                    id: e.id.clone(),
-                    score: scores[s as usize],
-                })
+                self.entry(s)
+                    .map(|e| Hit::new(e.id.clone(), scores[s as usize]))
             })
             .collect()
     }

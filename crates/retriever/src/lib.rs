@@ -1,12 +1,17 @@
 //! Retrieval for rlrag: documents and queries, dataset loaders for the BEIR,
-//! HotpotQA and QA formats, and indexes, starting with Okapi BM25.
+//! HotpotQA and QA formats, the indexes (Okapi BM25, learned-sparse and
+//! bag-of-tokens inverted indexes, flat and HNSW dense indexes), and the
+//! [`Engine`]: one corpus with every index over it and the models that
+//! search it. The engine is the one way to search a corpus: the browser
+//! package, the command line's evaluation and the router's local source all
+//! call [`Engine::search`].
 //!
-//! Indexes implement [`Retriever`] and return scored [`Hit`]s; they save to a
-//! versioned, checksummed file ([`persist`]) and accept document additions and
-//! removals without a rebuild.
+//! Every index returns scored [`Hit`]s, saves to a versioned, checksummed
+//! file ([`persist`]) and accepts document additions and removals without a
+//! rebuild.
 //!
 //! ```
-//! use rlrag_retriever::{Bm25Index, Document, Retriever, SavedIndex};
+//! use rlrag_retriever::{Bm25Index, Document, SavedIndex};
 //!
 //! let mut index = Bm25Index::default();
 //! index.add_documents(&[
@@ -33,16 +38,18 @@ pub mod hash;
 mod inverted;
 pub mod neural;
 pub mod persist;
+pub mod rng;
 pub mod sparse_index;
 mod types;
 
 pub use analyzer::{Analyzer, AnalyzerConfig};
 pub use bm25::{Bm25Index, Bm25Params};
-pub use data::{Dataset, DatasetFormat, LoadReport};
-pub use dense_index::{FlatIndex, HnswIndex, HnswParams};
+pub use data::{Dataset, DatasetFormat, LoadReport, Split};
+pub use dense_index::{DenseSearch, FlatIndex, HnswIndex, HnswParams};
+pub use engine::{Engine, EngineModels, EngineOptions, SearchMode};
 pub use error::{IndexFileError, RetrieverError};
 pub use fusion::Fusion;
-pub use neural::{BotRetriever, DenseRetriever, DenseSearch, HybridRetriever, SparseRetriever};
+pub use neural::BotRetriever;
 pub use persist::SavedIndex;
 pub use sparse_index::{SparseIndex, Weighting};
-pub use types::{AnnProbe, Document, Hit, Query, Retriever};
+pub use types::{Document, Hit, Query, TermWeight};

@@ -47,51 +47,36 @@ pub struct Query {
     pub qrels: Qrels,
 }
 
-/// A scored search result.
+/// A learned-sparse term that a hit matched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TermWeight {
+    /// The vocabulary token (a word or word piece).
+    pub term: String,
+    /// Query weight × document weight (1 for a bag of tokens).
+    pub weight: f32,
+}
+
+/// A scored search result: what every index and the [`crate::Engine`]
+/// return.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hit {
     /// Document id.
     pub id: String,
-    /// Retrieval score (higher is better; scales differ between retrievers).
+    /// Retrieval score (higher is better; scales differ between modes).
     pub score: f32,
+    /// The learned-sparse terms the hit matched, heaviest first: filled by
+    /// [`crate::Engine::search`] when asked to explain, empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<TermWeight>,
 }
 
-/// Anything that ranks documents for a text query.
-pub trait Retriever {
-    /// Short name for reports, such as `bm25`.
-    fn name(&self) -> &str;
-
-    /// Number of live documents.
-    fn len(&self) -> usize;
-
-    /// Whether the index holds no documents.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
+impl Hit {
+    /// A hit without matched terms.
+    pub fn new(id: impl Into<String>, score: f32) -> Self {
+        Self {
+            id: id.into(),
+            score,
+            terms: Vec::new(),
+        }
     }
-
-    /// The best `k` documents for `query`, best first; ties keep insertion order.
-    fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, crate::RetrieverError>;
-
-    /// For a retriever answering from an approximate vector index, access to
-    /// that index and the exact one it approximates (to measure recall and
-    /// speed); `None` for exact retrievers.
-    fn ann(&self) -> Option<&dyn AnnProbe> {
-        None
-    }
-}
-
-/// Vector-level access to an approximate index and its exact counterpart.
-pub trait AnnProbe {
-    /// The query vector the retriever would search with.
-    fn embed(&self, query: &str) -> Result<Vec<f32>, crate::RetrieverError>;
-
-    /// Top-k from the approximate index.
-    fn search_approximate(
-        &self,
-        query: &[f32],
-        k: usize,
-    ) -> Result<Vec<Hit>, crate::RetrieverError>;
-
-    /// Top-k by exhaustive search.
-    fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, crate::RetrieverError>;
 }

@@ -2,9 +2,10 @@
 //! wasm32 (Node, CPU backend).
 //!
 //! One computation, compiled for both targets: the real MiniLM and SPLADE-tiny
-//! models encode fixed sentences, and every retriever (BM25, learned sparse,
-//! bag of tokens with re-rank, dense flat and HNSW, hybrid, and a sparse index
-//! saved and reloaded) ranks a small corpus. The native run is checked
+//! models encode fixed sentences, and the engine ranks a small corpus in
+//! every mode (BM25, learned sparse, bag of tokens with re-rank, dense flat
+//! and HNSW, a weighted hybrid, and learned sparse after an export and
+//! import). The native run is checked
 //! against `tests/golden/native-outputs.json` (regenerate it with
 //! `RLRAG_BLESS=1 cargo test --test native_wasm_parity`); the wasm run
 //! (`cargo test --target wasm32-unknown-unknown -p rlrag-retriever --test
@@ -17,8 +18,7 @@ use std::sync::Arc;
 use burn::tensor::Device;
 use rlrag_encoder::{Encoder, ModelFiles};
 use rlrag_retriever::{
-    AnalyzerConfig, Bm25Index, Bm25Params, BotRetriever, DenseRetriever, DenseSearch, Document,
-    Fusion, HnswParams, HybridRetriever, Retriever, SavedIndex, SparseIndex, SparseRetriever,
+    DenseSearch, Document, Engine, EngineModels, EngineOptions, Fusion, HnswParams, SearchMode,
 };
 use serde_json::{Value, json};
 
@@ -99,23 +99,26 @@ fn encoder(m: &ModelBytes) -> Arc<Encoder> {
     Arc::new(Encoder::load(files, &Device::flex()).expect("model loads"))
 }
 
-fn ranking(r: &dyn Retriever) -> Value {
-    let lists: Vec<Value> = QUERIES
-        .iter()
-        .map(|q| {
-            let hits = r.search(q, 5).expect("searches");
-            json!(
-                hits.iter()
-                    .map(|h| json!([h.id, h.score]))
-                    .collect::<Vec<_>>()
-            )
-        })
-        .collect();
+async fn ranking(engine: &Engine, mode: SearchMode) -> Value {
+    let mut lists = Vec::new();
+    for q in QUERIES {
+        let hits = engine
+            .search_with(q, 5, mode, false)
+            .await
+            .expect("searches");
+        lists.push(json!(
+            hits.iter()
+                .map(|h| json!([h.id, h.score]))
+                .collect::<Vec<_>>()
+        ));
+    }
     json!(lists)
 }
 
-/// Everything compared across targets.
-pub fn outputs(minilm: &ModelBytes, splade: &ModelBytes) -> Value {
+/// Everything compared across targets (the engine hands control back
+/// between indexing chunks, so this is a future: `block_on` natively, an
+/// async test in wasm).
+pub async fn outputs(minilm: &ModelBytes, splade: &ModelBytes) -> Value {
     let dense = encoder(minilm);
     let sparse = encoder(splade);
     let docs: Vec<Document> = CORPUS
@@ -135,51 +138,48 @@ pub fn outputs(minilm: &ModelBytes, splade: &ModelBytes) -> Value {
         .map(|v| json!(v.top(30)))
         .collect();
 
-    let mut bm25 = Bm25Index::new(Bm25Params::default(), AnalyzerConfig::default()).expect("bm25");
-    bm25.add_documents(&docs).expect("bm25 indexes");
-    let mut sp = SparseRetriever::new(sparse.clone()).expect("sparse");
-    sp.add_documents(&docs, &mut |_| {})
-        .expect("sparse indexes");
-    let reloaded = SparseRetriever::with_index(
-        sparse.clone(),
-        SparseIndex::from_bytes(&sp.index().to_bytes().expect("saves")).expect("loads"),
-    )
-    .expect("reloads");
-    let mut bot = BotRetriever::new(sparse.clone(), 0).expect("bot");
-    bot.add_documents(&docs).expect("bot indexes");
-    let mut bot_rerank = BotRetriever::new(sparse, 4).expect("bot");
-    bot_rerank.add_documents(&docs).expect("bot indexes");
-    let mut flat = DenseRetriever::new(dense.clone(), DenseSearch::Flat).expect("dense");
-    flat.add_documents(&docs, &mut |_| {})
-        .expect("dense indexes");
-    let mut hnsw =
-        DenseRetriever::new(dense, DenseSearch::Hnsw(HnswParams::default())).expect("hnsw");
-    hnsw.add_documents(&docs, &mut |_| {})
-        .expect("hnsw indexes");
+    let models = || EngineModels {
+        sparse: sparse.clone(),
+        sparse_fingerprint: 1,
+        dense: Some((dense.clone(), 2)),
+    };
+    let engine = async |options: EngineOptions| {
+        let mut e = Engine::new(models(), options).expect("engine");
+        e.add_documents(&docs, &mut |_| {}).await.expect("indexes");
+        e
+    };
+    let plain = engine(EngineOptions::default()).await;
+    let reloaded = Engine::import(models(), &plain.export().expect("exports")).expect("imports");
+    let rerank = engine(EngineOptions {
+        rerank_m: 4,
+        ..EngineOptions::default()
+    })
+    .await;
+    let hnsw = engine(EngineOptions {
+        dense_search: DenseSearch::Hnsw(HnswParams::default()),
+        ..EngineOptions::default()
+    })
+    .await;
+    let weighted = engine(EngineOptions {
+        hybrid: vec![SearchMode::Bm25, SearchMode::Sparse, SearchMode::Dense],
+        fusion: Fusion::Weighted,
+        ..EngineOptions::default()
+    })
+    .await;
     let rankings = json!({
-        "bm25": ranking(&bm25),
-        "sparse": ranking(&sp),
-        "sparse_reloaded": ranking(&reloaded),
-        "bot": ranking(&bot),
-        "bot_rerank4": ranking(&bot_rerank),
-        "dense_flat": ranking(&flat),
-        "dense_hnsw": ranking(&hnsw),
+        "bm25": ranking(&plain, SearchMode::Bm25).await,
+        "sparse": ranking(&plain, SearchMode::Sparse).await,
+        "sparse_reloaded": ranking(&reloaded, SearchMode::Sparse).await,
+        "bot": ranking(&plain, SearchMode::Bot).await,
+        "bot_rerank4": ranking(&rerank, SearchMode::Bot).await,
+        "dense_flat": ranking(&plain, SearchMode::Dense).await,
+        "dense_hnsw": ranking(&hnsw, SearchMode::Dense).await,
     });
-    let hybrid = HybridRetriever::new(
-        vec![
-            (Box::new(bm25), 1.0),
-            (Box::new(sp), 1.0),
-            (Box::new(flat), 1.0),
-        ],
-        Fusion::Weighted,
-        8,
-    )
-    .expect("hybrid");
     json!({
         "dense": dense_vectors,
         "sparse_top30": sparse_vectors,
         "rankings": rankings,
-        "hybrid_weighted": ranking(&hybrid),
+        "hybrid_weighted": ranking(&weighted, SearchMode::Hybrid).await,
     })
 }
 
@@ -249,7 +249,7 @@ mod native {
 
     #[test]
     fn native_outputs_match_the_golden_file() {
-        let got = outputs(&read("minilm"), &read("splade-tiny"));
+        let got = futures_lite::future::block_on(outputs(&read("minilm"), &read("splade-tiny")));
         if std::env::var_os("RLRAG_BLESS").is_some() {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../tests/golden/native-outputs.json");
@@ -295,7 +295,7 @@ mod wasm {
     }
 
     #[wasm_bindgen_test]
-    fn wasm_outputs_match_native() {
-        check(&outputs(&read("minilm"), &read("splade-tiny")));
+    async fn wasm_outputs_match_native() {
+        check(&outputs(&read("minilm"), &read("splade-tiny")).await);
     }
 }

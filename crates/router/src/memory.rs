@@ -217,6 +217,17 @@ impl EvidenceFilter {
 /// The evidence features the confidence reads.
 pub const CONFIDENCE_FEATURES: usize = 7;
 
+/// The evidence features' names, in the order [`evidence_features`] gives them.
+pub const CONFIDENCE_FEATURE_NAMES: [&str; CONFIDENCE_FEATURES] = [
+    "best_single",
+    "union",
+    "agree",
+    "lists",
+    "margin",
+    "entity_titles",
+    "chained",
+];
+
 /// Evidence features: how much of the question the best passage covers, how
 /// much the top five cover together, whether the lists agree on their best
 /// passage, how many lists there are, the margin of the best list, the

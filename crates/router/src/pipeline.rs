@@ -440,12 +440,14 @@ impl<'a> Router<'a> {
         };
         let mut background: Vec<Hit> = Vec::new();
         if sense {
-            let hits = self
-                .local
-                .engine()
+            let engine = self.local.engine();
+            let hits = engine
                 .search_with(question, cfg.sensing_k, SearchMode::Bm25, false)
                 .await?;
-            background = hits.into_iter().map(Hit::from).collect();
+            background = hits
+                .into_iter()
+                .filter_map(|h| Hit::from_engine(engine, h))
+                .collect();
             // What the local index holds for the question, before any round:
             // the first decision sees it (KunLunBaizeRAG's sensing-informed
             // routing: local when it already covers the question).

@@ -14,6 +14,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
+use rlrag_retriever::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 use crate::Action;
@@ -375,33 +376,11 @@ impl Decider for Sensed {
     }
 }
 
-/// A seeded pseudo-random stream (SplitMix64): the same draws on every
-/// platform, no OS entropy (browsers included).
-#[derive(Debug, Clone)]
-pub struct Sampler(u64);
-
-impl Sampler {
-    /// A stream from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next value in `[0, 1)`.
-    pub fn next_f32(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
 /// The learned policy deciding: sampling from its probabilities (training
 /// rollouts) or taking the most probable choice (evaluation, serving).
 pub struct LearnedDecider<'p> {
     policy: &'p LearnedPolicy,
-    sampler: Option<Sampler>,
+    sampler: Option<SplitMix64>,
 }
 
 impl<'p> LearnedDecider<'p> {
@@ -420,7 +399,7 @@ impl<'p> LearnedDecider<'p> {
     pub fn sampling(policy: &'p LearnedPolicy, seed: u64) -> Self {
         Self {
             policy,
-            sampler: Some(Sampler::new(seed)),
+            sampler: Some(SplitMix64::new(seed)),
         }
     }
 }

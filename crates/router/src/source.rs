@@ -29,15 +29,17 @@ pub struct Hit {
     pub score: f32,
 }
 
-/// An engine hit as a passage (its explanation is not part of the protocol).
-impl From<rlrag_retriever::engine::SearchHit> for Hit {
-    fn from(h: rlrag_retriever::engine::SearchHit) -> Self {
-        Self {
-            id: h.id,
-            title: h.title,
-            text: h.text,
-            score: h.score,
-        }
+impl Hit {
+    /// An engine's hit as a passage of its corpus (`None` for an id the
+    /// engine does not hold; the explanation is not part of the protocol).
+    pub fn from_engine(engine: &Engine, hit: rlrag_retriever::Hit) -> Option<Self> {
+        let doc = engine.document(&hit.id)?;
+        Some(Self {
+            title: doc.title.clone(),
+            text: doc.text.clone(),
+            id: hit.id,
+            score: hit.score,
+        })
     }
 }
 
@@ -180,15 +182,19 @@ impl Source for LocalSource<'_> {
     fn search<'a>(&'a self, queries: &'a [String], k: usize) -> SourceFuture<'a> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(queries.len());
+            let engine = self.engine();
             for q in queries {
-                let hits = self
-                    .engine()
+                let hits = engine
                     .search_with(q, k, self.mode, false)
                     .await
                     .map_err(|e| Fault::Transport {
                         detail: e.to_string(),
                     })?;
-                out.push(hits.into_iter().map(Hit::from).collect());
+                out.push(
+                    hits.into_iter()
+                        .filter_map(|h| Hit::from_engine(engine, h))
+                        .collect(),
+                );
             }
             Ok(out)
         })

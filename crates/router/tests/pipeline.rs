@@ -15,7 +15,7 @@ use futures_lite::future::block_on;
 use rlrag_encoder::Encoder;
 use rlrag_encoder::models::pretrained;
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode};
-use rlrag_retriever::{Bm25Index, Bm25Params, Document, Retriever};
+use rlrag_retriever::{Bm25Index, Bm25Params, Document};
 use rlrag_router::error::Fault;
 use rlrag_router::http::HttpSource;
 use rlrag_router::memory::{Admission, Confidence};
@@ -55,6 +55,7 @@ fn engine(docs: &[Document]) -> Engine {
         EngineOptions {
             sparse_vectors: false,
             rerank_m: 0,
+            ..EngineOptions::default()
         },
     )
     .expect("engine");

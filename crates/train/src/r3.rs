@@ -10,11 +10,9 @@ use std::time::Instant;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Tensor, TensorData};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use rlrag_encoder::Encoder;
-use rlrag_retriever::{BotRetriever, Document, Query, Retriever};
+use rlrag_retriever::rng::SplitMix64;
+use rlrag_retriever::{BotRetriever, Document, Query};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -159,7 +157,7 @@ pub struct R3Trainer {
     bot: BotRetriever,
     docs: HashMap<String, Document>,
     config: R3Config,
-    rng: ChaCha8Rng,
+    rng: SplitMix64,
     order: Vec<usize>,
     cursor: usize,
     step: usize,
@@ -213,7 +211,7 @@ impl R3Trainer {
             optim,
             bot,
             docs: corpus.iter().map(|d| (d.id.clone(), d.clone())).collect(),
-            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            rng: SplitMix64::new(config.seed),
             config,
             order: Vec::new(),
             cursor: 0,
@@ -243,7 +241,7 @@ impl R3Trainer {
         while out.len() < self.config.batch_size.min(n) {
             if self.cursor >= self.order.len() {
                 self.order = (0..n).collect();
-                self.order.shuffle(&mut self.rng);
+                self.rng.shuffle(&mut self.order);
                 self.cursor = 0;
             }
             out.push(self.order[self.cursor]);

@@ -10,9 +10,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use rlrag_encoder::SparseActivation;
 use rlrag_encoder::models::pretrained;
 use rlrag_eval::EvalError;
@@ -22,8 +19,10 @@ use rlrag_eval::device::DeviceChoice;
 use rlrag_eval::models::{SparseOverrides, load_encoder, save_model};
 use rlrag_eval::progress::Progress;
 use rlrag_eval::retrieval::score_queries;
+use rlrag_retriever::rng::SplitMix64;
 use rlrag_retriever::{
-    AnalyzerConfig, Bm25Index, Bm25Params, Dataset, DatasetFormat, Document, Query, Retriever,
+    AnalyzerConfig, Bm25Index, Bm25Params, BotRetriever, Dataset, DatasetFormat, Document, Query,
+    Split,
 };
 use rlrag_reward::retrieval::Metric;
 use rlrag_router::llm::{LlmClient, LlmConfig};
@@ -68,7 +67,7 @@ pub struct RetrieverRunConfig {
     pub format: Option<DatasetFormat>,
     /// Training split (default `train`).
     #[cfg_attr(feature = "clap", arg(long, default_value = "train"))]
-    pub split: String,
+    pub split: Split,
     /// Reward environment.
     #[cfg_attr(feature = "clap", arg(long, value_enum))]
     pub env: EnvKind,
@@ -94,7 +93,7 @@ pub struct RetrieverRunConfig {
     pub holdout: f64,
     /// Split evaluated when --holdout is 0.
     #[cfg_attr(feature = "clap", arg(long, default_value = "test"))]
-    pub eval_split: String,
+    pub eval_split: Split,
     /// Evaluate the held-out questions every N steps (0: before and after only).
     #[cfg_attr(feature = "clap", arg(long))]
     pub eval_every: Option<usize>,
@@ -263,7 +262,7 @@ fn split_questions(
     }
     if config.holdout > 0.0 {
         let mut questions = ds.queries.clone();
-        questions.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ 0x686f_6c64));
+        SplitMix64::new(config.seed ^ 0x686f_6c64).shuffle(&mut questions);
         let n = ((questions.len() as f64) * config.holdout).round().max(1.0) as usize;
         if n >= questions.len() {
             return Err(setting(
@@ -405,13 +404,20 @@ pub fn run(
     ));
     let mut trainer = R3Trainer::new(encoder, &ds.corpus, r3.clone())?;
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
-    let evaluate = |r: &dyn Retriever| -> Result<Metrics, EvalError> {
-        score_queries(r, &eval_q, &by_id, 100, progress).map(|m| m.0)
+    let evaluate = |r: &BotRetriever| -> Result<Metrics, EvalError> {
+        score_queries(|q, k| Ok(r.search(q, k)?), &eval_q, &by_id, 100, progress).map(|m| m.0)
     };
 
     let mut bm25 = Bm25Index::new(Bm25Params::default(), AnalyzerConfig::default())?;
     bm25.add_documents(&ds.corpus)?;
-    let bm25_metrics = evaluate(&bm25)?;
+    let bm25_metrics = score_queries(
+        |q, k| Ok(bm25.search(q, k)?),
+        &eval_q,
+        &by_id,
+        100,
+        progress,
+    )?
+    .0;
     let before = evaluate(trainer.retriever())?;
     let (metric_name, before_value) = primary(&before);
 

@@ -14,11 +14,10 @@ use rlrag_eval::models::{CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, write_dir};
 use rlrag_eval::progress::Progress;
 use rlrag_eval::router_setup::{NEVER, RouterSetup, RouterSetupConfig};
 use rlrag_retriever::hash::seed_from;
+use rlrag_retriever::rng::SplitMix64;
 use rlrag_router::eval::{QuestionScore, summarize};
 use rlrag_router::memory::{CONFIDENCE_FEATURES, Confidence};
-use rlrag_router::policy::{
-    LearnedDecider, LearnedPolicy, ROUTER_FORMAT_VERSION, RouterConfig, Sampler,
-};
+use rlrag_router::policy::{LearnedDecider, LearnedPolicy, ROUTER_FORMAT_VERSION, RouterConfig};
 use rlrag_router::{FixedPolicy, Router};
 use serde::Serialize;
 
@@ -234,12 +233,8 @@ pub fn run(
     let mut order: Vec<usize> = (0..n).collect();
     let mut bar = progress.bar((config.epochs * n) as u64, "train");
     for epoch in 0..config.epochs {
-        // A seeded shuffle per epoch (Fisher–Yates on SplitMix draws).
-        let mut sampler = Sampler::new(seed_from(&[policy_seed, epoch as u64]));
-        for i in (1..n).rev() {
-            let j = ((sampler.next_f32() * (i + 1) as f32) as usize).min(i);
-            order.swap(i, j);
-        }
+        // A seeded shuffle per epoch.
+        SplitMix64::new(seed_from(&[policy_seed, epoch as u64])).shuffle(&mut order);
         let mut all_scores: Vec<QuestionScore> = Vec::new();
         let (mut pl, mut vl, mut en, mut updates) = (0.0, 0.0, 0.0, 0);
         for chunk in order.chunks(config.batch_size) {

@@ -14,7 +14,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use rlrag_encoder::Encoder;
 use rlrag_encoder::models::pretrained;
-use rlrag_retriever::{Dataset, Document, Query};
+use rlrag_retriever::{Dataset, Document, Query, Split};
 use rlrag_train::{ContainmentEnv, QrelsEnv, R3Config, R3Trainer, RewardEnv};
 
 /// Tensors of a safetensors file by name: (dtype, shape, bytes).
@@ -207,7 +207,6 @@ fn environments_judge_passages() {
 
 /// Mean nDCG@10 of the trainer's current retriever over `questions`.
 fn mean_ndcg(trainer: &R3Trainer, questions: &[Query]) -> f64 {
-    use rlrag_retriever::Retriever;
     let total: f64 = questions
         .iter()
         .map(|q| {
@@ -222,7 +221,7 @@ fn mean_ndcg(trainer: &R3Trainer, questions: &[Query]) -> f64 {
 #[test]
 fn a_short_run_on_a_small_subset_improves_its_metric() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/scifact");
-    let ds = Dataset::load(&path, None, Some("train")).expect("scifact train split");
+    let ds = Dataset::load(&path, None, Some(&Split::Train)).expect("scifact train split");
     let questions: Vec<Query> = ds.queries[..48].to_vec();
     // Their relevant abstracts plus the first 400 others.
     let wanted: std::collections::BTreeSet<&str> = questions

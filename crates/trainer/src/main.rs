@@ -60,6 +60,19 @@ enum Command {
     /// Cross-validate the router: K folds, each trained on the others and
     /// evaluated on its own questions, pooled (`--out`/cv.json).
     CvRouter(CvConfig),
+    /// How far a cheap local-first gate can go: the best threshold per
+    /// evidence feature of `eval-router --traces` (local and network policies).
+    GateFrontier(GateFrontierArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct GateFrontierArgs {
+    /// The traces JSONL (`eval-router --traces`, with the local and network policies).
+    #[arg(long)]
+    traces: PathBuf,
+    /// The largest share of questions a gate may send to the network.
+    #[arg(long, default_value_t = 0.5)]
+    max_share: f64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -155,6 +168,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(path) = args.json {
                 write_json(&path, &report)?;
             }
+        }
+        Command::GateFrontier(args) => {
+            let frontier = rlrag_eval::gate_frontier::gate_frontier(&args.traces, args.max_share)?;
+            print!("{}", frontier.table());
         }
         Command::ReportTable(args) => {
             print!("{}", rlrag_eval::retrieval::reports_table(&args.reports)?);

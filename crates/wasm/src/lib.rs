@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use burn::tensor::Device;
 use rlrag_encoder::{Encoder, Prepared};
-use rlrag_retriever::Document;
 use rlrag_retriever::engine::{self, EngineModels, EngineOptions, SearchMode};
 use rlrag_retriever::hash::fingerprint;
-use serde::Deserialize;
+use rlrag_retriever::{Document, TermWeight};
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 mod route;
@@ -102,8 +102,19 @@ impl Options {
         EngineOptions {
             sparse_vectors: self.sparse_vectors.unwrap_or(d.sparse_vectors),
             rerank_m: self.rerank_m.unwrap_or(d.rerank_m),
+            ..d
         }
     }
+}
+
+/// A search result as the page gets it: the engine's hit with its passage.
+#[derive(Serialize)]
+struct JsHit<'a> {
+    id: &'a str,
+    score: f32,
+    title: &'a str,
+    text: &'a str,
+    terms: &'a [TermWeight],
 }
 
 #[derive(Deserialize)]
@@ -367,7 +378,20 @@ impl Engine {
                 .search_with(&query, k, mode, explain)
                 .await
                 .map_err(js_error)?;
-            serde_wasm_bindgen::to_value(&hits).map_err(|e| js_error(e).into())
+            let page: Vec<JsHit<'_>> = hits
+                .iter()
+                .filter_map(|h| {
+                    let doc = engine.document(&h.id)?;
+                    Some(JsHit {
+                        id: &h.id,
+                        score: h.score,
+                        title: &doc.title,
+                        text: &doc.text,
+                        terms: &h.terms,
+                    })
+                })
+                .collect();
+            serde_wasm_bindgen::to_value(&page).map_err(|e| js_error(e).into())
         })
     }
 

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    Dataset, DatasetFormat, LoadReport, dataset_name, id_string, insert_unique, read, read_corpus,
-    read_jsonl, require,
+    Dataset, DatasetFormat, LoadReport, Split, dataset_name, id_string, insert_unique, read,
+    read_corpus, read_jsonl, require,
 };
 use crate::{Query, RetrieverError};
 use rlrag_reward::retrieval::Qrels;
@@ -20,7 +20,7 @@ struct QueryLine {
     text: String,
 }
 
-pub(super) fn load(dir: &Path, split: &str) -> Result<Dataset, RetrieverError> {
+pub(super) fn load(dir: &Path, split: &Split) -> Result<Dataset, RetrieverError> {
     let qrels_dir = dir.join("qrels");
     let qrels_path = qrels_dir.join(format!("{split}.tsv"));
     if !qrels_path.is_file() {
@@ -76,7 +76,7 @@ pub(super) fn load(dir: &Path, split: &str) -> Result<Dataset, RetrieverError> {
     Ok(Dataset {
         name: dataset_name(dir),
         format: DatasetFormat::Beir,
-        split: split.to_string(),
+        split: split.clone(),
         corpus,
         queries,
         report,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Dataset, DatasetFormat, LoadReport, dataset_name, read};
+use super::{Dataset, DatasetFormat, LoadReport, Split, dataset_name, read};
 use crate::{Document, Query, RetrieverError};
 
 #[derive(Deserialize)]
@@ -130,7 +130,7 @@ pub(super) fn load(path: &Path) -> Result<Dataset, RetrieverError> {
     Ok(Dataset {
         name: dataset_name(&qfile),
         format: DatasetFormat::Hotpotqa,
-        split: String::new(),
+        split: Split::All,
         corpus,
         queries,
         report,

@@ -13,6 +13,9 @@
 mod beir;
 mod hotpotqa;
 mod qa;
+mod split;
+
+pub use split::Split;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -97,10 +100,10 @@ impl DatasetFormat {
     }
 
     /// The split used when none is given.
-    pub fn default_split(self) -> &'static str {
+    pub fn default_split(self) -> Split {
         match self {
-            Self::Beir => "test",
-            Self::Hotpotqa | Self::Qa => "all",
+            Self::Beir => Split::Test,
+            Self::Hotpotqa | Self::Qa => Split::All,
         }
     }
 }
@@ -178,7 +181,7 @@ pub struct Dataset {
     /// The format it was read as.
     pub format: DatasetFormat,
     /// The split.
-    pub split: String,
+    pub split: Split,
     /// The documents, in file order.
     pub corpus: Vec<Document>,
     /// The queries of the split, in file order.
@@ -193,22 +196,21 @@ impl Dataset {
     pub fn load(
         path: &Path,
         format: Option<DatasetFormat>,
-        split: Option<&str>,
+        split: Option<&Split>,
     ) -> Result<Self, RetrieverError> {
         let format = match format {
             Some(f) => f,
             None => DatasetFormat::detect(path)?,
         };
-        let split = split.unwrap_or(format.default_split());
+        let split = split.cloned().unwrap_or(format.default_split());
         let mut ds = match format {
-            DatasetFormat::Beir => beir::load(path, split)?,
+            DatasetFormat::Beir => beir::load(path, &split)?,
             DatasetFormat::Hotpotqa => hotpotqa::load(path)?,
             DatasetFormat::Qa => qa::load(path)?,
         };
         if format != DatasetFormat::Beir {
-            ds.queries = hash_split(path, ds.queries, split)?;
+            ds.queries = hash_split(path, ds.queries, &split)?;
         }
-        ds.split = split.to_string();
         if ds.corpus.is_empty() {
             return Err(RetrieverError::EmptyCorpus {
                 path: path.to_path_buf(),
@@ -220,6 +222,7 @@ impl Dataset {
                 split: split.to_string(),
             });
         }
+        ds.split = split;
         ds.report.unlabelled_queries = ds
             .queries
             .iter()
@@ -251,20 +254,24 @@ pub fn in_test_split(query_id: &str) -> bool {
     fold_of(query_id, 5) == Some(0)
 }
 
-fn hash_split(path: &Path, queries: Vec<Query>, split: &str) -> Result<Vec<Query>, RetrieverError> {
+fn hash_split(
+    path: &Path,
+    queries: Vec<Query>,
+    split: &Split,
+) -> Result<Vec<Query>, RetrieverError> {
     match split {
-        "all" => Ok(queries),
-        "test" => Ok(queries
+        Split::All => Ok(queries),
+        Split::Test => Ok(queries
             .into_iter()
             .filter(|q| in_test_split(&q.id))
             .collect()),
-        "train" => Ok(queries
+        Split::Train => Ok(queries
             .into_iter()
             .filter(|q| !in_test_split(&q.id))
             .collect()),
-        other => Err(RetrieverError::UnknownSplit {
+        Split::Named(other) => Err(RetrieverError::UnknownSplit {
             path: path.to_path_buf(),
-            split: other.to_string(),
+            split: other.clone(),
             available: vec!["all".into(), "train".into(), "test".into()],
         }),
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    Dataset, DatasetFormat, LoadReport, dataset_name, id_list, id_string, insert_unique,
+    Dataset, DatasetFormat, LoadReport, Split, dataset_name, id_list, id_string, insert_unique,
     read_corpus, read_jsonl, require,
 };
 use crate::{Query, RetrieverError};
@@ -46,7 +46,7 @@ pub(super) fn load(dir: &Path) -> Result<Dataset, RetrieverError> {
     Ok(Dataset {
         name: dataset_name(dir),
         format: DatasetFormat::Qa,
-        split: String::new(),
+        split: Split::All,
         corpus,
         queries,
         report,

@@ -102,7 +102,8 @@ fn beir_errors_name_file_and_line() {
         "{err}"
     );
 
-    let err = Dataset::load(dir.path(), None, Some("dev")).expect_err("no such split");
+    let err = Dataset::load(dir.path(), None, Some(&Split::Named("dev".into())))
+        .expect_err("no such split");
     match err {
         RetrieverError::UnknownSplit { available, .. } => assert_eq!(available, ["test"]),
         other => panic!("unexpected {other}"),
@@ -215,8 +216,8 @@ fn hash_split_is_stable_and_partitions() {
         .map(|i| format!("{{\"id\": {i}, \"question\": \"q{i}\", \"answers\": [\"a\"]}}\n"))
         .collect();
     write(dir.path(), "qa.jsonl", &qa);
-    let train = Dataset::load(dir.path(), None, Some("train")).expect("train");
-    let test = Dataset::load(dir.path(), None, Some("test")).expect("test");
+    let train = Dataset::load(dir.path(), None, Some(&Split::Train)).expect("train");
+    let test = Dataset::load(dir.path(), None, Some(&Split::Test)).expect("test");
     assert_eq!(train.queries.len() + test.queries.len(), 200);
     assert!(
         (25..=55).contains(&test.queries.len()),
@@ -240,7 +241,7 @@ fn hash_split_is_stable_and_partitions() {
     }
     assert_eq!(fold_of("0", 0), None);
     assert!(matches!(
-        Dataset::load(dir.path(), None, Some("dev")),
+        Dataset::load(dir.path(), None, Some(&Split::Named("dev".into()))),
         Err(RetrieverError::UnknownSplit { .. })
     ));
 }

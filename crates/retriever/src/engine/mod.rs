@@ -15,7 +15,10 @@
 //! method that runs an encoder is `async`; on the CPU the futures complete at
 //! once.
 
-use std::collections::{BTreeMap, HashMap};
+mod search;
+mod snapshot;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,11 +26,14 @@ use std::sync::Arc;
 use rlrag_encoder::{Encoder, SparseVector};
 use serde::{Deserialize, Serialize};
 
-use crate::fusion::{Fusion, fuse};
-use crate::neural::{ENCODE_CHUNK, matched_terms, vocab_size};
-use crate::persist::{decode_snapshot, encode_snapshot};
+pub use search::AnnProbe;
+
+use crate::analyzer::AnalyzerConfig;
+use crate::dense_index::{DenseSearch, HnswIndex};
+use crate::fusion::Fusion;
+use crate::neural::{ENCODE_CHUNK, vocab_size};
 use crate::sparse_index::{SparseIndex, Weighting};
-use crate::{Bm25Index, Document, FlatIndex, Hit, Retriever, RetrieverError, SavedIndex};
+use crate::{Bm25Index, Bm25Params, Document, FlatIndex, RetrieverError};
 
 /// The largest document the engine accepts (title + text, bytes).
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 22;
@@ -52,13 +58,10 @@ async fn chunk_done(
     futures_lite::future::yield_now().await;
 }
 
-const SNAPSHOT_KIND: &str = "engine";
-/// 2: model fingerprints are XXH3 (were CRC-32).
-const SNAPSHOT_VERSION: u16 = 2;
-
 /// How [`Engine::search`] ranks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SearchMode {
     /// Learned-sparse vectors of the documents (needs `sparse_vectors`).
     Sparse,
@@ -68,7 +71,8 @@ pub enum SearchMode {
     Dense,
     /// Okapi BM25.
     Bm25,
-    /// Reciprocal-rank fusion of BM25, sparse (or BoT) and dense where present.
+    /// Fusion of other modes ([`EngineOptions::hybrid`]; by default
+    /// reciprocal-rank fusion of BM25, sparse (or BoT) and dense where present).
     Hybrid,
 }
 
@@ -114,13 +118,25 @@ impl FromStr for SearchMode {
     }
 }
 
-/// What the engine indexes beyond BM25 and bags of tokens.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What the engine indexes beyond BM25 and bags of tokens, and how its
+/// modes search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EngineOptions {
     /// Encode documents with the sparse model for [`SearchMode::Sparse`].
     pub sparse_vectors: bool,
     /// BoT: re-score this many top candidates with the sparse model (0 = off).
     pub rerank_m: usize,
+    /// BM25's parameters.
+    pub bm25: Bm25Params,
+    /// How dense queries search: every vector, or an HNSW graph rebuilt
+    /// after each change (never saved: built again on import).
+    pub dense_search: DenseSearch,
+    /// The modes [`SearchMode::Hybrid`] fuses, each searched to depth
+    /// max(k, 100); empty: BM25, sparse (BoT without sparse vectors) and
+    /// dense when a dense model is loaded.
+    pub hybrid: Vec<SearchMode>,
+    /// How the hybrid's lists combine.
+    pub fusion: Fusion,
 }
 
 impl Default for EngineOptions {
@@ -128,9 +144,16 @@ impl Default for EngineOptions {
         Self {
             sparse_vectors: true,
             rerank_m: 0,
+            bm25: Bm25Params::default(),
+            dense_search: DenseSearch::Flat,
+            hybrid: Vec::new(),
+            fusion: Fusion::default(),
         }
     }
 }
+
+/// Depth of each list a hybrid search fuses (at least `k`).
+const HYBRID_DEPTH: usize = 100;
 
 /// The model files an engine runs, identified by fingerprint so that a saved
 /// index is only ever searched with the models that built it.
@@ -142,30 +165,6 @@ pub struct EngineModels {
     pub sparse_fingerprint: u64,
     /// An optional dense model and its fingerprint.
     pub dense: Option<(Arc<Encoder>, u64)>,
-}
-
-/// A learned-sparse term that a hit matched.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TermWeight {
-    /// The vocabulary token (a word or word piece).
-    pub term: String,
-    /// Query weight × document weight (1 for a bag of tokens).
-    pub weight: f32,
-}
-
-/// One search result.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SearchHit {
-    /// Document id.
-    pub id: String,
-    /// Score of the mode that ranked it.
-    pub score: f32,
-    /// Document title.
-    pub title: String,
-    /// Document text.
-    pub text: String,
-    /// Matched learned-sparse terms, heaviest first.
-    pub terms: Vec<TermWeight>,
 }
 
 /// Indexing progress: `done` of `total` documents through `stage`.
@@ -189,6 +188,8 @@ pub struct Engine {
     bags: SparseIndex,
     learned: Option<SparseIndex>,
     dense: Option<FlatIndex>,
+    /// The graph over `dense` when [`EngineOptions::dense_search`] is HNSW.
+    hnsw: Option<HnswIndex>,
 }
 
 impl fmt::Debug for Engine {
@@ -199,18 +200,6 @@ impl fmt::Debug for Engine {
             .field("modes", &self.modes())
             .finish()
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    sparse_fingerprint: u64,
-    dense_fingerprint: Option<u64>,
-    options: EngineOptions,
-    documents: Vec<Document>,
-    bm25: Vec<u8>,
-    bags: Vec<u8>,
-    learned: Option<Vec<u8>>,
-    dense: Option<Vec<u8>>,
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> RetrieverError {
@@ -234,6 +223,22 @@ impl Engine {
         {
             return Err(invalid("dense", "the dense model has a sparse head"));
         }
+        for (i, m) in options.hybrid.iter().enumerate() {
+            if *m == SearchMode::Hybrid || options.hybrid[..i].contains(m) {
+                return Err(invalid(
+                    "hybrid",
+                    format!("the hybrid fuses other modes, each once (got `{m}` there)"),
+                ));
+            }
+        }
+        if let DenseSearch::Hnsw(p) = options.dense_search
+            && (p.ef_search == 0 || p.ef_construction == 0)
+        {
+            return Err(invalid(
+                "dense_search",
+                "HNSW needs ef_search and ef_construction ≥ 1",
+            ));
+        }
         let vocab = vocab_size(&models.sparse);
         let learned = options
             .sparse_vectors
@@ -242,15 +247,25 @@ impl Engine {
             .dense
             .as_ref()
             .map(|(d, _)| FlatIndex::new(d.config().bert.hidden_size));
-        Ok(Self {
-            options,
+        let engine = Self {
             docs: BTreeMap::new(),
-            bm25: Bm25Index::default(),
+            bm25: Bm25Index::new(options.bm25, AnalyzerConfig::default())?,
             bags: SparseIndex::new(Weighting::Binary, vocab),
             learned,
             dense,
+            hnsw: None,
+            options,
             models,
-        })
+        };
+        for m in &engine.options.hybrid {
+            if let Some(reason) = engine.unavailable(*m) {
+                return Err(invalid(
+                    "hybrid",
+                    format!("the hybrid cannot fuse `{m}`: {reason}"),
+                ));
+            }
+        }
+        Ok(engine)
     }
 
     /// Documents held.
@@ -390,8 +405,19 @@ impl Engine {
                 done += chunk.len();
                 chunk_done(progress, "dense", done, total).await;
             }
+            self.rebuild_hnsw();
         }
         Ok(())
+    }
+
+    /// The HNSW graph over the dense vectors as they are now.
+    fn rebuild_hnsw(&mut self) {
+        self.hnsw = match (self.options.dense_search, &self.dense) {
+            (DenseSearch::Hnsw(p), Some(flat)) if !flat.is_empty() => {
+                Some(HnswIndex::build(flat, p))
+            }
+            _ => None,
+        };
     }
 
     /// Remove documents by id from every index; returns how many went
@@ -413,268 +439,9 @@ impl Engine {
         for id in &present {
             self.docs.remove(*id);
         }
+        if !present.is_empty() && self.hnsw.is_some() {
+            self.rebuild_hnsw();
+        }
         present.len()
-    }
-
-    /// The top `k` documents for `query` in `mode`, with the learned-sparse
-    /// terms each matched.
-    pub async fn search(
-        &self,
-        query: &str,
-        k: usize,
-        mode: SearchMode,
-    ) -> Result<Vec<SearchHit>, RetrieverError> {
-        self.search_with(query, k, mode, true).await
-    }
-
-    /// As [`Engine::search`]; with `explain` false the hits' `terms` stay
-    /// empty, and BM25 and dense searches skip the query's sparse encoding
-    /// (a BM25 search is then index work only: what the router's local
-    /// source does for every sub-query).
-    pub async fn search_with(
-        &self,
-        query: &str,
-        k: usize,
-        mode: SearchMode,
-        explain: bool,
-    ) -> Result<Vec<SearchHit>, RetrieverError> {
-        if query.trim().is_empty() {
-            return Err(invalid("query", "the query is empty"));
-        }
-        if query.len() > MAX_QUERY_BYTES {
-            return Err(invalid(
-                "query",
-                format!(
-                    "the query has {} bytes (at most {MAX_QUERY_BYTES})",
-                    query.len()
-                ),
-            ));
-        }
-        if let Some(reason) = self.unavailable(mode) {
-            return Err(RetrieverError::ModeUnavailable {
-                mode: mode.name(),
-                reason: reason.into(),
-            });
-        }
-        if k == 0 || self.docs.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The sparse query vector ranks sparse/BoT and explains every mode;
-        // BM25 and dense without explanations need no encoder run.
-        let q = if explain || !matches!(mode, SearchMode::Bm25 | SearchMode::Dense) {
-            self.models
-                .sparse
-                .encode_sparse_async(&[query])
-                .await?
-                .pop()
-                .unwrap_or_default()
-        } else {
-            SparseVector::default()
-        };
-        let hits = match mode {
-            SearchMode::Sparse => self.sparse_hits(&q, k),
-            SearchMode::Bot => self.bot_hits(&q, k).await?,
-            SearchMode::Dense => self.dense_hits(query, k).await?,
-            SearchMode::Bm25 => self.bm25.search(query, k)?,
-            SearchMode::Hybrid => {
-                let depth = k.max(100);
-                let mut lists = vec![self.bm25.search(query, depth)?];
-                lists.push(if self.learned.is_some() {
-                    self.sparse_hits(&q, depth)
-                } else {
-                    self.bot_hits(&q, depth).await?
-                });
-                if self.dense.is_some() {
-                    lists.push(self.dense_hits(query, depth).await?);
-                }
-                let weights = vec![1.0; lists.len()];
-                fuse(&lists, &weights, Fusion::default(), k)
-            }
-        };
-        Ok(hits
-            .into_iter()
-            .filter_map(|h| {
-                let doc = self.docs.get(&h.id)?;
-                Some(SearchHit {
-                    terms: if explain {
-                        self.explain(&q, &h.id)
-                    } else {
-                        Vec::new()
-                    },
-                    id: h.id,
-                    score: h.score,
-                    title: doc.title.clone(),
-                    text: doc.text.clone(),
-                })
-            })
-            .collect())
-    }
-
-    fn sparse_hits(&self, q: &SparseVector, k: usize) -> Vec<Hit> {
-        self.learned
-            .as_ref()
-            .map(|l| l.search(q, k))
-            .unwrap_or_default()
-    }
-
-    async fn bot_hits(&self, q: &SparseVector, k: usize) -> Result<Vec<Hit>, RetrieverError> {
-        let m = self.options.rerank_m;
-        let candidates = self.bags.search(q, k.max(m));
-        if m == 0 || candidates.is_empty() {
-            return Ok(candidates.into_iter().take(k).collect());
-        }
-        let m = m.min(candidates.len());
-        let texts: Vec<String> = candidates[..m]
-            .iter()
-            .map(|h| {
-                self.docs
-                    .get(&h.id)
-                    .map(Document::full_text)
-                    .unwrap_or_default()
-            })
-            .collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = self.models.sparse.encode_sparse_async(&refs).await?;
-        Ok(crate::neural::rerank(candidates, &vectors, q, k))
-    }
-
-    async fn dense_hits(&self, query: &str, k: usize) -> Result<Vec<Hit>, RetrieverError> {
-        let (Some(flat), Some((encoder, _))) = (&self.dense, &self.models.dense) else {
-            return Ok(Vec::new());
-        };
-        let q = encoder
-            .encode_dense_async(&[query])
-            .await?
-            .pop()
-            .unwrap_or_default();
-        flat.search(&q, k)
-    }
-
-    /// Terms of the query vector that the document holds: against its
-    /// learned-sparse vector when indexed, else against its bag of tokens.
-    fn explain(&self, q: &SparseVector, id: &str) -> Vec<TermWeight> {
-        let d = self
-            .learned
-            .as_ref()
-            .and_then(|l| l.vector(id))
-            .or_else(|| self.bags.vector(id))
-            .unwrap_or_default();
-        matched_terms(&self.models.sparse, q, &d)
-            .into_iter()
-            .map(|(term, weight)| TermWeight { term, weight })
-            .collect()
-    }
-
-    /// The corpus and every index in one versioned, checksummed file.
-    pub fn export(&self) -> Result<Vec<u8>, RetrieverError> {
-        let snap = Snapshot {
-            sparse_fingerprint: self.models.sparse_fingerprint,
-            dense_fingerprint: self.models.dense.as_ref().map(|(_, f)| *f),
-            options: self.options.clone(),
-            documents: self.docs.values().cloned().collect(),
-            bm25: self.bm25.to_bytes()?,
-            bags: self.bags.to_bytes()?,
-            learned: self
-                .learned
-                .as_ref()
-                .map(SavedIndex::to_bytes)
-                .transpose()?,
-            dense: self.dense.as_ref().map(SavedIndex::to_bytes).transpose()?,
-        };
-        encode_snapshot(SNAPSHOT_KIND, SNAPSHOT_VERSION, &snap)
-    }
-
-    /// An engine over `models` from what [`Engine::export`] wrote with the
-    /// same model files. Anything foreign, damaged, inconsistent or built
-    /// with other models is refused whole.
-    pub fn import(models: EngineModels, bytes: &[u8]) -> Result<Self, RetrieverError> {
-        let snap: Snapshot = decode_snapshot(bytes, SNAPSHOT_KIND, SNAPSHOT_VERSION)?;
-        if snap.sparse_fingerprint != models.sparse_fingerprint {
-            return Err(RetrieverError::ModelMismatch {
-                model: "sparse",
-                saved: snap.sparse_fingerprint,
-                loaded: models.sparse_fingerprint,
-            });
-        }
-        let loaded_dense = models.dense.as_ref().map(|(_, f)| *f);
-        if snap.dense_fingerprint != loaded_dense {
-            return Err(match (snap.dense_fingerprint, loaded_dense) {
-                (Some(saved), Some(loaded)) => RetrieverError::ModelMismatch {
-                    model: "dense",
-                    saved,
-                    loaded,
-                },
-                (Some(_), None) => invalid(
-                    "index",
-                    "the index holds dense vectors: load its dense model",
-                ),
-                _ => invalid(
-                    "index",
-                    "the index has no dense vectors for the loaded dense model",
-                ),
-            });
-        }
-        let mut engine = Self::new(models, snap.options)?;
-        engine.bm25 = Bm25Index::from_bytes(&snap.bm25)?;
-        engine.bags = SparseIndex::from_bytes(&snap.bags)?;
-        engine.learned = snap
-            .learned
-            .as_deref()
-            .map(SparseIndex::from_bytes)
-            .transpose()?;
-        engine.dense = snap
-            .dense
-            .as_deref()
-            .map(FlatIndex::from_bytes)
-            .transpose()?;
-        engine.docs = snap
-            .documents
-            .into_iter()
-            .map(|d| (d.id.clone(), d))
-            .collect();
-        engine.check_consistent()?;
-        Ok(engine)
-    }
-
-    /// Every index holds exactly the documents, with matching vocabularies.
-    fn check_consistent(&self) -> Result<(), RetrieverError> {
-        let n = self.docs.len();
-        let vocab = vocab_size(&self.models.sparse);
-        let mut sizes: HashMap<&str, usize> = HashMap::new();
-        sizes.insert("bm25", self.bm25.len());
-        sizes.insert("bags", self.bags.len());
-        if self.bags.weighting() != Weighting::Binary || self.bags.vocab_size() != vocab {
-            return Err(invalid(
-                "index",
-                "the bag-of-tokens index does not fit the model",
-            ));
-        }
-        if let Some(l) = &self.learned {
-            if l.weighting() != Weighting::Learned || l.vocab_size() != vocab {
-                return Err(invalid("index", "the sparse index does not fit the model"));
-            }
-            sizes.insert("sparse", l.len());
-        }
-        if let (Some(flat), Some((encoder, _))) = (&self.dense, &self.models.dense) {
-            if flat.dim() != encoder.config().bert.hidden_size {
-                return Err(invalid("index", "the dense index does not fit the model"));
-            }
-            sizes.insert("dense", flat.len());
-        }
-        for (name, len) in sizes {
-            if len != n {
-                return Err(invalid(
-                    "index",
-                    format!("the {name} index holds {len} documents, the corpus {n}"),
-                ));
-            }
-        }
-        if self.docs.keys().any(|id| !self.bags.contains(id)) {
-            return Err(invalid(
-                "index",
-                "the indexes and the corpus hold different ids",
-            ));
-        }
-        Ok(())
     }
 }

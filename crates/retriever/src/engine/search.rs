@@ -1,0 +1,237 @@
+//! Searching an engine: one mode, or a hybrid of several fused; the
+//! matched terms that explain a hit; HNSW measured against exact search.
+
+use rlrag_encoder::{Encoder, SparseVector};
+
+use super::{Engine, HYBRID_DEPTH, MAX_QUERY_BYTES, SearchMode, invalid};
+use crate::dense_index::HnswIndex;
+use crate::fusion::fuse;
+use crate::neural::matched_terms;
+use crate::{Document, FlatIndex, Hit, RetrieverError, TermWeight};
+
+impl Engine {
+    /// The top `k` documents for `query` in `mode`, with the learned-sparse
+    /// terms each matched (title and text: [`Engine::document`]).
+    pub async fn search(
+        &self,
+        query: &str,
+        k: usize,
+        mode: SearchMode,
+    ) -> Result<Vec<Hit>, RetrieverError> {
+        self.search_with(query, k, mode, true).await
+    }
+
+    /// As [`Engine::search`]; with `explain` false the hits' `terms` stay
+    /// empty, and BM25 and dense searches skip the query's sparse encoding
+    /// (a BM25 search is then index work only: what the router's local
+    /// source does for every sub-query).
+    pub async fn search_with(
+        &self,
+        query: &str,
+        k: usize,
+        mode: SearchMode,
+        explain: bool,
+    ) -> Result<Vec<Hit>, RetrieverError> {
+        if query.trim().is_empty() {
+            return Err(invalid("query", "the query is empty"));
+        }
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(invalid(
+                "query",
+                format!(
+                    "the query has {} bytes (at most {MAX_QUERY_BYTES})",
+                    query.len()
+                ),
+            ));
+        }
+        if let Some(reason) = self.unavailable(mode) {
+            return Err(RetrieverError::ModeUnavailable {
+                mode: mode.name(),
+                reason: reason.into(),
+            });
+        }
+        if k == 0 || self.docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The sparse query vector ranks sparse/BoT and explains every mode;
+        // BM25 and dense (and hybrids of them) without explanations need no
+        // encoder run.
+        let parts = self.hybrid_parts();
+        let lexical_only = |m: SearchMode| matches!(m, SearchMode::Bm25 | SearchMode::Dense);
+        let needs_sparse = match mode {
+            SearchMode::Hybrid => !parts.iter().all(|m| lexical_only(*m)),
+            m => !lexical_only(m),
+        };
+        let q = if explain || needs_sparse {
+            self.models
+                .sparse
+                .encode_sparse_async(&[query])
+                .await?
+                .pop()
+                .unwrap_or_default()
+        } else {
+            SparseVector::default()
+        };
+        let hits = match mode {
+            SearchMode::Hybrid => {
+                let depth = k.max(HYBRID_DEPTH);
+                let mut lists = Vec::with_capacity(parts.len());
+                for m in &parts {
+                    lists.push(self.ranked(query, &q, depth, *m).await?);
+                }
+                let weights = vec![1.0; lists.len()];
+                fuse(&lists, &weights, self.options.fusion, k)
+            }
+            m => self.ranked(query, &q, k, m).await?,
+        };
+        Ok(hits
+            .into_iter()
+            .filter(|h| self.docs.contains_key(&h.id))
+            .map(|mut h| {
+                if explain {
+                    h.terms = self.explain(&q, &h.id);
+                }
+                h
+            })
+            .collect())
+    }
+
+    /// The modes a hybrid search fuses.
+    fn hybrid_parts(&self) -> Vec<SearchMode> {
+        if !self.options.hybrid.is_empty() {
+            return self.options.hybrid.clone();
+        }
+        let mut parts = vec![SearchMode::Bm25];
+        parts.push(if self.learned.is_some() {
+            SearchMode::Sparse
+        } else {
+            SearchMode::Bot
+        });
+        if self.dense.is_some() {
+            parts.push(SearchMode::Dense);
+        }
+        parts
+    }
+
+    /// One mode's ranking (not hybrid): `q` is the query's sparse vector.
+    async fn ranked(
+        &self,
+        query: &str,
+        q: &SparseVector,
+        k: usize,
+        mode: SearchMode,
+    ) -> Result<Vec<Hit>, RetrieverError> {
+        Ok(match mode {
+            SearchMode::Sparse => self.sparse_hits(q, k),
+            SearchMode::Bot => self.bot_hits(q, k).await?,
+            SearchMode::Dense => self.dense_hits(query, k).await?,
+            SearchMode::Bm25 => self.bm25.search(query, k)?,
+            SearchMode::Hybrid => {
+                return Err(invalid("hybrid", "a hybrid cannot fuse itself"));
+            }
+        })
+    }
+
+    fn sparse_hits(&self, q: &SparseVector, k: usize) -> Vec<Hit> {
+        self.learned
+            .as_ref()
+            .map(|l| l.search(q, k))
+            .unwrap_or_default()
+    }
+
+    async fn bot_hits(&self, q: &SparseVector, k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        let m = self.options.rerank_m;
+        let candidates = self.bags.search(q, k.max(m));
+        if m == 0 || candidates.is_empty() {
+            return Ok(candidates.into_iter().take(k).collect());
+        }
+        let m = m.min(candidates.len());
+        let texts: Vec<String> = candidates[..m]
+            .iter()
+            .map(|h| {
+                self.docs
+                    .get(&h.id)
+                    .map(Document::full_text)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = self.models.sparse.encode_sparse_async(&refs).await?;
+        Ok(crate::neural::rerank(candidates, &vectors, q, k))
+    }
+
+    async fn dense_hits(&self, query: &str, k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        let (Some(flat), Some((encoder, _))) = (&self.dense, &self.models.dense) else {
+            return Ok(Vec::new());
+        };
+        let q = encoder
+            .encode_dense_async(&[query])
+            .await?
+            .pop()
+            .unwrap_or_default();
+        match &self.hnsw {
+            Some(h) => h.search(&q, k),
+            None => flat.search(&q, k),
+        }
+    }
+
+    /// With HNSW dense search: the graph and the exact index it
+    /// approximates, to measure its recall and speed; `None` otherwise.
+    pub fn ann(&self) -> Option<AnnProbe<'_>> {
+        let (Some(hnsw), Some(flat), Some((encoder, _))) =
+            (&self.hnsw, &self.dense, &self.models.dense)
+        else {
+            return None;
+        };
+        Some(AnnProbe {
+            encoder,
+            hnsw,
+            flat,
+        })
+    }
+
+    /// Terms of the query vector that the document holds: against its
+    /// learned-sparse vector when indexed, else against its bag of tokens.
+    fn explain(&self, q: &SparseVector, id: &str) -> Vec<TermWeight> {
+        let d = self
+            .learned
+            .as_ref()
+            .and_then(|l| l.vector(id))
+            .or_else(|| self.bags.vector(id))
+            .unwrap_or_default();
+        matched_terms(&self.models.sparse, q, &d)
+            .into_iter()
+            .map(|(term, weight)| TermWeight { term, weight })
+            .collect()
+    }
+}
+
+/// The dense side of an engine searching by HNSW, for measuring the graph
+/// against exact search ([`Engine::ann`]).
+pub struct AnnProbe<'e> {
+    encoder: &'e Encoder,
+    hnsw: &'e HnswIndex,
+    flat: &'e FlatIndex,
+}
+
+impl AnnProbe<'_> {
+    /// The query vector dense search uses.
+    pub async fn embed(&self, query: &str) -> Result<Vec<f32>, RetrieverError> {
+        Ok(self
+            .encoder
+            .encode_dense_async(&[query])
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Top-k from the HNSW graph.
+    pub fn search_approximate(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        self.hnsw.search(query, k)
+    }
+
+    /// Top-k by exhaustive search.
+    pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        self.flat.search(query, k)
+    }
+}
