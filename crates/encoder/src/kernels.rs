@@ -16,6 +16,10 @@
 //! takes burn's own operations, so one model code path serves them all.
 //! `scripts/reference/fit_erf.py` derives the error-function coefficients; the tests
 //! below bound both kernels against libm.
+//!
+//! One file though it is long: the kernels share the 16-lane chunk helpers
+//! and the run-time dispatch (`pulp` on x86_64, SIMD128 in wasm), and split
+//! per kernel each file would repeat that scaffolding.
 
 use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind};
 use burn::tensor::activation::{gelu as burn_gelu, softmax};

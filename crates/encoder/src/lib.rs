@@ -16,10 +16,12 @@ mod error;
 pub mod fasthash;
 mod kernels;
 pub mod models;
+mod safetensors;
 mod sparse;
 mod tokenizer;
 
 pub use config::{BertConfig, Head, ModelConfig, Pooling, RlragSettings, SparseActivation};
-pub use encoder::{Encoder, ModelFiles, Prepared, canonical_safetensors};
+pub use encoder::{Encoder, ModelFiles, Prepared};
 pub use error::EncoderError;
+pub use safetensors::canonical_safetensors;
 pub use sparse::SparseVector;

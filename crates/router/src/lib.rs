@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod queries;
 pub mod source;
+mod trace;
 pub mod writer;
 
 pub use error::{Fault, RouterError};
