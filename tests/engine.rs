@@ -108,7 +108,7 @@ fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
     let mut bm25 = Bm25Index::default();
     bm25.add_documents(&docs).expect("bm25");
     let vocab = sparse_model.config().bert.vocab_size as u32;
-    let mut sparse = SparseIndex::new(Weighting::Learned, vocab);
+    let mut sparse = SparseIndex::new(Weighting::Learned, vocab).expect("the model's vocabulary");
     let vectors = sparse_model.encode_sparse(&refs).expect("encodes");
     sparse.add(&by_id(&docs, vectors)).expect("sparse");
     let mut bot = BotRetriever::new(sparse_model.clone(), 0).expect("bot");

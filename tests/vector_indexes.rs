@@ -67,7 +67,7 @@ proptest! {
         k in 1usize..20,
     ) {
         let weighting = if binary { Weighting::Binary } else { Weighting::Learned };
-        let mut index = SparseIndex::new(weighting, VOCAB);
+        let mut index = SparseIndex::new(weighting, VOCAB).expect("a small vocabulary");
         let named: Vec<(String, SparseVector)> =
             docs.iter().enumerate().map(|(i, v)| (format!("d{i}"), v.clone())).collect();
         index.add(&named).expect("adds");
@@ -181,7 +181,7 @@ fn bad_vectors_and_files_are_refused() {
     ));
     assert!(flat.search(&[1.0], 3).is_err());
 
-    let mut sparse = SparseIndex::new(Weighting::Learned, 10);
+    let mut sparse = SparseIndex::new(Weighting::Learned, 10).expect("a small vocabulary");
     let bad = SparseVector {
         terms: vec![(10, 1.0)],
     };

@@ -163,6 +163,27 @@ async function run(url, webgpu) {
 
     // A second visit restores model + index from OPFS, same answers.
     const again = await visit(context, url, label, { restored: true, results: golden.results.slice(0, 3) });
+    // A load that fails for another reason than the save (here the device
+    // option) rejects and leaves the save as it was.
+    const kept = await again.page.evaluate(async () => {
+      const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('rlrag');
+      const saved = async () => {
+        const out = [];
+        for await (const [name, handle] of dir.entries()) {
+          out.push([name, Array.from(new Uint8Array(await (await handle.getFile()).arrayBuffer()).slice(-64))]);
+        }
+        return JSON.stringify(out);
+      };
+      const before = await saved();
+      const { Rlrag } = await import('./rlrag/src/index.js');
+      const names = [];
+      for await (const [name] of dir.entries()) names.push(name);
+      const key = decodeURIComponent(names[0].replace(/\.rlrag$/, ''));
+      const error = await Rlrag.load(key, { device: 'quantum' }).then(() => 'resolved', (e) => String(e?.message ?? e));
+      return { error, same: (await saved()) === before && names.length === 1 };
+    });
+    assert.ok(/unknown device `quantum`/.test(kept.error), `the load rejects: ${kept.error}`);
+    assert.ok(kept.same, 'the save survives a load that failed for another reason');
     // Corrupt the saved index: the next visit discards it with a warning and indexes afresh.
     await again.page.evaluate(async () => {
       const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('rlrag');

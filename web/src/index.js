@@ -288,9 +288,11 @@ export class Rlrag {
   }
 
   /**
-   * The engine saved under `key`, or `null` when there is none. A stale
-   * (other format version), truncated or corrupt save is deleted with a
-   * console warning and `null` is returned: never a half-loaded engine.
+   * The engine saved under `key`, or `null` when there is none. A save the
+   * checks refuse (another format version, truncated, corrupt, other
+   * models) is deleted with a console warning and `null` is returned: never
+   * a half-loaded engine. Any other failure (the wasm module, the device,
+   * memory) rejects and keeps the save for the next try.
    * @param {string} [key]
    * @param {{device?: DeviceChoice, onProgress?: (progress: Progress) => void, wasm?: any}} [options]
    * @returns {Promise<Rlrag | null>}
@@ -323,7 +325,8 @@ export class Rlrag {
         wasm: options.wasm,
       });
     } catch (e) {
-      return discard(e instanceof Error ? e.message : String(e));
+      if (e?.name === 'RlragIndexError') return discard(e.message);
+      throw e;
     }
   }
 

@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::EncoderError;
 
+/// The largest vocabulary a model (and an index over its terms) may have:
+/// above every real tokenizer (BERT 30,522, XLM-R 250,002), and small
+/// enough that a file claiming it cannot make a loader allocate much.
+pub const MAX_VOCAB_SIZE: usize = 1 << 20;
+
 /// The BERT architecture fields rlrag reads from a Hugging Face `config.json`
 /// (other fields are ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +48,28 @@ fn default_eps() -> f64 {
 }
 fn default_act() -> String {
     "gelu".into()
+}
+
+impl BertConfig {
+    /// A lower bound of the parameter count: the embedding tables and each
+    /// layer's attention and feed-forward matrices (`None` on overflow).
+    pub fn parameters_at_least(&self) -> Option<u64> {
+        let [v, h, l, i, p, t] = [
+            self.vocab_size,
+            self.hidden_size,
+            self.num_hidden_layers,
+            self.intermediate_size,
+            self.max_position_embeddings,
+            self.type_vocab_size,
+        ]
+        .map(|x| x as u64);
+        let embeddings = v.checked_add(p)?.checked_add(t)?.checked_mul(h)?;
+        let layer = h
+            .checked_mul(h)?
+            .checked_mul(4)?
+            .checked_add(h.checked_mul(i)?.checked_mul(2)?)?;
+        embeddings.checked_add(layer.checked_mul(l)?)
+    }
 }
 
 /// The activation of the learned-sparse head, applied to vocabulary logits.
@@ -177,6 +204,30 @@ impl ModelConfig {
         let bad = |m: String| Err(EncoderError::Config(m));
         if b.vocab_size == 0 || b.hidden_size == 0 || b.num_attention_heads == 0 {
             return bad("vocab_size, hidden_size and num_attention_heads must be positive".into());
+        }
+        // Upper bounds far above any BERT, so that a hostile file cannot
+        // make the loader allocate: the model is built before its weights
+        // are read (and then checked against their size).
+        for (name, value, range) in [
+            ("vocab_size", b.vocab_size, 1..=MAX_VOCAB_SIZE),
+            ("hidden_size", b.hidden_size, 1..=16_384),
+            ("num_hidden_layers", b.num_hidden_layers, 1..=256),
+            ("num_attention_heads", b.num_attention_heads, 1..=1024),
+            ("intermediate_size", b.intermediate_size, 1..=65_536),
+            (
+                "max_position_embeddings",
+                b.max_position_embeddings,
+                2..=65_536,
+            ),
+            ("type_vocab_size", b.type_vocab_size, 1..=1024),
+        ] {
+            if !range.contains(&value) {
+                return bad(format!(
+                    "{name} {value} is out of range ({}..={})",
+                    range.start(),
+                    range.end()
+                ));
+            }
         }
         if !b.hidden_size.is_multiple_of(b.num_attention_heads) {
             return bad(format!(

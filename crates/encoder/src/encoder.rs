@@ -89,11 +89,14 @@ impl Prepared {
     pub fn parse(config: &[u8], tokenizer: &[u8]) -> Result<Self, EncoderError> {
         let config = ModelConfig::from_json(config)?;
         let tokenizer = BertTokenizer::from_json(tokenizer, config.rlrag.max_length)?;
-        let tokenizer_vocab = tokenizer.vocab_size();
-        if tokenizer_vocab > config.bert.vocab_size {
+        // Every id the tokenizer can produce must index the embedding table.
+        let count = tokenizer.vocab_size();
+        let vocab = config.bert.vocab_size;
+        let max = tokenizer.max_id().map_or(0, |m| m as usize);
+        if count > vocab || max >= vocab {
             return Err(EncoderError::Tokenizer(format!(
-                "tokenizer has {tokenizer_vocab} tokens but the model only {}",
-                config.bert.vocab_size
+                "tokenizer has {count} tokens, the largest id {max}, but the model only {vocab}: \
+                 ids outside the model's vocabulary would read past its embedding table"
             )));
         }
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
@@ -114,6 +117,17 @@ impl Prepared {
     /// tensors are renamed in place, so the weights are not copied once
     /// more; in a browser, one copy fewer of them in memory at once).
     pub fn load(self, weights: Vec<u8>, device: &Device) -> Result<Encoder, EncoderError> {
+        // The model is allocated before its weights are read: a config that
+        // describes more parameters than the file could hold is refused
+        // first (at 2 bytes a parameter, the smallest type loaded).
+        let least = self.config.bert.parameters_at_least();
+        if least.is_none_or(|n| n.saturating_mul(2) > weights.len() as u64) {
+            return Err(EncoderError::Weights(format!(
+                "config.json describes a model of at least {} parameters, more than the {} bytes of model.safetensors hold",
+                least.map_or_else(|| "2^64".to_owned(), |n| n.to_string()),
+                weights.len()
+            )));
+        }
         let mlm = matches!(self.config.rlrag.head, Head::Sparse { .. });
         let mut model = self.config.bert.init(mlm, device);
         let weights = renamed_in_place(weights, hf_to_module_key)?;

@@ -20,7 +20,9 @@ mod safetensors;
 mod sparse;
 mod tokenizer;
 
-pub use config::{BertConfig, Head, ModelConfig, Pooling, RlragSettings, SparseActivation};
+pub use config::{
+    BertConfig, Head, MAX_VOCAB_SIZE, ModelConfig, Pooling, RlragSettings, SparseActivation,
+};
 pub use encoder::{Encoder, ModelFiles, Prepared};
 pub use error::EncoderError;
 pub use safetensors::canonical_safetensors;

@@ -260,6 +260,15 @@ impl BertTokenizer {
                 .count()
     }
 
+    /// The largest id the tokenizer can produce: of the vocabulary, the
+    /// added tokens and the special tokens around a text.
+    pub(crate) fn max_id(&self) -> Option<u32> {
+        let vocab = self.model.get_vocab().into_values();
+        let added = self.added.iter().map(|&(_, id)| id);
+        let specials = self.prefix.iter().chain(&self.suffix).copied();
+        vocab.chain(added).chain(specials).max()
+    }
+
     /// The normaliser's `lowercase`, when there is a normaliser.
     pub(crate) fn lowercase(&self) -> Option<bool> {
         self.normalizer.as_ref().map(|n| n.lowercase)

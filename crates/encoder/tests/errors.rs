@@ -114,6 +114,75 @@ fn config_and_tokenizer_are_checked_before_the_weights() {
     assert!(matches!(err, EncoderError::Weights(_)), "{err}");
 }
 
+/// Files that would make the loader allocate without bound, or read past
+/// the embedding table, are refused before anything is built.
+#[test]
+fn hostile_configs_and_tokenizers_are_refused_before_allocating() {
+    let s = files("splade-tiny");
+    let config = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_slice(&s.config).expect("json");
+        f(&mut v);
+        serde_json::to_vec(&v).expect("json")
+    };
+    // Sizes no model has: refused by the config check.
+    for (field, value) in [
+        ("vocab_size", serde_json::json!(1_000_000_000_000u64)),
+        ("num_hidden_layers", serde_json::json!(100_000_000)),
+        ("hidden_size", serde_json::json!(1_048_576)),
+        ("intermediate_size", serde_json::json!(1u64 << 40)),
+        ("type_vocab_size", serde_json::json!(0)),
+    ] {
+        let bad = config(&|v| v[field] = value.clone());
+        let err = ModelConfig::from_json(&bad).expect_err(field);
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+    // Plausible sizes, but more parameters than the weights file holds:
+    // refused before the model is allocated.
+    let big = config(&|v| {
+        v["hidden_size"] = 4096.into();
+        v["num_attention_heads"] = 32.into();
+        v["intermediate_size"] = 16384.into();
+        v["num_hidden_layers"] = 48.into();
+    });
+    let prepared = Prepared::parse(&big, &s.tokenizer).expect("within bounds");
+    let err = prepared
+        .load(s.weights.clone(), &Device::flex())
+        .expect_err("more parameters than bytes");
+    assert!(err.to_string().contains("parameters"), "{err}");
+
+    // A tokenizer that produces an id past the embedding table: in its
+    // vocabulary, its added tokens or its template's special tokens.
+    let tokenizer = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_slice(&s.tokenizer).expect("json");
+        f(&mut v);
+        serde_json::to_vec(&v).expect("json")
+    };
+    let in_vocab = tokenizer(&|v| v["model"]["vocab"]["zzzqx"] = 40_000.into());
+    let added = tokenizer(&|v| {
+        v["added_tokens"]
+            .as_array_mut()
+            .expect("added tokens")
+            .push(
+                serde_json::json!({"id": 99_999, "content": "[X]", "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": true}),
+            );
+    });
+    let template = tokenizer(&|v| {
+        v["post_processor"]["special_tokens"]["[CLS]"]["ids"] = serde_json::json!([65_000])
+    });
+    for (what, bytes) in [
+        ("vocabulary", in_vocab),
+        ("added token", added),
+        ("template", template),
+    ] {
+        let err = Prepared::parse(&s.config, &bytes).expect_err(what);
+        assert!(
+            err.to_string().contains("outside the model's vocabulary"),
+            "{what}: {err}"
+        );
+    }
+}
+
 #[test]
 fn config_validation_names_the_problem() {
     let base = files("splade-tiny").config;

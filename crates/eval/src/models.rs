@@ -5,7 +5,6 @@
 //! temporary file beside it, flushed, then renamed), weights first and the
 //! manifest last, so a reader never sees a half-written file.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -154,28 +153,10 @@ pub fn load_encoder(
     })
 }
 
-/// Write `bytes` to `path` atomically: a uniquely named temporary file in
-/// the same directory, flushed to disk, then renamed over `path`.
+/// Write `bytes` to `path` atomically and durably
+/// ([`rlrag_retriever::persist::write_atomic`]), naming the file in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io("write", &tmp)(e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io("rename", path)(e)
-    })
+    rlrag_retriever::persist::write_atomic(path, bytes).map_err(io("write", path))
 }
 
 /// Write the files of a directory (created if needed) in the given order,

@@ -13,6 +13,8 @@ use crate::{Hit, RetrieverError};
 pub const INDEX_KIND: &str = "dense";
 /// The payload version this build writes and reads.
 pub const PAYLOAD_VERSION: u16 = 1;
+/// The most dimensions a dense vector may have.
+pub const MAX_DIM: usize = 1 << 16;
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -75,6 +77,12 @@ impl FlatIndex {
     /// Add documents with their vectors; all or nothing on a wrong dimension,
     /// a non-finite value or a duplicate id.
     pub fn add(&mut self, docs: &[(String, Vec<f32>)]) -> Result<(), RetrieverError> {
+        if !(1..=MAX_DIM).contains(&self.dim) && !docs.is_empty() {
+            return Err(RetrieverError::InvalidParameter {
+                name: "dim",
+                reason: format!("vectors of {} dimensions (1..={MAX_DIM})", self.dim),
+            });
+        }
         let mut batch = std::collections::HashSet::new();
         for (id, v) in docs {
             if self.by_id.contains_key(id) || !batch.insert(id.as_str()) {
@@ -177,7 +185,11 @@ impl SavedIndex for FlatIndex {
     fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
         let snap: Snapshot = persist::decode_snapshot(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
         let dim = snap.dim as usize;
-        if snap.data.len() != snap.ids.len() * dim {
+        if !(1..=MAX_DIM).contains(&dim) {
+            return Err(invalid(format!("dimension {dim} (1..={MAX_DIM})")));
+        }
+        // Checked: on wasm32 the product of two lengths can wrap.
+        if snap.ids.len().checked_mul(dim) != Some(snap.data.len()) {
             return Err(invalid(format!(
                 "{} ids but {} values for dimension {dim}",
                 snap.ids.len(),
@@ -188,7 +200,7 @@ impl SavedIndex for FlatIndex {
         let docs: Vec<(String, Vec<f32>)> = snap
             .ids
             .into_iter()
-            .zip(snap.data.chunks(dim.max(1)).map(<[f32]>::to_vec))
+            .zip(snap.data.chunks(dim).map(<[f32]>::to_vec))
             .collect();
         index.add(&docs).map_err(|e| invalid(e.to_string()))?;
         Ok(index)
@@ -316,4 +328,41 @@ pub fn recall_against_exact(exact: &[Vec<Hit>], approx: &[Vec<Hit>], k: usize) -
         found as f64 / truth.len() as f64
     });
     per_query.sum::<f64>() / exact.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dim: u32, ids: &[&str], values: usize) -> Vec<u8> {
+        let snap = Snapshot {
+            dim,
+            ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+            data: vec![0.5; values],
+        };
+        persist::encode_snapshot(INDEX_KIND, PAYLOAD_VERSION, &snap).expect("frames")
+    }
+
+    /// Dimension 0 dropped every id without a word; a product of lengths
+    /// that wraps on wasm32 could pass the size check.
+    #[test]
+    fn bad_dimensions_are_refused() {
+        for (dim, ids, values) in [
+            (0, &["a", "b"][..], 0),
+            (u32::MAX, &["a"][..], 0),
+            (MAX_DIM as u32 + 1, &["a"][..], 0),
+            (3, &["a", "b"][..], 5),
+        ] {
+            let err = FlatIndex::from_bytes(&file(dim, ids, values)).expect_err("refused");
+            assert!(
+                err.to_string().contains("dimension") || err.to_string().contains("values"),
+                "{err}"
+            );
+        }
+        let ok = FlatIndex::from_bytes(&file(2, &["a", "b"], 4)).expect("consistent");
+        assert_eq!(ok.len(), 2);
+        let mut empty = FlatIndex::new(0);
+        assert!(empty.add(&[("a".into(), Vec::new())]).is_err());
+        assert!(empty.add(&[]).is_ok());
+    }
 }

@@ -134,6 +134,11 @@ impl<P: Copy> Inverted<P> {
         self.slots.get(slot as usize).and_then(Option::as_ref)
     }
 
+    /// A live document by id.
+    pub fn entry_by_id(&self, id: &str) -> Option<&Entry<P>> {
+        self.by_id.get(id).and_then(|&s| self.entry(s))
+    }
+
     /// Live documents in slot order, with their slots.
     pub fn entries(&self) -> impl Iterator<Item = (u32, &Entry<P>)> {
         self.slots

@@ -33,6 +33,7 @@ pub mod data;
 pub mod dense_index;
 pub mod engine;
 mod error;
+mod failpoint;
 pub mod fusion;
 pub mod hash;
 mod inverted;

@@ -79,7 +79,7 @@ impl BotRetriever {
                 reason: "the bag-of-tokens retriever needs a model with a sparse head".into(),
             });
         }
-        let index = SparseIndex::new(Weighting::Binary, vocab_size(&encoder));
+        let index = SparseIndex::new(Weighting::Binary, vocab_size(&encoder))?;
         Ok(Self {
             encoder,
             index,

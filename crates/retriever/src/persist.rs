@@ -17,6 +17,7 @@
 
 use std::path::Path;
 
+use crate::failpoint;
 use crate::inverted::Entry;
 use crate::{IndexFileError, RetrieverError};
 
@@ -201,22 +202,55 @@ pub trait SavedIndex: Sized {
     }
 }
 
-/// Write an index file atomically (a temporary file renamed over the
-/// target), naming it in the error: an interrupted save never leaves a
-/// half-written index where a good one was.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RetrieverError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let io = |source| RetrieverError::Io {
+    write_atomic(path, bytes).map_err(|source| RetrieverError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
     })
+}
+
+/// Write `bytes` to `path` so that a crash or a concurrent save never
+/// leaves a torn file: a temporary file of its own in the same directory
+/// (process id and a counter in the name, so two saves never share one),
+/// flushed to disk, renamed over `path`, then the directory flushed so the
+/// rename itself survives a power cut. A failure removes the temporary file
+/// and leaves what was at `path` untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?
+        .to_string_lossy();
+    let tmp = dir.join(format!(
+        ".{name}.{}-{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        failpoint::hit_io("persist.write")?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        failpoint::hit_io("persist.fsync")?;
+        f.sync_all()?;
+        failpoint::hit_io("persist.rename")?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The rename is durable once the directory is; not every platform can
+    // open a directory for that (it is best effort there).
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Read an index file, naming it in the error.
@@ -284,5 +318,59 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A save that fails at its write, its flush or its rename leaves the
+    /// old file byte for byte and no temporary file behind.
+    #[test]
+    fn a_failed_save_keeps_the_old_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("index.idx");
+        write_atomic(&path, b"old contents").expect("first save");
+        for point in ["persist.write", "persist.fsync", "persist.rename"] {
+            failpoint::arm(point);
+            let err = write_atomic(&path, b"new contents").expect_err(point);
+            failpoint::disarm();
+            assert!(err.to_string().contains(point), "{err}");
+            assert_eq!(
+                std::fs::read(&path).expect("read"),
+                b"old contents",
+                "{point}"
+            );
+            assert_eq!(listing(dir.path()), ["index.idx"], "{point}");
+        }
+        write_atomic(&path, b"new contents").expect("then it saves");
+        assert_eq!(std::fs::read(&path).expect("read"), b"new contents");
+    }
+
+    /// Saves of one path from several threads at once: each succeeds, the
+    /// file is one of them whole, and no temporary file is left.
+    #[test]
+    fn concurrent_saves_of_one_path_never_tear() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("index.idx");
+        let versions: Vec<Vec<u8>> = (0u8..8).map(|i| vec![i; 64 * 1024]).collect();
+        std::thread::scope(|s| {
+            for v in &versions {
+                let path = &path;
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomic(path, v).expect("saves");
+                    }
+                });
+            }
+        });
+        let got = std::fs::read(&path).expect("read");
+        assert!(versions.contains(&got), "a torn file");
+        assert_eq!(listing(dir.path()), ["index.idx"]);
     }
 }

@@ -2,7 +2,7 @@
 //! product: learned-sparse document vectors (SPLADE / SiDR) or binary bags of
 //! tokens (SiDR's bag-of-tokens index, weight 1 per distinct token).
 
-use rlrag_encoder::SparseVector;
+use rlrag_encoder::{MAX_VOCAB_SIZE, SparseVector};
 use serde::{Deserialize, Serialize};
 
 use crate::inverted::{Entry, Inverted, normalize_terms};
@@ -40,13 +40,20 @@ struct Snapshot {
 }
 
 impl SparseIndex {
-    /// An empty index for term ids below `vocab_size`.
-    pub fn new(weighting: Weighting, vocab_size: u32) -> Self {
-        Self {
+    /// An empty index for term ids below `vocab_size` (at most
+    /// [`MAX_VOCAB_SIZE`]: the index keeps a posting list per term id).
+    pub fn new(weighting: Weighting, vocab_size: u32) -> Result<Self, RetrieverError> {
+        if vocab_size as usize > MAX_VOCAB_SIZE {
+            return Err(RetrieverError::InvalidParameter {
+                name: "vocab_size",
+                reason: format!("{vocab_size} terms (at most {MAX_VOCAB_SIZE})"),
+            });
+        }
+        Ok(Self {
             weighting,
             vocab_size,
             index: Inverted::default(),
-        }
+        })
     }
 
     /// How documents are weighted.
@@ -146,12 +153,9 @@ impl SparseIndex {
 
     /// The stored vector of a document.
     pub fn vector(&self, id: &str) -> Option<SparseVector> {
-        self.index
-            .entries()
-            .find(|(_, e)| e.id == id)
-            .map(|(_, e)| SparseVector {
-                terms: e.terms.clone(),
-            })
+        self.index.entry_by_id(id).map(|e| SparseVector {
+            terms: e.terms.clone(),
+        })
     }
 }
 
@@ -169,7 +173,8 @@ impl SavedIndex for SparseIndex {
     /// Read an index written by [`SparseIndex::to_bytes`].
     fn from_bytes(bytes: &[u8]) -> Result<Self, RetrieverError> {
         let snap: Snapshot = persist::decode_snapshot(bytes, INDEX_KIND, PAYLOAD_VERSION)?;
-        let mut index = Self::new(snap.weighting, snap.vocab_size);
+        let mut index =
+            Self::new(snap.weighting, snap.vocab_size).map_err(|e| invalid(e.to_string()))?;
         index
             .index
             .check_new(snap.docs.iter().map(|d| d.id.as_str()))
@@ -179,5 +184,31 @@ impl SavedIndex for SparseIndex {
             index.index.push(doc);
         }
         Ok(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny file with a valid frame and checksum that claims the largest
+    /// vocabulary and uses a term near its end: refused before any posting
+    /// list is allocated (it asked for ~96 GiB).
+    #[test]
+    fn a_huge_claimed_vocabulary_is_refused_before_allocating() {
+        let snap = Snapshot {
+            weighting: Weighting::Learned,
+            vocab_size: u32::MAX,
+            docs: vec![Entry {
+                id: "d".into(),
+                terms: vec![(u32::MAX - 1, 1.0)],
+            }],
+        };
+        let bytes = persist::encode_snapshot(INDEX_KIND, PAYLOAD_VERSION, &snap).expect("frames");
+        assert!(bytes.len() < 100, "{} bytes", bytes.len());
+        let err = SparseIndex::from_bytes(&bytes).expect_err("refused");
+        assert!(err.to_string().contains("at most"), "{err}");
+        assert!(SparseIndex::new(Weighting::Binary, u32::MAX).is_err());
+        assert!(SparseIndex::new(Weighting::Binary, MAX_VOCAB_SIZE as u32).is_ok());
     }
 }

@@ -35,9 +35,12 @@ impl HttpSource {
         if timeout.is_zero() {
             return Err(invalid("network timeout", "must be more than 0 ms"));
         }
+        // A search endpoint that redirects is answered as the status it
+        // sent, never followed: the peer named is the only one asked.
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
+            .max_redirects(0)
             .build()
             .into();
         Ok(Self {

@@ -131,6 +131,7 @@ impl LlmClient {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_millis(config.timeout_ms.max(1))))
             .http_status_as_error(true)
+            .max_redirects(0)
             .build()
             .into();
         Ok(Self { config, agent })
@@ -144,13 +145,24 @@ impl LlmClient {
     fn post(&self, path: &str, body: &Value) -> Result<Value, RouterError> {
         let url = format!("{}{path}", self.config.base_url.trim_end_matches('/'));
         let mut last = String::new();
-        for _ in 0..=self.config.retries {
+        for attempt in 0..=self.config.retries {
+            if attempt > 0 {
+                // Back off before asking again: 100 ms, 200 ms, 400 ms, …
+                std::thread::sleep(Duration::from_millis(100 << (attempt - 1).min(6)));
+            }
             let sent = self.agent.post(&url).send_json(body);
             match sent {
                 Ok(mut response) => match response.body_mut().read_json::<Value>() {
                     Ok(v) => return Ok(v),
                     Err(e) => last = format!("unreadable reply: {e}"),
                 },
+                // The request itself was refused: asking again cannot help.
+                Err(ureq::Error::StatusCode(status)) if (400..500).contains(&status) => {
+                    return Err(RouterError::Endpoint {
+                        url,
+                        reason: format!("http status {status} (not retried)"),
+                    });
+                }
                 Err(e) => last = e.to_string(),
             }
         }

@@ -277,6 +277,34 @@ fn every_network_fault_is_recorded_and_the_question_completes_locally() {
     assert!(!out.evidence.is_empty());
 }
 
+/// A search endpoint that redirects is a fault with its status: the peer it
+/// names is never asked.
+#[test]
+fn a_redirect_is_a_fault_not_followed() {
+    let target = endpoint(corpus(), Behaviour::Serve);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/search", listener.local_addr().expect("addr"));
+    let to = target.url.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    let net = HttpSource::new(&url, Duration::from_millis(2000)).expect("url");
+    let got = block_on(net.search(&["capital of France".to_owned()], 3));
+    assert!(matches!(got, Err(Fault::Http { status: 307 })), "{got:?}");
+    assert!(
+        target.requests.lock().unwrap().is_empty(),
+        "the redirect was followed"
+    );
+}
+
 #[test]
 fn memory_suppresses_a_repeated_query() {
     let docs = corpus();

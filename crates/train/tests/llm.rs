@@ -6,6 +6,8 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rlrag_retriever::{Document, Query};
@@ -63,6 +65,54 @@ fn fake_server(reply: Option<&'static str>) -> String {
         }
     });
     format!("http://{addr}/v1")
+}
+
+/// A server on 127.0.0.1 answering every connection with `reply`, and how
+/// many connections it took.
+fn counting_server(reply: String) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut s: TcpStream = stream;
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    (format!("http://{addr}/v1"), seen)
+}
+
+/// A request the server refuses (4xx) is not sent again; a server error is,
+/// after a pause; a redirect is not followed to the peer it names.
+#[test]
+fn refusals_are_not_retried_and_redirects_not_followed() {
+    let answer = |url: &str| client(url, 2000).answer("q?", "a passage");
+    let (url, seen) =
+        counting_server("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".into());
+    let err = answer(&url).expect_err("refused");
+    assert!(err.to_string().contains("400"), "{err}");
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "a 4xx is not retried");
+    let (url, seen) =
+        counting_server("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".into());
+    let started = Instant::now();
+    assert!(answer(&url).is_err());
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "a 5xx is retried once");
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "after a pause"
+    );
+    let (elsewhere, asked) = counting_server(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".into(),
+    );
+    let (url, _) = counting_server(format!(
+        "HTTP/1.1 302 Found\r\nLocation: {elsewhere}/chat/completions\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert!(answer(&url).is_err());
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "the redirect was followed");
 }
 
 #[test]

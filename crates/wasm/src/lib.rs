@@ -271,22 +271,32 @@ impl Engine {
     }
 
     /// An engine from [`Engine::export_index`] bytes and the same model files.
+    ///
+    /// An index the checks refuse (foreign, damaged, another version or
+    /// other models) rejects with an `Error` named `RlragIndexError`; any
+    /// other failure (the options, the device, the models) with a plain
+    /// `Error`, so a caller knows which saves to throw away.
     #[wasm_bindgen(js_name = importIndex)]
     pub async fn import_index(
         sparse: ModelBytes,
         dense: Option<ModelBytes>,
         bytes: Vec<u8>,
         options: JsValue,
-    ) -> Result<Engine, JsError> {
+    ) -> Result<Engine, JsValue> {
         let options = Options::parse(options)?;
         if options.sparse_vectors.is_some() || options.rerank_m.is_some() {
             return Err(JsError::new(
                 "importIndex takes only `device`: the index keeps its own settings",
-            ));
+            )
+            .into());
         }
         let device = options.device.as_deref().unwrap_or("auto");
         let (models, backend) = models(sparse, dense, device).await?;
-        let engine = engine::Engine::import(models, &bytes).map_err(js_error)?;
+        let engine = engine::Engine::import(models, &bytes).map_err(|e| {
+            let refused = js_sys::Error::new(&e.to_string());
+            refused.set_name("RlragIndexError");
+            JsValue::from(refused)
+        })?;
         Ok(Engine::wrap(engine, backend))
     }
 

@@ -17,6 +17,8 @@
 
 mod search;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,6 +32,7 @@ pub use search::AnnProbe;
 
 use crate::analyzer::AnalyzerConfig;
 use crate::dense_index::{DenseSearch, HnswIndex};
+use crate::failpoint;
 use crate::fusion::Fusion;
 use crate::neural::{ENCODE_CHUNK, vocab_size};
 use crate::sparse_index::{SparseIndex, Weighting};
@@ -152,6 +155,11 @@ impl Default for EngineOptions {
     }
 }
 
+/// The most candidates a bag-of-tokens search re-encodes per query.
+pub const MAX_RERANK_M: usize = 1000;
+/// The largest HNSW candidate lists.
+pub const MAX_HNSW_EF: usize = 4096;
+
 /// Depth of each list a hybrid search fuses (at least `k`).
 const HYBRID_DEPTH: usize = 100;
 
@@ -177,6 +185,21 @@ pub struct Progress {
     pub done: usize,
     /// Documents in this call.
     pub total: usize,
+}
+
+/// What indexing a batch computed before any index changed.
+struct Staged {
+    bags: Vec<(String, SparseVector)>,
+    learned: Option<Vec<(String, SparseVector)>>,
+    dense: Option<Vec<(String, Vec<f32>)>>,
+}
+
+/// A document as the indexes held it, to put back after a failed replace.
+struct Stored {
+    doc: Document,
+    bag: SparseVector,
+    learned: Option<SparseVector>,
+    dense: Option<Vec<f32>>,
 }
 
 /// A corpus with its indexes and models.
@@ -231,18 +254,30 @@ impl Engine {
                 ));
             }
         }
+        // Options also come from imported files: bound what they can cost.
+        if options.rerank_m > MAX_RERANK_M {
+            return Err(invalid(
+                "rerank_m",
+                format!(
+                    "re-ranking {} candidates per query (at most {MAX_RERANK_M})",
+                    options.rerank_m
+                ),
+            ));
+        }
         if let DenseSearch::Hnsw(p) = options.dense_search
-            && (p.ef_search == 0 || p.ef_construction == 0)
+            && (!(1..=MAX_HNSW_EF).contains(&p.ef_search)
+                || !(1..=MAX_HNSW_EF).contains(&p.ef_construction))
         {
             return Err(invalid(
                 "dense_search",
-                "HNSW needs ef_search and ef_construction ≥ 1",
+                format!("HNSW needs ef_search and ef_construction in 1..={MAX_HNSW_EF}"),
             ));
         }
         let vocab = vocab_size(&models.sparse);
         let learned = options
             .sparse_vectors
-            .then(|| SparseIndex::new(Weighting::Learned, vocab));
+            .then(|| SparseIndex::new(Weighting::Learned, vocab))
+            .transpose()?;
         let dense = models
             .dense
             .as_ref()
@@ -250,7 +285,7 @@ impl Engine {
         let engine = Self {
             docs: BTreeMap::new(),
             bm25: Bm25Index::new(options.bm25, AnalyzerConfig::default())?,
-            bags: SparseIndex::new(Weighting::Binary, vocab),
+            bags: SparseIndex::new(Weighting::Binary, vocab)?,
             learned,
             dense,
             hnsw: None,
@@ -307,9 +342,9 @@ impl Engine {
     }
 
     /// Index documents (replacing any with the same id). Every document is
-    /// checked before anything changes; if an encoder fails part way, the
-    /// documents of this call are removed again, so the engine is never left
-    /// half-indexed.
+    /// checked, tokenized and encoded before any index changes, so a failure
+    /// (a bad document, an encoder) leaves the engine as it was, replaced
+    /// documents included.
     pub async fn add_documents(
         &mut self,
         docs: &[Document],
@@ -340,29 +375,40 @@ impl Engine {
                 ));
             }
         }
-        let replaced: Vec<&str> = docs
-            .iter()
-            .filter(|d| self.docs.contains_key(&d.id))
-            .map(|d| d.id.as_str())
-            .collect();
-        self.remove_documents(&replaced);
-        let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
-        let result = self.index(docs, progress).await;
-        if result.is_err() {
-            self.remove_documents(&ids);
+        // Everything that can fail (the tokenizer, the encoders) runs before
+        // any index changes; a replaced document stays until then.
+        let staged = self.stage(docs, progress).await?;
+        let replaced: Vec<Stored> = docs.iter().filter_map(|d| self.take(&d.id)).collect();
+        let committed = self.commit(docs, staged);
+        if let Err(e) = committed {
+            // Only a bug gets here (the batch was checked): undo it all.
+            let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+            self.purge(&ids);
+            for old in replaced {
+                if let Err(again) = self.restore(old) {
+                    return Err(invalid(
+                        "documents",
+                        format!("{e}; putting back a replaced document failed too: {again}"),
+                    ));
+                }
+            }
+            self.rebuild_hnsw();
+            return Err(e);
         }
-        result
+        self.rebuild_hnsw();
+        Ok(())
     }
 
-    async fn index(
-        &mut self,
+    /// The bags and vectors of `docs`, computed without touching an index.
+    async fn stage(
+        &self,
         docs: &[Document],
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<(), RetrieverError> {
+    ) -> Result<Staged, RetrieverError> {
         let total = docs.len();
+        let mut bags = Vec::with_capacity(total);
         let mut done = 0;
         for chunk in docs.chunks(TOKENIZE_CHUNK) {
-            let mut bags = Vec::with_capacity(chunk.len());
             for d in chunk {
                 let bag = self.models.sparse.bag_of_tokens(&d.full_text())?;
                 bags.push((
@@ -372,42 +418,108 @@ impl Engine {
                     },
                 ));
             }
-            self.bm25.add_documents(chunk)?;
-            self.bags.add(&bags)?;
-            for d in chunk {
-                self.docs.insert(d.id.clone(), d.clone());
-            }
             done += chunk.len();
             chunk_done(progress, "tokens", done, total).await;
         }
-        if let Some(learned) = &mut self.learned {
+        let mut learned = None;
+        if self.learned.is_some() {
+            failpoint::hit("engine.stage.sparse")?;
+            let mut out = Vec::with_capacity(total);
             let mut done = 0;
             for chunk in docs.chunks(ENCODE_CHUNK) {
                 let texts: Vec<String> = chunk.iter().map(Document::full_text).collect();
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                 let vectors = self.models.sparse.encode_sparse_async(&refs).await?;
-                let batch: Vec<(String, SparseVector)> =
-                    chunk.iter().map(|d| d.id.clone()).zip(vectors).collect();
-                learned.add(&batch)?;
+                out.extend(chunk.iter().map(|d| d.id.clone()).zip(vectors));
                 done += chunk.len();
                 chunk_done(progress, "sparse", done, total).await;
             }
+            learned = Some(out);
         }
-        if let (Some(flat), Some((encoder, _))) = (&mut self.dense, &self.models.dense) {
+        let mut dense = None;
+        if let (Some(_), Some((encoder, _))) = (&self.dense, &self.models.dense) {
+            failpoint::hit("engine.stage.dense")?;
+            let mut out = Vec::with_capacity(total);
             let mut done = 0;
             for chunk in docs.chunks(ENCODE_CHUNK) {
                 let texts: Vec<String> = chunk.iter().map(Document::full_text).collect();
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                 let vectors = encoder.encode_dense_async(&refs).await?;
-                let batch: Vec<(String, Vec<f32>)> =
-                    chunk.iter().map(|d| d.id.clone()).zip(vectors).collect();
-                flat.add(&batch)?;
+                out.extend(chunk.iter().map(|d| d.id.clone()).zip(vectors));
                 done += chunk.len();
                 chunk_done(progress, "dense", done, total).await;
             }
-            self.rebuild_hnsw();
+            dense = Some(out);
+        }
+        Ok(Staged {
+            bags,
+            learned,
+            dense,
+        })
+    }
+
+    /// Put a staged batch into every index (its ids are free).
+    fn commit(&mut self, docs: &[Document], staged: Staged) -> Result<(), RetrieverError> {
+        self.bm25.add_documents(docs)?;
+        failpoint::hit("engine.commit")?;
+        self.bags.add(&staged.bags)?;
+        if let (Some(index), Some(vectors)) = (&mut self.learned, staged.learned) {
+            index.add(&vectors)?;
+        }
+        if let (Some(index), Some(vectors)) = (&mut self.dense, staged.dense) {
+            index.add(&vectors)?;
+        }
+        for d in docs {
+            self.docs.insert(d.id.clone(), d.clone());
         }
         Ok(())
+    }
+
+    /// Take a document out of every index, with what they held of it.
+    fn take(&mut self, id: &str) -> Option<Stored> {
+        let doc = self.docs.get(id)?.clone();
+        let stored = Stored {
+            bag: self.bags.vector(id).unwrap_or_default(),
+            learned: self.learned.as_ref().and_then(|l| l.vector(id)),
+            dense: self
+                .dense
+                .as_ref()
+                .and_then(|f| f.vector(id))
+                .map(<[f32]>::to_vec),
+            doc,
+        };
+        self.purge(&[id]);
+        Some(stored)
+    }
+
+    /// Put back what [`Engine::take`] took.
+    fn restore(&mut self, old: Stored) -> Result<(), RetrieverError> {
+        let id = old.doc.id.clone();
+        self.bm25.add_documents(std::slice::from_ref(&old.doc))?;
+        self.bags.add(&[(id.clone(), old.bag)])?;
+        if let (Some(index), Some(v)) = (&mut self.learned, old.learned) {
+            index.add(&[(id.clone(), v)])?;
+        }
+        if let (Some(index), Some(v)) = (&mut self.dense, old.dense) {
+            index.add(&[(id.clone(), v)])?;
+        }
+        self.docs.insert(id, old.doc);
+        Ok(())
+    }
+
+    /// Remove ids from every index and the corpus, whatever each holds.
+    fn purge<S: AsRef<str>>(&mut self, ids: &[S]) {
+        self.bm25.remove_documents(ids);
+        self.bags.remove(ids);
+        if let Some(l) = &mut self.learned {
+            l.remove(ids);
+        }
+        if let Some(d) = &mut self.dense {
+            d.remove(ids);
+        }
+        for id in ids {
+            self.docs.remove(id.as_ref());
+        }
     }
 
     /// The HNSW graph over the dense vectors as they are now.
@@ -428,17 +540,7 @@ impl Engine {
             .map(AsRef::as_ref)
             .filter(|id| self.docs.contains_key(*id))
             .collect();
-        self.bm25.remove_documents(&present);
-        self.bags.remove(&present);
-        if let Some(l) = &mut self.learned {
-            l.remove(&present);
-        }
-        if let Some(d) = &mut self.dense {
-            d.remove(&present);
-        }
-        for id in &present {
-            self.docs.remove(*id);
-        }
+        self.purge(&present);
         if !present.is_empty() && self.hnsw.is_some() {
             self.rebuild_hnsw();
         }

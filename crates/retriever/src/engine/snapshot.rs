@@ -13,43 +13,43 @@ use crate::persist::{decode_snapshot, encode_snapshot};
 use crate::sparse_index::{SparseIndex, Weighting};
 use crate::{Bm25Index, Document, IndexFileError, RetrieverError, SavedIndex};
 
-const SNAPSHOT_KIND: &str = "engine";
+pub(super) const SNAPSHOT_KIND: &str = "engine";
 /// 2: model fingerprints are XXH3 (were CRC-32). 3: the options hold BM25's
 /// parameters, the dense search and the hybrid's parts and fusion (version
 /// 2 files still import, with the defaults of those).
-const SNAPSHOT_VERSION: u16 = 3;
+pub(super) const SNAPSHOT_VERSION: u16 = 3;
 
 #[derive(Serialize, Deserialize)]
-struct Snapshot {
-    sparse_fingerprint: u64,
-    dense_fingerprint: Option<u64>,
-    options: EngineOptions,
-    documents: Vec<Document>,
-    bm25: Vec<u8>,
-    bags: Vec<u8>,
-    learned: Option<Vec<u8>>,
-    dense: Option<Vec<u8>>,
+pub(super) struct Snapshot {
+    pub(super) sparse_fingerprint: u64,
+    pub(super) dense_fingerprint: Option<u64>,
+    pub(super) options: EngineOptions,
+    pub(super) documents: Vec<Document>,
+    pub(super) bm25: Vec<u8>,
+    pub(super) bags: Vec<u8>,
+    pub(super) learned: Option<Vec<u8>>,
+    pub(super) dense: Option<Vec<u8>>,
 }
 
 /// A version-2 snapshot: the options held only what is indexed.
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Serialize))]
-struct SnapshotV2 {
-    sparse_fingerprint: u64,
-    dense_fingerprint: Option<u64>,
-    options: OptionsV2,
-    documents: Vec<Document>,
-    bm25: Vec<u8>,
-    bags: Vec<u8>,
-    learned: Option<Vec<u8>>,
-    dense: Option<Vec<u8>>,
+pub(super) struct SnapshotV2 {
+    pub(super) sparse_fingerprint: u64,
+    pub(super) dense_fingerprint: Option<u64>,
+    pub(super) options: OptionsV2,
+    pub(super) documents: Vec<Document>,
+    pub(super) bm25: Vec<u8>,
+    pub(super) bags: Vec<u8>,
+    pub(super) learned: Option<Vec<u8>>,
+    pub(super) dense: Option<Vec<u8>>,
 }
 
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Serialize))]
-struct OptionsV2 {
-    sparse_vectors: bool,
-    rerank_m: usize,
+pub(super) struct OptionsV2 {
+    pub(super) sparse_vectors: bool,
+    pub(super) rerank_m: usize,
 }
 
 impl From<SnapshotV2> for Snapshot {
@@ -197,83 +197,5 @@ impl Engine {
             ));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use rlrag_encoder::Encoder;
-
-    use super::*;
-    use crate::engine::SearchMode;
-
-    fn models() -> EngineModels {
-        let dir = rlrag_encoder::models::pretrained("splade-tiny");
-        let sparse = Encoder::from_dir(&dir, &burn::tensor::Device::flex())
-            .unwrap_or_else(|e| panic!("{e}: run scripts/fetch-models.sh"));
-        EngineModels {
-            sparse: Arc::new(sparse),
-            sparse_fingerprint: 7,
-            dense: None,
-        }
-    }
-
-    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
-        burn::tensor::try_read_sync(f).unwrap_or_else(|| panic!("CPU futures complete at once"))
-    }
-
-    /// Engines saved before the options grew (version 2) still import, with
-    /// the new options at their defaults, and search as before.
-    #[test]
-    fn version_2_snapshots_import() {
-        let options = EngineOptions {
-            rerank_m: 2,
-            ..EngineOptions::default()
-        };
-        let mut engine = Engine::new(models(), options.clone()).unwrap_or_else(|e| panic!("{e}"));
-        let docs = [
-            Document::new("a", "Paris", "Paris is the capital of France."),
-            Document::new("b", "Nile", "The Nile flows north through Africa."),
-            Document::new("c", "Insulin", "The pancreas makes insulin."),
-        ];
-        run(engine.add_documents(&docs, &mut |_| {})).unwrap_or_else(|e| panic!("{e}"));
-        let v3: Snapshot = decode_snapshot(
-            &engine.export().unwrap_or_else(|e| panic!("{e}")),
-            SNAPSHOT_KIND,
-            SNAPSHOT_VERSION,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let v2 = SnapshotV2 {
-            sparse_fingerprint: v3.sparse_fingerprint,
-            dense_fingerprint: v3.dense_fingerprint,
-            options: OptionsV2 {
-                sparse_vectors: v3.options.sparse_vectors,
-                rerank_m: v3.options.rerank_m,
-            },
-            documents: v3.documents,
-            bm25: v3.bm25,
-            bags: v3.bags,
-            learned: v3.learned,
-            dense: v3.dense,
-        };
-        let bytes = encode_snapshot(SNAPSHOT_KIND, 2, &v2).unwrap_or_else(|e| panic!("{e}"));
-        let old = Engine::import(models(), &bytes).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(old.options(), &options);
-        for mode in SearchMode::ALL
-            .into_iter()
-            .filter(|m| *m != SearchMode::Dense)
-        {
-            let q = "which organ makes insulin";
-            assert_eq!(
-                run(old.search(q, 3, mode)).unwrap_or_else(|e| panic!("{e}")),
-                run(engine.search(q, 3, mode)).unwrap_or_else(|e| panic!("{e}")),
-                "{mode}"
-            );
-        }
-        // Version 1 (CRC-32 fingerprints) is refused whole.
-        let v1 = encode_snapshot(SNAPSHOT_KIND, 1, &v2).unwrap_or_else(|e| panic!("{e}"));
-        assert!(Engine::import(models(), &v1).is_err());
     }
 }
