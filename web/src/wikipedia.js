@@ -10,11 +10,43 @@
  *   lang?: string,
  *   fetch?: typeof globalThis.fetch,
  *   endpoint?: string,
+ *   timeoutMs?: number,
  * }} WikipediaOptions
  */
 
 /** Longest snippet kept, in characters. */
 const MAX_SNIPPET = 2000;
+/** Largest reply read, in bytes (50 results with snippets are ~30 kB). */
+const MAX_REPLY_BYTES = 1 << 20;
+
+/** The reply's body as text, refused past `limit` bytes (a stream is cut there). */
+async function boundedText(response, limit) {
+  const declared = Number(response.headers?.get?.('content-length'));
+  if (Number.isFinite(declared) && declared > limit) {
+    throw new Error(`Wikipedia search: a reply of ${declared} bytes (at most ${limit})`);
+  }
+  if (!response.body?.getReader) return (await response.text()).slice(0, limit + 1);
+  const reader = response.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      await reader.cancel();
+      throw new Error(`Wikipedia search: a reply of more than ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return new TextDecoder().decode(all);
+}
 
 const ENTITIES = { amp: '&', lt: '<', gt: '>', quot: '"', '#039': "'", '#39': "'", nbsp: ' ' };
 
@@ -33,9 +65,21 @@ export function snippetText(html) {
  * @param {WikipediaOptions} [options]
  * @returns {NetworkSearch}
  */
-export function wikipediaSource({ lang = 'en', fetch: fetchImpl, endpoint } = {}) {
+export function wikipediaSource({ lang = 'en', fetch: fetchImpl, endpoint, timeoutMs = 8000 } = {}) {
   if (!/^[a-z][a-z-]{1,11}$/.test(lang)) throw new TypeError(`wikipediaSource: \`${lang}\` is not a Wikipedia language code`);
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new TypeError('wikipediaSource: timeoutMs must be a positive number');
   const base = endpoint ?? `https://${lang}.wikipedia.org/w/api.php`;
+  let parsed;
+  try {
+    parsed = new URL(base);
+  } catch {
+    throw new TypeError(`wikipediaSource: endpoint \`${base}\` is not a URL`);
+  }
+  // https, or http to this machine (a test server): never plain http elsewhere.
+  const local = parsed.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(parsed.hostname);
+  if (parsed.protocol !== 'https:' && !local) {
+    throw new TypeError(`wikipediaSource: endpoint \`${base}\` is not https`);
+  }
   const get = fetchImpl ?? ((...args) => globalThis.fetch(...args));
   const one = async (query, k) => {
     const url = new URL(base);
@@ -50,9 +94,15 @@ export function wikipediaSource({ lang = 'en', fetch: fetchImpl, endpoint } = {}
     })) {
       url.searchParams.set(key, value);
     }
-    const response = await get(url.href);
+    // A stalled server is a fault after `timeoutMs`; a redirect is one too.
+    const response = await get(url.href, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
     if (!response.ok) throw new Error(`Wikipedia search: HTTP ${response.status}`);
-    const body = await response.json();
+    let body;
+    try {
+      body = JSON.parse(await boundedText(response, MAX_REPLY_BYTES));
+    } catch (e) {
+      throw new Error(`Wikipedia search: ${e instanceof SyntaxError ? 'the reply is not JSON' : e.message}`);
+    }
     const results = body?.query?.search;
     if (!Array.isArray(results)) throw new Error('Wikipedia search: the reply has no query.search list');
     return results.slice(0, k).map((r, rank) => {

@@ -142,6 +142,13 @@ test('the Wikipedia source asks every sub-query at once and maps the API reply t
   assert.deepEqual(hits[0][0], { id: 'wikipedia:en:7', title: 'Shirley Temple', text: 'American actress and diplomat', score: 2 });
   assert.equal(hits[1][0].title, 'Kiss and Tell');
   assert.throws(() => wikipediaSource({ lang: 'en.evil.com/' }), /not a Wikipedia language code/);
+  assert.throws(() => wikipediaSource({ endpoint: 'http://evil.example/w/api.php' }), /not https/);
+  assert.throws(() => wikipediaSource({ endpoint: 'not a url' }), /not a URL/);
+  assert.throws(() => wikipediaSource({ timeoutMs: 0 }), /timeoutMs/);
+  // Each request carries an abort signal and refuses redirects.
+  let init;
+  await wikipediaSource({ fetch: async (_, i) => { init = i; return new Response(JSON.stringify({ query: { search: [] } })); } })({ queries: ['x'], k: 1 });
+  assert.ok(init.signal instanceof AbortSignal && init.redirect === 'error', JSON.stringify(init));
 
   // Routed: the Wikipedia hits join the evidence; a reply of the wrong shape
   // or an HTTP error is a fault and the question completes locally.
@@ -149,18 +156,32 @@ test('the Wikipedia source asks every sub-query at once and maps the API reply t
   const routed = await local.route(question, { policy: 'network', network: source });
   assert.equal(routed.cost.network_calls, 1);
   assert.ok(routed.evidence.some((h) => h.id.startsWith('wikipedia:en:')), JSON.stringify(routed.evidence));
+  const huge = JSON.stringify({ query: { search: [] }, pad: 'x'.repeat(2 << 20) });
   for (const [reply, status, needle] of [
     [{ error: { code: 'maxlag' } }, 200, 'no query.search'],
     [{}, 503, 'HTTP 503'],
     [{ query: { search: [{ title: 'x' }] } }, 200, 'without title or pageid'],
+    ['{"query": ', 200, 'not JSON'],
+    [huge, 200, 'more than 1048576 bytes'],
   ]) {
-    const lying = wikipediaSource({ fetch: async () => new Response(JSON.stringify(reply), { status }) });
+    const body = typeof reply === 'string' ? reply : JSON.stringify(reply);
+    const lying = wikipediaSource({ fetch: async () => new Response(body, { status }) });
     const out = await local.route(question, { policy: 'network', network: lying });
     const faults = out.trace.decisions[0].faults;
     assert.equal(faults.length, 1);
     assert.ok(JSON.stringify(faults[0]).includes(needle), JSON.stringify(faults[0]));
     assert.ok(out.evidence.length > 0, 'answered from the local index');
   }
+  // A server that accepts and never answers: a fault once the timeout fires.
+  const stalled = wikipediaSource({
+    timeoutMs: 200,
+    fetch: (_, { signal }) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+  });
+  const t0 = Date.now();
+  const out = await local.route(question, { policy: 'network', network: stalled });
+  assert.ok(Date.now() - t0 < 5000, `the stall ended in ${Date.now() - t0} ms`);
+  assert.equal(out.trace.decisions[0].faults.length, 1, JSON.stringify(out.trace.decisions[0]));
+  assert.ok(out.evidence.length > 0, 'answered from the local index');
 });
 
 test('an LLM in the page can write the decompose sub-queries; a failing writer is a traced fault', async () => {
