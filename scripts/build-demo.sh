@@ -38,7 +38,7 @@ fi
 dist=www/dist
 rm -rf "$dist"
 mkdir -p "$dist/rlrag/src" "$dist/rlrag/pkg" "$dist/model"
-cp www/index.html www/app.js www/style.css "$dist/"
+cp www/index.html www/app.js www/style.css www/headers.json "$dist/"
 cp web/src/*.js "$dist/rlrag/src/"
 cp web/pkg/rlrag_wasm.js web/pkg/rlrag_wasm_bg.wasm "$dist/rlrag/pkg/"
 cp "$model/model.safetensors" "$model/config.json" "$model/tokenizer.json" "$dist/model/"

@@ -28,13 +28,16 @@ const TYPES = {
   '.wasm': 'application/wasm',
 };
 
+// The headers scripts/serve-demo.sh sends with every response.
+const HEADERS = JSON.parse(readFileSync(join(dist, 'headers.json'), 'utf8'));
+
 function serve() {
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
     const file = join(dist, path.endsWith('/') ? `${path}index.html` : path);
     try {
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+      res.writeHead(200, { ...HEADERS, 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
       res.end(body);
     } catch {
       res.writeHead(404).end('not found');
@@ -71,7 +74,13 @@ async function visit(context, url, label, { restored, results }) {
   page.on('pageerror', (e) => problems.push(e.message));
   page.on('worker', (w) => w.on('console', listen));
   const t0 = Date.now();
-  await page.goto(`${url}?device=auto`);
+  const response = await page.goto(`${url}?device=auto`);
+  // The page (and its worker, whose script carries the same headers) runs
+  // under the served policy; a violation would be a console error below.
+  const headers = response.headers();
+  assert.ok(headers['content-security-policy']?.includes("frame-ancestors 'none'"), JSON.stringify(headers));
+  assert.ok(headers['content-security-policy']?.includes("worker-src 'self'"), JSON.stringify(headers));
+  assert.equal(headers['x-content-type-options'], 'nosniff');
   await page.waitForSelector('body[data-ready]', { timeout: 600_000 });
   const ready = await page.getAttribute('body', 'data-ready');
   assert.equal(ready, 'true', `the page failed: ${await page.textContent('#error')} ${problems.join(' | ')}`);
