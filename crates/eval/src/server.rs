@@ -24,12 +24,16 @@ const MAX_QUERIES: usize = 16;
 const MAX_K: usize = 100;
 /// Longest query, in bytes.
 const MAX_QUERY_BYTES: usize = 4096;
+/// Requests served at once; one more is answered 503 at once instead of
+/// queueing behind them.
+pub const MAX_IN_FLIGHT: usize = 32;
 
 /// The searchable corpus behind the endpoint.
 pub struct Corpus {
     index: Bm25Index,
     docs: std::collections::HashMap<String, Document>,
     delay: Duration,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl Corpus {
@@ -38,7 +42,12 @@ impl Corpus {
         let mut index = Bm25Index::new(Bm25Params::default(), Default::default())?;
         index.add_documents(&docs)?;
         let docs = docs.into_iter().map(|d| (d.id.clone(), d)).collect();
-        Ok(Self { index, docs, delay })
+        Ok(Self {
+            index,
+            docs,
+            delay,
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+        })
     }
 
     fn search(&self, req: &SearchRequest) -> Result<SearchResponse, String> {
@@ -82,6 +91,12 @@ async fn search(
     State(corpus): State<Arc<Corpus>>,
     body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
 ) -> (StatusCode, Json<serde_json::Value>) {
+    let Ok(_permit) = corpus.in_flight.try_acquire() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": format!("busy: {MAX_IN_FLIGHT} requests in flight")})),
+        );
+    };
     if !corpus.delay.is_zero() {
         tokio::time::sleep(corpus.delay).await;
     }
@@ -94,15 +109,22 @@ async fn search(
             );
         }
     };
-    match corpus.search(&req) {
-        Ok(resp) => match serde_json::to_value(resp) {
+    // BM25 runs off the async workers, so a heavy query never stalls the
+    // connections they serve.
+    let searcher = Arc::clone(&corpus);
+    match tokio::task::spawn_blocking(move || searcher.search(&req)).await {
+        Ok(Ok(resp)) => match serde_json::to_value(resp) {
             Ok(v) => (StatusCode::OK, Json(v)),
             Err(e) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Json(json!({"error": e.to_string()})),
             ),
         },
-        Err(why) => (StatusCode::BAD_REQUEST, Json(json!({"error": why}))),
+        Ok(Err(why)) => (StatusCode::BAD_REQUEST, Json(json!({"error": why}))),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": format!("the search stopped: {e}")})),
+        ),
     }
 }
 
@@ -202,4 +224,54 @@ pub fn serve(
             .await
             .map_err(server_error("the server failed"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future::block_on;
+    use rlrag_router::error::Fault;
+    use rlrag_router::http::HttpSource;
+    use rlrag_router::source::Source;
+
+    use super::*;
+
+    /// More requests at once than the server serves: the extra ones are
+    /// answered 503 at once, the rest normally, and none hangs.
+    #[test]
+    fn requests_past_the_limit_are_refused_not_queued() {
+        let docs = vec![Document::new(
+            "a",
+            "Paris",
+            "Paris is the capital of France.",
+        )];
+        let corpus = Corpus::new(docs, Duration::from_millis(400)).expect("corpus");
+        let bg = spawn(corpus).expect("serves");
+        let n = MAX_IN_FLIGHT + 8;
+        let barrier = std::sync::Barrier::new(n);
+        let results: Vec<Result<usize, Fault>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let (url, barrier) = (&bg.url, &barrier);
+                    s.spawn(move || {
+                        let source = HttpSource::new(url, Duration::from_secs(10)).expect("url");
+                        barrier.wait();
+                        block_on(source.search(&["capital of France".to_owned()], 3))
+                            .map(|hits| hits[0].len())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(Fault::Http { status: 503 })))
+            .count();
+        let served = results.iter().filter(|r| matches!(r, Ok(1))).count();
+        assert_eq!(busy + served, n, "{results:?}");
+        assert!(busy >= 1 && served >= 1, "busy {busy}, served {served}");
+        assert!(served <= MAX_IN_FLIGHT, "served {served}");
+    }
 }
