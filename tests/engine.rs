@@ -288,6 +288,12 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert!(err(&"q".repeat(70_000), SearchMode::Bot).contains("at most"));
     assert!(err("capital", SearchMode::Sparse).contains("sparseVectors"));
     assert!(err("capital", SearchMode::Dense).contains("no dense model"));
+    let too_many = run(engine.search("capital", 10_001, SearchMode::Bm25)).expect_err("k");
+    assert!(too_many.to_string().contains("at most 10000"), "{too_many}");
+    assert_eq!(
+        search(&engine, "capital", 10_000, SearchMode::Bm25).len(),
+        search(&engine, "capital", 1_000, SearchMode::Bm25).len()
+    );
     assert!("semantic".parse::<SearchMode>().is_err());
     assert!(search(&engine, "capital", 0, SearchMode::Bot).is_empty());
     // k beyond the corpus is no error; BoT re-ranks its top 3 as the

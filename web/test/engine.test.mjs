@@ -220,6 +220,7 @@ test('every bad input is a rejected Promise with a message', async () => {
   await assert.rejects(e.search('   '), /empty/);
   await assert.rejects(e.search(42), /must be a string/);
   await assert.rejects(e.search('capital', { k: -1 }), /non-negative/);
+  await assert.rejects(e.search('capital', { k: 1e9 }), /at most 10000/);
   await assert.rejects(e.search('capital', { K: 3 }), /search: unknown option `K` \(k, mode, explain\)/);
   await assert.rejects(e.search('capital', { explain: 'no' }), /explain must be a boolean/);
   const plain = await e.search('capital', { mode: 'bm25', explain: false });

@@ -42,6 +42,9 @@ use crate::{Bm25Index, Bm25Params, Document, FlatIndex, RetrieverError};
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 22;
 /// The largest query the engine accepts (bytes).
 pub const MAX_QUERY_BYTES: usize = 1 << 16;
+/// The most results one search returns: a page or a caller asking for more
+/// would only make every index rank (and the binding copy) the whole corpus.
+pub const MAX_K: usize = 10_000;
 
 /// Documents tokenized (BM25 terms and bags) between two returns to the
 /// caller's executor. In a browser each return ends the running

@@ -3,7 +3,7 @@
 
 use rlrag_encoder::{Encoder, SparseVector};
 
-use super::{Engine, HYBRID_DEPTH, MAX_QUERY_BYTES, SearchMode, invalid};
+use super::{Engine, HYBRID_DEPTH, MAX_K, MAX_QUERY_BYTES, SearchMode, invalid};
 use crate::dense_index::HnswIndex;
 use crate::fusion::fuse;
 use crate::neural::matched_terms;
@@ -49,6 +49,12 @@ impl Engine {
                 mode: mode.name(),
                 reason: reason.into(),
             });
+        }
+        if k > MAX_K {
+            return Err(invalid(
+                "k",
+                format!("{k} results asked for (at most {MAX_K})"),
+            ));
         }
         if k == 0 || self.docs.is_empty() {
             return Ok(Vec::new());
