@@ -41,7 +41,10 @@ target/release/trainer train-retriever --data data/hotpotqa100 --split all --hol
 took "R3 training" "$t"
 t=$SECONDS
 router=target/main/router
-target/release/trainer train-router --data data/hotpotqa100 --split train --epochs 300 \
+# One rayon thread: the router's small network trains as fast on one (and to
+# the same weights), and spinning threads would fight the browser build for
+# the two cores (596 s instead of about 300: results/performance.md).
+RAYON_NUM_THREADS=1 target/release/trainer train-router --data data/hotpotqa100 --split train --epochs 300 \
   --rollouts 8 --batch-size 8 --lr 0.01 --entropy 0.03 --lambda 0.265 --round-cost 0.3 --out "$router"
 target/release/trainer eval-router --data data/hotpotqa100 --split test --weights "$router" \
   --lambda 0.265 --round-cost 0.3
