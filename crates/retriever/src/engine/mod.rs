@@ -190,6 +190,28 @@ pub struct Progress {
     pub total: usize,
 }
 
+/// `docs` (title + text) through `encode` [`ENCODE_CHUNK`] at a time, each
+/// vector beside its id, reporting `stage` after every chunk.
+async fn encode_chunks<V>(
+    docs: &[Document],
+    stage: &'static str,
+    progress: &mut dyn FnMut(Progress),
+    encode: impl AsyncFn(&[&str]) -> Result<Vec<V>, rlrag_encoder::EncoderError>,
+) -> Result<Vec<(String, V)>, RetrieverError> {
+    let total = docs.len();
+    let mut out = Vec::with_capacity(total);
+    let mut done = 0;
+    for chunk in docs.chunks(ENCODE_CHUNK) {
+        let texts: Vec<String> = chunk.iter().map(Document::full_text).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = encode(&refs).await?;
+        out.extend(chunk.iter().map(|d| d.id.clone()).zip(vectors));
+        done += chunk.len();
+        chunk_done(progress, stage, done, total).await;
+    }
+    Ok(out)
+}
+
 /// What indexing a batch computed before any index changed.
 struct Staged {
     bags: Vec<(String, SparseVector)>,
@@ -427,32 +449,23 @@ impl Engine {
         let mut learned = None;
         if self.learned.is_some() {
             failpoint::hit("engine.stage.sparse")?;
-            let mut out = Vec::with_capacity(total);
-            let mut done = 0;
-            for chunk in docs.chunks(ENCODE_CHUNK) {
-                let texts: Vec<String> = chunk.iter().map(Document::full_text).collect();
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let vectors = self.models.sparse.encode_sparse_async(&refs).await?;
-                out.extend(chunk.iter().map(|d| d.id.clone()).zip(vectors));
-                done += chunk.len();
-                chunk_done(progress, "sparse", done, total).await;
-            }
-            learned = Some(out);
+            let sparse = &self.models.sparse;
+            learned = Some(
+                encode_chunks(docs, "sparse", progress, async |refs: &[&str]| {
+                    sparse.encode_sparse_async(refs).await
+                })
+                .await?,
+            );
         }
         let mut dense = None;
         if let (Some(_), Some((encoder, _))) = (&self.dense, &self.models.dense) {
             failpoint::hit("engine.stage.dense")?;
-            let mut out = Vec::with_capacity(total);
-            let mut done = 0;
-            for chunk in docs.chunks(ENCODE_CHUNK) {
-                let texts: Vec<String> = chunk.iter().map(Document::full_text).collect();
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let vectors = encoder.encode_dense_async(&refs).await?;
-                out.extend(chunk.iter().map(|d| d.id.clone()).zip(vectors));
-                done += chunk.len();
-                chunk_done(progress, "dense", done, total).await;
-            }
-            dense = Some(out);
+            dense = Some(
+                encode_chunks(docs, "dense", progress, async |refs: &[&str]| {
+                    encoder.encode_dense_async(refs).await
+                })
+                .await?,
+            );
         }
         Ok(Staged {
             bags,
