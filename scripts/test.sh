@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # One build per profile and target: incremental caches only cost disk here.
 export CARGO_INCREMENTAL=0
+# The serve tests hold 2,000 slow connections open (two descriptors each).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 scripts/setup-wasm.sh
 scripts/setup-vulkan.sh
 scripts/setup-browser.sh

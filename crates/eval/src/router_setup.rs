@@ -226,7 +226,7 @@ impl<'p> RouterSetup<'p> {
             Some(url) => (url.clone(), None),
             None => {
                 let corpus = server::Corpus::new(ds.corpus.clone(), Duration::ZERO)?;
-                let bg = server::spawn(corpus)?;
+                let bg = server::spawn(corpus, server::Limits::default())?;
                 (bg.url.clone(), Some(bg))
             }
         };

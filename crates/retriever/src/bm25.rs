@@ -276,21 +276,77 @@ impl Bm25Index {
         let n = self.index.len() as f32;
         let mut scores = vec![0f32; self.index.num_slots()];
         let mut touched = Vec::new();
+        // Each distinct term walks its posting list once, weighted by how
+        // often the query repeats it (a term repeated 800 times costs one
+        // walk, not 800); first-occurrence order keeps the sums' order.
+        let mut terms: Vec<(u32, u32)> = Vec::new();
+        let mut slot_of: FastMap<u32, usize> = FastMap::default();
         self.analyzer.for_each_term(query, |term| {
             let Some(&t) = self.vocab.get(term) else {
                 return;
             };
+            match slot_of.get(&t) {
+                Some(&i) => terms[i].1 += 1,
+                None => {
+                    slot_of.insert(t, terms.len());
+                    terms.push((t, 1));
+                }
+            }
+        });
+        for (t, qtf) in terms {
             let df = self.index.document_frequency(t) as f32;
             if df == 0.0 {
-                return;
+                continue;
             }
             let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            let weight = qtf as f32 * idf;
             self.index
                 .accumulate(t, &mut scores, &mut touched, |s, tf| {
                     let tf = tf as f32;
-                    idf * tf / (tf + self.norms[s as usize])
+                    weight * tf / (tf + self.norms[s as usize])
                 });
-        });
+        }
         Ok(self.index.top_k(&scores, touched, k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inverted::POSTING_WALKS;
+
+    /// A query repeating one term 800 times walks its posting list once,
+    /// and scores as BM25 defines it: 800 times the single term's score.
+    #[test]
+    fn a_repeated_query_term_walks_its_postings_once() {
+        let mut index = Bm25Index::new(Bm25Params::default(), AnalyzerConfig::default()).unwrap();
+        let docs: Vec<Document> = (0..50)
+            .map(|i| {
+                Document::new(
+                    format!("d{i}"),
+                    "",
+                    format!("paris {} france", "x ".repeat(i)),
+                )
+            })
+            .collect();
+        index.add_documents(&docs).unwrap();
+        let once = index.search("paris", 10).unwrap();
+        POSTING_WALKS.with(|w| w.set(0));
+        let repeated = index.search(&"paris ".repeat(800), 10).unwrap();
+        assert_eq!(POSTING_WALKS.with(std::cell::Cell::get), 1);
+        assert_eq!(once.len(), repeated.len());
+        for (a, b) in once.iter().zip(&repeated) {
+            assert_eq!(a.id, b.id);
+            assert!(
+                (b.score / a.score - 800.0).abs() < 1e-3,
+                "{} vs {}",
+                a.score,
+                b.score
+            );
+        }
+        // Distinct terms each walk once, in any order or repetition.
+        POSTING_WALKS.with(|w| w.set(0));
+        index.search("paris france paris france paris", 10).unwrap();
+        assert_eq!(POSTING_WALKS.with(std::cell::Cell::get), 2);
     }
 }

@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 use crate::{Hit, RetrieverError};
 use rlrag_encoder::fasthash::FastMap;
 
+#[cfg(test)]
+thread_local! {
+    /// Posting lists walked by [`Inverted::accumulate`] on this thread.
+    pub(crate) static POSTING_WALKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// A document's terms: `(term id, payload)` sorted by term id, ids unique.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Entry<P> {
@@ -161,6 +167,8 @@ impl<P: Copy> Inverted<P> {
         touched: &mut Vec<u32>,
         mut f: impl FnMut(u32, P) -> f32,
     ) {
+        #[cfg(test)]
+        POSTING_WALKS.with(|w| w.set(w.get() + 1));
         for &(s, p) in self.postings(term) {
             let su = s as usize;
             if scores[su] == 0.0 {
