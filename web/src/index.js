@@ -1,6 +1,7 @@
 // rlrag: the retriever the trainer produced, running in the page (or in
 // Node). JavaScript fetches; the wasm engine indexes and searches.
 import init, { Engine, ModelBytes, RouterModel as WasmRouterModel } from '../pkg/rlrag_wasm.js';
+import { decodeRecord, encodeRecord } from './record.js';
 
 /**
  * @typedef {Uint8Array | ArrayBuffer | ArrayBufferView | string} Bytes
@@ -161,9 +162,6 @@ async function loadModels(options, wasmReady) {
 // the models' fingerprints in Rust. (IndexedDB was tried first: Chromium
 // stores large values as side files and intermittently fails to read them
 // back, "Failed to read large IndexedDB value".)
-const RECORD_MAGIC = 'RLRAGWEB';
-const RECORD_VERSION = 1;
-
 async function storageDir() {
   const storage = globalThis.navigator?.storage;
   if (!storage?.getDirectory) throw new Error('no Origin Private File System here (navigator.storage.getDirectory)');
@@ -172,46 +170,6 @@ async function storageDir() {
 }
 
 const recordName = (key) => `${encodeURIComponent(String(key))}.rlrag`;
-
-/** magic, u32 version, u32 part count, then per part u32 length + bytes (little-endian). */
-function encodeRecord(parts) {
-  const total = 16 + parts.reduce((n, p) => n + 4 + p.length, 0);
-  const out = new Uint8Array(total);
-  const view = new DataView(out.buffer);
-  out.set(new TextEncoder().encode(RECORD_MAGIC), 0);
-  view.setUint32(8, RECORD_VERSION, true);
-  view.setUint32(12, parts.length, true);
-  let at = 16;
-  for (const p of parts) {
-    view.setUint32(at, p.length, true);
-    out.set(p, at + 4);
-    at += 4 + p.length;
-  }
-  return out;
-}
-
-/** The parts of a record, or a reason why it is unusable. */
-function decodeRecord(bytes) {
-  if (bytes.length < 16 || new TextDecoder().decode(bytes.subarray(0, 8)) !== RECORD_MAGIC) {
-    return { why: 'not an rlrag saved engine' };
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const version = view.getUint32(8, true);
-  if (version !== RECORD_VERSION) return { why: `format version ${version} (this build reads ${RECORD_VERSION})` };
-  const count = view.getUint32(12, true);
-  if (count !== 4 && count !== 7) return { why: `${count} parts` };
-  const parts = [];
-  let at = 16;
-  for (let i = 0; i < count; i++) {
-    if (at + 4 > bytes.length) return { why: 'truncated' };
-    const len = view.getUint32(at, true);
-    if (at + 4 + len > bytes.length) return { why: 'truncated' };
-    parts.push(bytes.subarray(at + 4, at + 4 + len));
-    at += 4 + len;
-  }
-  if (at !== bytes.length) return { why: `${bytes.length - at} trailing bytes` };
-  return { parts };
-}
 
 function engineOptions({ device = 'auto', sparseVectors, rerankM } = {}) {
   const options = { device };

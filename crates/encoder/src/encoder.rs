@@ -113,6 +113,13 @@ impl Prepared {
         &self.config
     }
 
+    /// The ids the model is given for `text` (special tokens added,
+    /// truncated to the model's length), known before the weights arrive;
+    /// every one is below the model's vocabulary size.
+    pub fn input_ids(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
+        self.tokenizer.encode(text)
+    }
+
     /// The encoder with `weights` (`model.safetensors`, taken by value: its
     /// tensors are renamed in place, so the weights are not copied once
     /// more; in a browser, one copy fewer of them in memory at once).

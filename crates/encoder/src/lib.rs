@@ -26,4 +26,17 @@ pub use config::{
 pub use encoder::{Encoder, ModelFiles, Prepared};
 pub use error::EncoderError;
 pub use safetensors::canonical_safetensors;
+
+/// Entry points of crate-private decoders for the fuzz targets (`fuzz/`),
+/// compiled only with `--cfg fuzzing`.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use crate::EncoderError;
+
+    /// What [`crate::Prepared::load`] does to `model.safetensors` before
+    /// burn reads it: Hugging Face names renamed in place.
+    pub fn rename_in_place(weights: Vec<u8>) -> Result<Vec<u8>, EncoderError> {
+        crate::safetensors::renamed_in_place(weights, crate::bert::hf_to_module_key)
+    }
+}
 pub use sparse::SparseVector;

@@ -1,9 +1,11 @@
 //! Model directories on disk: `model.safetensors`, `config.json` (BERT
 //! fields and the `"rlrag"` head section), `tokenizer.json`, and the
-//! `manifest.json` of a trained model (how it was made). One reader and one
-//! writer for every command; writes replace each file atomically (a
-//! temporary file beside it, flushed, then renamed), weights first and the
-//! manifest last, so a reader never sees a half-written file.
+//! `manifest.json` of a trained model (how it was made, and each file's
+//! size and SHA-256). One reader and one writer for every command: a save
+//! replaces the directory's files all at once
+//! ([`rlrag_retriever::persist::write_dir_atomic`]), so a crash leaves the
+//! old model or the new one, never new weights beside an old config; a
+//! reader checks the files against the manifest's hashes where it has them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,12 +63,21 @@ impl ModelDir {
                 other => other,
             })
         };
-        Ok(Self {
+        let files = Self {
             dir: dir.to_path_buf(),
             weights: read(WEIGHTS_FILE)?,
             config: read(CONFIG_FILE)?,
             tokenizer: read(TOKENIZER_FILE)?,
-        })
+        };
+        verify_files(
+            dir,
+            &[
+                (WEIGHTS_FILE, &files.weights),
+                (CONFIG_FILE, &files.config),
+                (TOKENIZER_FILE, &files.tokenizer),
+            ],
+        )?;
+        Ok(files)
     }
 
     /// A fingerprint of everything that shapes the model's vectors (stable
@@ -159,17 +170,81 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
     rlrag_retriever::persist::write_atomic(path, bytes).map_err(io("write", path))
 }
 
-/// Write the files of a directory (created if needed) in the given order,
-/// each atomically.
-pub fn write_dir(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), EvalError> {
-    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    for (name, bytes) in files {
-        write_atomic(&dir.join(name), bytes)?;
+/// Each file's size and SHA-256 (lowercase hex), as the manifest's
+/// `files` map holds them.
+fn file_hashes(files: &[(&str, &[u8])]) -> serde_json::Value {
+    use sha2::Digest as _;
+    files
+        .iter()
+        .map(|(name, bytes)| {
+            let digest = sha2::Sha256::digest(bytes);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            (
+                (*name).to_owned(),
+                serde_json::json!({"bytes": bytes.len(), "sha256": hex}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// Write a model or router directory: `files` and `manifest` with their
+/// sizes and hashes added (`"files"`), all replacing the old ones at once
+/// ([`rlrag_retriever::persist::write_dir_atomic`]); other entries of the
+/// directory (a training log, checkpoints) stay.
+pub fn write_dir(
+    dir: &Path,
+    files: &[(&str, &[u8])],
+    manifest: &serde_json::Value,
+) -> Result<(), EvalError> {
+    let mut manifest = manifest.clone();
+    if let Some(m) = manifest.as_object_mut() {
+        m.insert("files".to_owned(), file_hashes(files));
+    }
+    let manifest = serde_json::to_vec_pretty(&manifest)?;
+    let mut all = files.to_vec();
+    all.push((MANIFEST_FILE, &manifest));
+    rlrag_retriever::persist::write_dir_atomic(dir, &all).map_err(io("write", dir))
+}
+
+/// Check files read from `dir` against the sizes and hashes in its
+/// `manifest.json`, where it has them (pretrained models have no
+/// manifest; older ones no hashes): a file that differs means the
+/// directory mixes two saves, or was damaged.
+pub fn verify_files(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), EvalError> {
+    let path = dir.join(MANIFEST_FILE);
+    let manifest = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("read", &path)(e)),
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest).map_err(|e| EvalError::Format {
+            path: path.clone(),
+            reason: format!("not JSON: {e}"),
+        })?;
+    let Some(listed) = manifest.get("files") else {
+        return Ok(());
+    };
+    let hashes = file_hashes(files);
+    for (name, _) in files {
+        let (Some(want), Some(have)) = (listed.get(*name), hashes.get(*name)) else {
+            continue;
+        };
+        if want != have {
+            return Err(EvalError::Format {
+                path: dir.join(name),
+                reason: format!(
+                    "does not match {MANIFEST_FILE} (it lists {want}, the file is {have}): \
+                     the directory mixes files of two saves, or the file was damaged"
+                ),
+            });
+        }
     }
     Ok(())
 }
 
-/// Write a model directory: weights, config, tokenizer, then the manifest.
+/// Write a model directory: weights, config, tokenizer and the manifest.
 pub fn save_model(
     dir: &Path,
     encoder: &Encoder,
@@ -182,8 +257,8 @@ pub fn save_model(
             (WEIGHTS_FILE, &encoder.weights_safetensors()?),
             (CONFIG_FILE, &encoder.config().to_json()?),
             (TOKENIZER_FILE, tokenizer),
-            (MANIFEST_FILE, &serde_json::to_vec_pretty(manifest)?),
         ],
+        manifest,
     )
 }
 
@@ -203,6 +278,36 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("config.json")]);
+    }
+
+    /// The manifest lists every file's size and hash; a directory whose
+    /// file differs from it (a hand-copied config, a damaged download) is
+    /// refused with the file named, while one without hashes still loads.
+    #[test]
+    fn a_directory_mixing_two_saves_is_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("model");
+        let files: [(&str, &[u8]); 3] = [
+            (WEIGHTS_FILE, b"weights v1"),
+            (CONFIG_FILE, b"{}"),
+            (TOKENIZER_FILE, b"tok"),
+        ];
+        write_dir(&dir, &files, &serde_json::json!({"steps": 1})).expect("saved");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(MANIFEST_FILE)).expect("manifest"))
+                .expect("json");
+        assert_eq!(manifest["steps"], 1);
+        assert_eq!(manifest["files"][CONFIG_FILE]["bytes"], 2);
+        assert_eq!(
+            manifest["files"][CONFIG_FILE]["sha256"],
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        ModelDir::read(&dir).expect("a whole directory reads");
+        std::fs::write(dir.join(WEIGHTS_FILE), b"weights v2").expect("tamper");
+        let err = ModelDir::read(&dir).expect_err("mixed").to_string();
+        assert!(err.contains(WEIGHTS_FILE) && err.contains("mixes"), "{err}");
+        std::fs::write(dir.join(MANIFEST_FILE), b"{\"steps\": 1}").expect("no hashes");
+        ModelDir::read(&dir).expect("a manifest without hashes reads");
     }
 
     #[test]

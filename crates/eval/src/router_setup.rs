@@ -498,6 +498,16 @@ pub fn load_router(dir: &Path) -> Result<(LearnedPolicy, RouterConfig), EvalErro
             }
         })?;
     let weights = read_file(dir, crate::models::WEIGHTS_FILE)?;
+    crate::models::verify_files(
+        dir,
+        &[
+            (
+                crate::models::CONFIG_FILE,
+                &read_file(dir, crate::models::CONFIG_FILE)?,
+            ),
+            (crate::models::WEIGHTS_FILE, &weights),
+        ],
+    )?;
     let policy =
         LearnedPolicy::load(&config, &weights, &Device::flex()).map_err(|e| EvalError::Format {
             path: dir.to_path_buf(),

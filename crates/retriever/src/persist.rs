@@ -227,6 +227,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .ok_or_else(|| std::io::Error::other("the path names no file"))?
         .to_string_lossy();
+    sweep_stale(dir, &name, None);
     let tmp = dir.join(format!(
         ".{name}.{}-{}.tmp",
         std::process::id(),
@@ -250,6 +251,218 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
+    Ok(())
+}
+
+/// Replace the directory `dir` with one holding `files` (plain names, in
+/// order) and whatever else `dir` already held (carried over as hard links,
+/// sub-directories recreated), so that a crash, a failure or a concurrent
+/// save leaves `dir` either as it was or with every new file, never a mix:
+/// the new directory is built beside it (`.NAME.PID-N.new`), each file and
+/// the directory flushed to disk, then swapped in with one atomic exchange
+/// (`renameat2(RENAME_EXCHANGE)` on Linux; a first save is one rename) and
+/// the parent flushed; the old contents are removed after. Where the file
+/// system cannot exchange (and off Linux) the old directory is renamed
+/// aside first: a crash between the two renames leaves it beside `dir` as
+/// `.NAME.PID-N.old`, whole. A failure before the swap removes the new
+/// directory and leaves `dir` untouched.
+pub fn write_dir_atomic(dir: &Path, files: &[(&str, &[u8])]) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    for (name, _) in files {
+        let plain = Path::new(name).file_name() == Some(std::ffi::OsStr::new(name));
+        if !plain {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("`{name}` is not a plain file name"),
+            ));
+        }
+    }
+    let parent = match dir.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = dir
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no directory"))?
+        .to_string_lossy();
+    std::fs::create_dir_all(parent)?;
+    sweep_stale(parent, &name, Some(dir));
+    let exists = match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => true,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a directory", dir.display()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    };
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let stage = parent.join(format!(".{name}.{tag}.new"));
+    let built = (|| {
+        failpoint::hit_io("persist.dir.create")?;
+        std::fs::create_dir(&stage)?;
+        for (file, bytes) in files {
+            write_synced(&stage.join(file), bytes)?;
+        }
+        if exists {
+            carry_over(dir, &stage, files)?;
+        }
+        failpoint::hit_io("persist.dir.fsync")?;
+        sync_dir(&stage)?;
+        Ok(())
+    })();
+    if let Err(e) = built {
+        let _ = std::fs::remove_dir_all(&stage);
+        return Err(e);
+    }
+    let swapped = swap_in(
+        &stage,
+        dir,
+        exists,
+        &parent.join(format!(".{name}.{tag}.old")),
+    );
+    if let Err(e) = swapped {
+        let _ = std::fs::remove_dir_all(&stage);
+        return Err(e);
+    }
+    let _ = sync_dir(parent);
+    Ok(())
+}
+
+/// Whether the process `pid` is gone (Linux: no `/proc/PID`); elsewhere
+/// never known, so nothing is swept.
+fn process_gone(pid: u32) -> bool {
+    cfg!(target_os = "linux")
+        && pid != std::process::id()
+        && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Clean up after saves of `name` in `parent` that a crash (SIGKILL, power
+/// loss) cut short: their temporary files and new directories are removed;
+/// an old directory renamed aside (the non-exchange path) goes back to
+/// `dir` when `dir` is missing, so nothing saved is lost. Only entries of
+/// processes that are gone are touched; errors are ignored (best effort).
+fn sweep_stale(parent: &Path, name: &str, dir: Option<&Path>) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((tag, suffix)) = rest.rsplit_once('.') else {
+            continue;
+        };
+        let pid = tag.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if !pid.is_some_and(process_gone) {
+            continue;
+        }
+        let path = entry.path();
+        match (suffix, dir) {
+            ("tmp", _) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            ("new", _) => {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            ("old", Some(dir)) if !dir.exists() => {
+                let _ = std::fs::rename(&path, dir);
+            }
+            ("old", _) => {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `bytes` into a new file at `path`, flushed to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    failpoint::hit_io("persist.dir.write")?;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    failpoint::hit_io("persist.dir.fsync")?;
+    f.sync_all()
+}
+
+/// Flush a directory's entries to disk (best effort where a directory
+/// cannot be opened).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(dir) {
+        Ok(d) => d.sync_all(),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Every entry of `from` not among `files` into `to`: files hard-linked
+/// (copied where links are refused), directories recreated the same way.
+fn carry_over(from: &Path, to: &Path, files: &[(&str, &[u8])]) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if files.iter().any(|(f, _)| std::ffi::OsStr::new(f) == name) {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir(&dst)?;
+            carry_over(&src, &dst, &[])?;
+        } else if kind.is_symlink() {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+            #[cfg(not(unix))]
+            std::fs::copy(&src, &dst).map(|_| ())?;
+        } else if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Put the finished `stage` at `dir`: one rename for a first save, an
+/// atomic exchange otherwise (then the old contents, now at `stage`, are
+/// removed); where exchange is unsupported, `dir` is renamed to `aside`
+/// first.
+fn swap_in(stage: &Path, dir: &Path, exists: bool, aside: &Path) -> std::io::Result<()> {
+    failpoint::hit_io("persist.dir.swap")?;
+    if !exists {
+        match std::fs::rename(stage, dir) {
+            Ok(()) => return Ok(()),
+            // Another save created it meanwhile: exchange with that one.
+            Err(_) if dir.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, stage, CWD, dir, RenameFlags::EXCHANGE) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir_all(stage);
+                return Ok(());
+            }
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    std::fs::rename(dir, aside)?;
+    if let Err(e) = std::fs::rename(stage, dir) {
+        // Put the old one back: the save failed, nothing is lost.
+        let _ = std::fs::rename(aside, dir);
+        return Err(e);
+    }
+    let _ = std::fs::remove_dir_all(aside);
     Ok(())
 }
 
@@ -372,5 +585,143 @@ mod tests {
         let got = std::fs::read(&path).expect("read");
         assert!(versions.contains(&got), "a torn file");
         assert_eq!(listing(dir.path()), ["index.idx"]);
+    }
+
+    /// A directory's files as `(path relative to it, bytes)`, sorted.
+    fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+            for e in std::fs::read_dir(dir).expect("list") {
+                let path = e.expect("entry").path();
+                if path.is_dir() {
+                    walk(root, &path, out);
+                } else {
+                    let rel = path
+                        .strip_prefix(root)
+                        .expect("inside")
+                        .display()
+                        .to_string();
+                    out.push((rel, std::fs::read(&path).expect("read")));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(dir, dir, &mut out);
+        out.sort();
+        out
+    }
+
+    fn model(version: u8) -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            ("model.safetensors", vec![version; 4096]),
+            (
+                "config.json",
+                format!("{{\"version\": {version}}}").into_bytes(),
+            ),
+            ("manifest.json", vec![version; 10]),
+        ]
+    }
+
+    fn save(dir: &Path, files: &[(&'static str, Vec<u8>)]) -> std::io::Result<()> {
+        let borrowed: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        write_dir_atomic(dir, &borrowed)
+    }
+
+    /// A second save replaces the files it names, keeps what else the
+    /// directory held (a training log, checkpoints) and leaves nothing
+    /// beside it.
+    #[test]
+    fn a_directory_save_replaces_its_files_and_keeps_the_rest() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("model");
+        save(&dir, &model(1)).expect("first save");
+        std::fs::write(dir.join("train.jsonl"), b"log").expect("log");
+        std::fs::create_dir_all(dir.join("checkpoints/step-1")).expect("checkpoint");
+        std::fs::write(dir.join("checkpoints/step-1/config.json"), b"ckpt").expect("checkpoint");
+        save(&dir, &model(2)).expect("second save");
+        let mut want: Vec<(String, Vec<u8>)> = model(2)
+            .into_iter()
+            .map(|(n, b)| (n.to_owned(), b))
+            .collect();
+        want.push((
+            "checkpoints/step-1/config.json".to_owned(),
+            b"ckpt".to_vec(),
+        ));
+        want.push(("train.jsonl".to_owned(), b"log".to_vec()));
+        want.sort();
+        assert_eq!(tree(&dir), want);
+        assert_eq!(listing(root.path()), ["model"]);
+        assert!(save(&dir, &[("../escape", vec![1])]).is_err());
+        assert!(
+            save(&dir.join("config.json"), &model(3)).is_err(),
+            "a file is not a directory"
+        );
+    }
+
+    /// Fail the 0th, 1st, 2nd … step of a directory save (each write,
+    /// flush, directory creation and the swap) until one completes: every
+    /// failed save leaves the old directory byte for byte and nothing
+    /// beside it.
+    #[test]
+    fn a_directory_save_failing_at_any_step_keeps_the_old_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("model");
+        save(&dir, &model(1)).expect("first save");
+        std::fs::write(dir.join("train.jsonl"), b"log").expect("log");
+        let old = tree(&dir);
+        let mut failures = 0;
+        for n in 0.. {
+            failpoint::arm_nth(n);
+            let result = save(&dir, &model(2));
+            let reached = failpoint::nth_reached();
+            failpoint::disarm();
+            if !reached {
+                result.expect("the save with no failure left succeeds");
+                break;
+            }
+            let err = result.expect_err("the armed step fails the save");
+            assert!(err.to_string().contains("failpoint"), "{err}");
+            assert_eq!(tree(&dir), old, "after failing step {n}");
+            assert_eq!(listing(root.path()), ["model"], "after failing step {n}");
+            failures += 1;
+        }
+        assert!(failures >= 6, "only {failures} steps");
+        assert_eq!(tree(&dir).len(), 4);
+        assert_eq!(
+            std::fs::read(dir.join("config.json")).expect("read"),
+            br#"{"version": 2}"#
+        );
+    }
+
+    /// Directory saves from several threads at once: each succeeds and the
+    /// directory is one of them, whole.
+    #[test]
+    fn concurrent_directory_saves_never_mix() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("model");
+        std::thread::scope(|s| {
+            for v in 0u8..6 {
+                let dir = &dir;
+                s.spawn(move || {
+                    for _ in 0..10 {
+                        save(dir, &model(v)).expect("saves");
+                    }
+                });
+            }
+        });
+        let got = tree(&dir);
+        let whole = (0u8..6).any(|v| {
+            let mut want: Vec<(String, Vec<u8>)> = model(v)
+                .into_iter()
+                .map(|(n, b)| (n.to_owned(), b))
+                .collect();
+            want.sort();
+            want == got
+        });
+        assert!(
+            whole,
+            "a mixed directory: {:?}",
+            got.iter().map(|(n, b)| (n, b[0])).collect::<Vec<_>>()
+        );
+        assert_eq!(listing(root.path()), ["model"]);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use rlrag_eval::chart::{LineChart, Series};
 use rlrag_eval::datasets::Role;
-use rlrag_eval::models::{CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, write_dir};
+use rlrag_eval::models::{CONFIG_FILE, WEIGHTS_FILE, write_dir};
 use rlrag_eval::progress::Progress;
 use rlrag_eval::router_setup::{NEVER, RouterSetup, RouterSetupConfig};
 use rlrag_retriever::hash::seed_from;
@@ -333,10 +333,10 @@ pub fn run(
         &[
             (WEIGHTS_FILE, &policy.weights_safetensors()?),
             (CONFIG_FILE, &serde_json::to_vec_pretty(&router_config)?),
-            (MANIFEST_FILE, &serde_json::to_vec_pretty(&manifest)?),
             (LOG_FILE, jsonl.as_bytes()),
             (CHART_FILE, chart(&logs).to_svg().as_bytes()),
         ],
+        &manifest,
     )?;
     Ok(RouterRunReport {
         epochs: logs,
