@@ -18,10 +18,13 @@ export RLRAG_REQUIRE_WGPU=1
 scripts/fetch-models.sh >/dev/null
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked --features trainer/wgpu -- -D warnings
 echo "== cargo test --workspace"
 cargo test --workspace --locked --features trainer/wgpu
+echo "== fuzz smoke: every target 10 s from its seeds and past crashes (scripts/fuzz.sh)"
+scripts/fuzz.sh --smoke
 echo "== wasm32 build of the library crates and the npm package's module"
 cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward
 scripts/build-web.sh

@@ -10,11 +10,9 @@ use rlrag_encoder::Prepared;
 static ALLOC: rlrag_fuzz::Bounded = rlrag_fuzz::Bounded;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((len, rest)) = data.split_first_chunk::<2>() else {
+    let Some((config, tokenizer)) = rlrag_fuzz::two_files(data) else {
         return;
     };
-    let len = usize::from(u16::from_le_bytes(*len)).min(rest.len());
-    let (config, tokenizer) = rest.split_at(len);
     let Ok(prepared) = Prepared::parse(config, tokenizer) else {
         return;
     };

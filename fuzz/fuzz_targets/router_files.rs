@@ -11,11 +11,9 @@ use rlrag_router::{LearnedPolicy, RouterConfig};
 static ALLOC: rlrag_fuzz::Bounded = rlrag_fuzz::Bounded;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((len, rest)) = data.split_first_chunk::<2>() else {
+    let Some((config, weights)) = rlrag_fuzz::two_files(data) else {
         return;
     };
-    let len = usize::from(u16::from_le_bytes(*len)).min(rest.len());
-    let (config, weights) = rest.split_at(len);
     let Ok(config) = RouterConfig::from_json(config) else {
         return;
     };

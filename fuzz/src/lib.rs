@@ -103,6 +103,14 @@ pub fn split(data: &[u8]) -> Option<(u8, Vec<u8>)> {
     Some((sel & 0x7f, bytes))
 }
 
+/// Two files in one input: the first one's length as two little-endian
+/// bytes (capped to what follows), the first file, then the second.
+pub fn two_files(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = data.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_le_bytes(*len)).min(rest.len());
+    Some(rest.split_at(len))
+}
+
 /// The fingerprint the seed engines were exported with.
 pub const SEED_FINGERPRINT: u64 = 7;
 

@@ -219,14 +219,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the path names no file"))?
-        .to_string_lossy();
+    let (dir, name) = parent_and_name(path)?;
     sweep_stale(dir, &name, None);
     let tmp = dir.join(format!(
         ".{name}.{}-{}.tmp",
@@ -278,14 +271,7 @@ pub fn write_dir_atomic(dir: &Path, files: &[(&str, &[u8])]) -> std::io::Result<
             ));
         }
     }
-    let parent = match dir.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = dir
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the path names no directory"))?
-        .to_string_lossy();
+    let (parent, name) = parent_and_name(dir)?;
     std::fs::create_dir_all(parent)?;
     sweep_stale(parent, &name, Some(dir));
     let exists = match std::fs::symlink_metadata(dir) {
@@ -334,6 +320,20 @@ pub fn write_dir_atomic(dir: &Path, files: &[(&str, &[u8])]) -> std::io::Result<
     }
     let _ = sync_dir(parent);
     Ok(())
+}
+
+/// The directory holding `path` (`.` for a bare name) and its last name.
+fn parent_and_name(path: &Path) -> std::io::Result<(&Path, String)> {
+    let parent = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other(format!("{} names no file", path.display())))?
+        .to_string_lossy()
+        .into_owned();
+    Ok((parent, name))
 }
 
 /// Whether the process `pid` is gone (Linux: no `/proc/PID`); elsewhere

@@ -5,16 +5,13 @@
 //! the local index with the fault in the trace.
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use burn::tensor::Device;
 use futures_lite::future::block_on;
-use rlrag_encoder::Encoder;
-use rlrag_encoder::models::pretrained;
-use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode};
+use rlrag_retriever::engine::SearchMode;
 use rlrag_retriever::{Bm25Index, Bm25Params, Document};
 use rlrag_router::error::Fault;
 use rlrag_router::http::HttpSource;
@@ -27,41 +24,8 @@ use rlrag_router::{
     SourceKind, SystemClock,
 };
 
-fn corpus() -> Vec<Document> {
-    [
-        ("kiss", "Kiss and Tell (1945 film)", "Kiss and Tell is a 1945 American comedy film starring then 17-year-old Shirley Temple as Corliss Archer."),
-        ("temple", "Shirley Temple", "Shirley Temple Black was an American actress, singer, dancer and diplomat who served as Chief of Protocol of the United States and ambassador to Ghana."),
-        ("arthur", "Arthur's Magazine", "Arthur's Magazine (1844-1846) was an American literary periodical published in Philadelphia in the 19th century."),
-        ("women", "First for Women", "First for Women is a woman's magazine published by Bauer Media Group in the USA. The magazine was started in 1989."),
-        ("paris", "Paris", "Paris is the capital and most populous city of France, on the river Seine."),
-        ("seine", "Seine", "The Seine is a river in northern France that flows through Paris into the English Channel."),
-        ("ghana", "Ghana", "Ghana is a country in West Africa; its capital is Accra."),
-        ("comedy", "Comedy film", "A comedy film is a genre of film in which the main emphasis is on humor."),
-    ]
-    .into_iter()
-    .map(|(id, t, x)| Document::new(id, t, x))
-    .collect()
-}
-
-fn engine(docs: &[Document]) -> Engine {
-    let encoder = Encoder::from_dir(&pretrained("splade-tiny"), &Device::flex())
-        .expect("run scripts/fetch-models.sh");
-    let mut engine = Engine::new(
-        EngineModels {
-            sparse: Arc::new(encoder),
-            sparse_fingerprint: 1,
-            dense: None,
-        },
-        EngineOptions {
-            sparse_vectors: false,
-            rerank_m: 0,
-            ..EngineOptions::default()
-        },
-    )
-    .expect("engine");
-    block_on(engine.add_documents(docs, &mut |_| {})).expect("indexes");
-    engine
-}
+mod common;
+use common::{corpus, engine, read_request};
 
 /// How the fake endpoint answers.
 #[derive(Clone, Copy)]
@@ -89,21 +53,9 @@ fn endpoint(docs: Vec<Document>, behaviour: Behaviour) -> Endpoint {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            if reader.read_exact(&mut body).is_err() {
+            let Some(body) = read_request(&stream) else {
                 continue;
-            }
+            };
             let req: SearchRequest =
                 serde_json::from_slice(&body).expect("the router sends the protocol");
             log.lock().unwrap().push(req.clone());
