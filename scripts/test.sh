@@ -42,6 +42,8 @@ node web/e2e/consumer.mjs
 echo "== the demo page in headless Chromium: WebGPU and CPU give the native top 10"
 TRAINER=target/debug/trainer scripts/build-demo.sh --router target/test-router
 node web/e2e/demo.mjs
+echo "== saved engines survive a worker terminated mid-save and failed loads, in Chromium"
+node web/e2e/durability.mjs
 echo "== wasm32 in Node: same vectors and rankings as native"
 cargo test --locked --target wasm32-unknown-unknown -p rlrag-retriever --test native_wasm_parity
 echo "== all checks passed (target directory: $(du -sh target | cut -f1))"
