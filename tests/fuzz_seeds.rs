@@ -13,8 +13,8 @@ use burn::tensor::Device;
 use futures_lite::future::block_on;
 use rlrag_encoder::{Encoder, Prepared, SparseVector};
 use rlrag_retriever::{
-    Bm25Index, Bm25Params, Document, Engine, EngineModels, EngineOptions, FlatIndex, SavedIndex,
-    SearchMode, SparseIndex, Weighting,
+    Bm25Index, Bm25Params, Dataset, DatasetFormat, Document, Engine, EngineModels, EngineOptions,
+    FlatIndex, SavedIndex, SearchMode, SparseIndex, Split, Weighting,
 };
 use rlrag_router::policy::PolicyConfig;
 use rlrag_router::{LearnedPolicy, RouterConfig};
@@ -102,6 +102,7 @@ fn small_model_files() -> (Vec<u8>, Vec<u8>) {
 
 fn router_files() -> (Vec<u8>, Vec<u8>) {
     let device = Device::flex();
+    device.seed(8);
     let net = PolicyConfig::new().with_hidden(8).init(&device);
     let weights = LearnedPolicy::new(net, device)
         .weights_safetensors()
@@ -199,6 +200,29 @@ fn write_all() {
         Some(20),
         &serde_json::to_vec(&logprobs).unwrap_or_default(),
     );
+    let beir = [
+        "{\"_id\": \"d1\", \"title\": \"Paris\", \"text\": \"Paris is the capital of France.\"}\n{\"_id\": 2, \"text\": \"Berlin.\", \"metadata\": {}}\n",
+        "{\"_id\": \"q1\", \"text\": \"capital of France\"}\n{\"_id\": \"q2\", \"text\": \"Berlin\"}\n",
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\t2\t1\n",
+    ];
+    let files = |parts: &[&str]| {
+        parts
+            .iter()
+            .map(|p| p.as_bytes())
+            .collect::<Vec<_>>()
+            .join(&0xffu8)
+    };
+    write("datasets", "beir", Some(0), &files(&beir));
+    let qa = [
+        "{\"_id\": \"0\", \"title\": \"Paris\", \"text\": \"Paris is the capital of France.\"}\n",
+        "{\"id\": 0, \"question\": \"What is the capital of France?\", \"answers\": [\"Paris\"], \"retrieved_doc_ids\": [0]}\n",
+    ];
+    write("datasets", "qa", Some(1), &files(&qa));
+    let hotpot = [
+        r#"[{"question": "Which city is the capital of France?", "answer": "Paris", "_id": "h1", "supporting_facts": [["Paris", 0]], "context": [["Paris", ["Paris is the capital of France.", " It is on the Seine."]], ["Berlin", ["Berlin is in Germany."]]]}]"#,
+        r#"{"Paris": ["Paris is the capital of France."], "Berlin": ["Berlin is in Germany."]}"#,
+    ];
+    write("datasets", "hotpotqa", Some(2), &files(&hotpot));
     write("router_replies", "sub-queries", Some(0),
         b"Here are the queries:\n1. Who directed Jaws?\n2) \"Spielberg birthplace\"\n- Query: Jaws year\nyes");
 }
@@ -259,6 +283,40 @@ fn every_seed_decodes() {
     }
     for (name, seed) in files("safetensors") {
         rlrag_encoder::canonical_safetensors(&seed).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for (name, seed) in files("datasets") {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let parts: Vec<&[u8]> = seed[1..].splitn(3, |&b| b == 0xff).collect();
+        let put = |file: &str, bytes: &[u8]| {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap_or(dir.path()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(path, bytes).unwrap_or_else(|e| panic!("{e}"));
+        };
+        let loaded = match seed[0] % 3 {
+            0 => {
+                put("corpus.jsonl", parts[0]);
+                put("queries.jsonl", parts[1]);
+                put("qrels/test.tsv", parts[2]);
+                Dataset::load(dir.path(), Some(DatasetFormat::Beir), Some(&Split::Test))
+            }
+            1 => {
+                put("corpus.jsonl", parts[0]);
+                put("qa.jsonl", parts[1]);
+                Dataset::load(dir.path(), Some(DatasetFormat::Qa), None)
+            }
+            _ => {
+                put("questions.json", parts[0]);
+                put("corpus.json", parts[1]);
+                Dataset::load(
+                    &dir.path().join("questions.json"),
+                    Some(DatasetFormat::Hotpotqa),
+                    None,
+                )
+            }
+        };
+        let ds = loaded.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!ds.queries.is_empty() && !ds.corpus.is_empty(), "{name}");
     }
     for (name, seed) in files("router_replies") {
         if name.ends_with("search") {
