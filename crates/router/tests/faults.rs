@@ -4,7 +4,8 @@
 //! or nests JSON 10^5 deep. The network source and the LLM client end each
 //! within their timeout and a small margin with the fault named (and in the
 //! router's trace), never follow the redirect, never retry a 4xx, and leave
-//! no request thread behind after 1,000 faults.
+//! no request thread behind after 1,000 faults; an abandoned search's
+//! thread ends within the source's timeout.
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::io::Write;
@@ -274,6 +275,32 @@ fn a_thousand_faults_leave_no_thread_behind() {
         wait_for_no_request_threads(),
         0,
         "request threads left behind"
+    );
+}
+
+/// A search abandoned by its caller (the future dropped while the peer
+/// stalls) leaves its request thread for at most the source's timeout.
+#[test]
+fn an_abandoned_search_frees_its_thread_within_the_timeout() {
+    let _alone = THREADS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stall = peer(Misbehaviour::Stall, "");
+    let net = HttpSource::new(&stall.url, Duration::from_millis(300)).expect("url");
+    let queries = ["q".to_owned()];
+    let started = Instant::now();
+    for _ in 0..20 {
+        drop(net.search(&queries, 3));
+    }
+    assert_eq!(
+        wait_for_no_request_threads(),
+        0,
+        "request threads left behind"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(300 + 1500),
+        "{:?}",
+        started.elapsed()
     );
 }
 
