@@ -176,7 +176,13 @@ fn duplicates_are_refused_whole_and_removal_is_idempotent() {
 
 #[test]
 fn bad_parameters_are_refused() {
-    for (k1, b) in [(-1.0, 0.5), (f32::NAN, 0.5), (1.0, 1.5), (1.0, -0.1)] {
+    for (k1, b) in [
+        (-1.0, 0.5),
+        (f32::NAN, 0.5),
+        (1e38, 0.5),
+        (1.0, 1.5),
+        (1.0, -0.1),
+    ] {
         assert!(Bm25Index::new(Bm25Params { k1, b }, Default::default()).is_err());
     }
 }

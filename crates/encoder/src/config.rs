@@ -9,6 +9,11 @@ use crate::EncoderError;
 /// above every real tokenizer (BERT 30,522, XLM-R 250,002), and small
 /// enough that a file claiming it cannot make a loader allocate much.
 pub const MAX_VOCAB_SIZE: usize = 1 << 20;
+/// The longest input a model may take, in tokens (BERT's is 512).
+pub const MAX_LENGTH: usize = 8192;
+/// The most bytes of attention scores one text may need (heads × length²
+/// floats): 1 GiB, some 80 times BERT-base's at 512 tokens.
+pub const MAX_ATTENTION_BYTES: u64 = 1 << 30;
 
 /// The BERT architecture fields rlrag reads from a Hugging Face `config.json`
 /// (other fields are ignored).
@@ -198,7 +203,8 @@ impl ModelConfig {
         serde_json::to_vec_pretty(&value).map_err(|e| EncoderError::Config(e.to_string()))
     }
 
-    /// Check that the numbers describe a model this crate can run.
+    /// Check that the numbers describe a model this crate can run, within
+    /// memory whatever the file says.
     pub fn validate(&self) -> Result<(), EncoderError> {
         let b = &self.bert;
         let bad = |m: String| Err(EncoderError::Config(m));
@@ -254,9 +260,27 @@ impl ModelConfig {
                 b.max_position_embeddings
             ));
         }
-        if let Head::Sparse { top_k: Some(0), .. } = self.rlrag.head {
-            return bad("top_k must be at least 1".into());
+        // One text's attention scores (heads × length² floats) must fit in
+        // memory: a file can ask for 1,024 heads at no cost in weights.
+        let attention = (b.num_attention_heads as u64)
+            .saturating_mul((max as u64).saturating_mul(max as u64))
+            .saturating_mul(4);
+        if max > MAX_LENGTH || attention > MAX_ATTENTION_BYTES {
+            return bad(format!(
+                "max_length {max} with {} attention heads needs {attention} bytes of attention \
+                 scores per text (at most {MAX_LENGTH} tokens and {MAX_ATTENTION_BYTES} bytes)",
+                b.num_attention_heads
+            ));
         }
-        Ok(())
+        match self.rlrag.head {
+            Head::Sparse { top_k: Some(0), .. } => bad("top_k must be at least 1".into()),
+            // elu1p is positive everywhere: without a cut every vector
+            // would hold the whole vocabulary.
+            Head::Sparse {
+                activation: SparseActivation::Elu1p,
+                top_k: None,
+            } => bad("the elu1p activation weights every vocabulary term: set top_k".into()),
+            _ => Ok(()),
+        }
     }
 }

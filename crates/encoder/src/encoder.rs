@@ -37,6 +37,12 @@ const SPARSE_TOKEN_BUDGET: usize = 2048;
 /// once: the MLM head runs over row chunks of the batch within this. GPUs
 /// cap one buffer (WebGPU's default storage binding limit is 128 MiB).
 const LOGITS_BYTE_BUDGET: usize = 64 << 20;
+/// Most bytes of one batch's attention scores (rows × heads × length²
+/// floats) and of its pooled output (rows × vocabulary floats for a sparse
+/// model): the token budgets alone would let a model with many heads or a
+/// huge vocabulary ask for gigabytes. Real models stay far below it (BERT
+/// base: 16 rows of 512 tokens need 200 MB of scores).
+const BATCH_BYTE_BUDGET: u64 = 256 << 20;
 
 /// The padding of a batch: the mask (true at padding) and whether any
 /// position is padding, known on the host so that the model never has to
@@ -397,12 +403,25 @@ impl Encoder {
     }
 
     /// Group texts into batches of similar length within a token budget;
-    /// returns (indices, padded ids, padding) per batch.
+    /// with `out_row_bytes` (what each row's output needs), also within
+    /// [`BATCH_BYTE_BUDGET`] of attention scores and output. Returns
+    /// (indices, padded ids, padding) per batch.
     fn batches(
         &self,
         ids: &[Vec<u32>],
         budget: usize,
+        out_row_bytes: Option<u64>,
     ) -> Vec<(Vec<usize>, Tensor<2, Int>, Padding)> {
+        let heads = self.config.bert.num_attention_heads as u64;
+        let memory_rows = |len: usize| -> usize {
+            let Some(out) = out_row_bytes else {
+                return usize::MAX;
+            };
+            let attention = heads
+                .saturating_mul((len as u64).saturating_mul(len as u64))
+                .saturating_mul(4);
+            usize::try_from(BATCH_BYTE_BUDGET / attention.max(out).max(1)).unwrap_or(usize::MAX)
+        };
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let mut out = Vec::new();
@@ -410,7 +429,9 @@ impl Encoder {
         while start < order.len() {
             // Sorted longest first: the first text of a batch sets its padded length.
             let len = ids[order[start]].len().max(1);
-            let count = (budget / len).clamp(1, order.len() - start);
+            let count = (budget / len)
+                .min(memory_rows(len))
+                .clamp(1, order.len() - start);
             let members: Vec<usize> = order[start..start + count].to_vec();
             let mut flat = Vec::with_capacity(count * len);
             let mut pad = Vec::with_capacity(count * len);
@@ -449,7 +470,8 @@ impl Encoder {
         let ids = self.tokenize(texts)?;
         let hidden = self.config.bert.hidden_size;
         let mut out = vec![Vec::new(); texts.len()];
-        for (members, ids_t, pad) in self.batches(&ids, DENSE_TOKEN_BUDGET) {
+        for (members, ids_t, pad) in self.batches(&ids, DENSE_TOKEN_BUDGET, Some(hidden as u64 * 4))
+        {
             let [b, _] = ids_t.dims();
             let states = self.model.hidden(ids_t, pad.attention());
             let pooled = match pooling {
@@ -486,7 +508,13 @@ impl Encoder {
         let [b, l] = ids.dims();
         let states = self.model.hidden(ids, pad.attention());
         let vocab = self.config.bert.vocab_size;
-        let rows = (LOGITS_BYTE_BUDGET / (l.max(1) * vocab.max(1) * 4)).clamp(1, b.max(1));
+        // In u64: on wasm32 length × vocabulary × 4 can pass 2^32.
+        let per_row = (l.max(1) as u64)
+            .saturating_mul(vocab.max(1) as u64)
+            .saturating_mul(4);
+        let rows = usize::try_from(LOGITS_BYTE_BUDGET as u64 / per_row)
+            .unwrap_or(usize::MAX)
+            .clamp(1, b.max(1));
         let mut pooled = Vec::with_capacity(b.div_ceil(rows));
         for start in (0..b).step_by(rows) {
             let n = rows.min(b - start);
@@ -525,7 +553,8 @@ impl Encoder {
         };
         let ids = self.tokenize(texts)?;
         let mut out = vec![SparseVector::default(); texts.len()];
-        for (members, ids_t, pad) in self.batches(&ids, SPARSE_TOKEN_BUDGET) {
+        let vocab = self.config.bert.vocab_size as u64;
+        for (members, ids_t, pad) in self.batches(&ids, SPARSE_TOKEN_BUDGET, Some(vocab * 4)) {
             // Both activations are monotone, so max-pooling the logits first
             // equals max-pooling the activations.
             let pooled = self.pooled_logits(ids_t, pad)?;
@@ -576,7 +605,7 @@ impl Encoder {
         }
         // One batch holds every text, sorted by length: `order` maps rows back.
         let (order, ids_t, pad) = self
-            .batches(&ids, usize::MAX)
+            .batches(&ids, usize::MAX, None)
             .pop()
             .ok_or_else(|| EncoderError::Input("no texts".into()))?;
         let pooled = self.pooled_logits(ids_t, pad)?;

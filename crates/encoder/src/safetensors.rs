@@ -117,7 +117,10 @@ pub(crate) fn renamed_safetensors(
             .as_array()
             .and_then(|o| Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?)))
             .and_then(|(a, b)| Some((usize::try_from(a).ok()?, usize::try_from(b).ok()?)))
-            .filter(|(a, b)| a <= b && *b <= data.len())
+            // Tensors may not share bytes: all of them together fit in
+            // the data (else overlapping ranges could make the copy many
+            // times the file).
+            .filter(|(a, b)| a <= b && *b <= data.len() && at + (b - a) <= data.len())
             .ok_or_else(|| bad_safetensors(&format!("offsets of {name}")))?;
         meta["data_offsets"] = serde_json::json!([at, at + (b - a)]);
         at += b - a;
@@ -155,6 +158,18 @@ mod tests {
     fn names_and_data(bytes: &[u8]) -> (Vec<String>, Vec<u8>) {
         let (header, end) = safetensors_header(bytes).expect("a safetensors file");
         (header.keys().cloned().collect(), bytes[end..].to_vec())
+    }
+
+    #[test]
+    fn tensors_sharing_bytes_are_refused() {
+        // Two tensors over the same 8 bytes: copying each would double the
+        // data (a thousand of them, a thousand times).
+        let header = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(header);
+        file.extend_from_slice(&[0; 8]);
+        let err = canonical_safetensors(&file).expect_err("overlapping tensors");
+        assert!(err.to_string().contains("offsets of b"), "{err}");
     }
 
     #[test]

@@ -42,6 +42,9 @@ struct TokenizerFile {
     model: WordPiece,
 }
 
+/// The longest word WordPiece may split (`max_input_chars_per_word`).
+const MAX_CHARS_PER_WORD: usize = 512;
+
 /// One entry of `added_tokens`.
 #[derive(Deserialize)]
 struct AddedTokenFile {
@@ -119,6 +122,14 @@ impl BertTokenizer {
             Some(value) if kind(value) == "BertPreTokenizer" => {}
             Some(value) => return Err(unsupported(format!("pre-tokenizer {}", kind(value)))),
             None => return Err(unsupported("no pre-tokenizer")),
+        }
+        // WordPiece's work per word grows with the cube of its length up to
+        // this limit (longer words are one [UNK]); BERT's is 100.
+        if file.model.max_input_chars_per_word > MAX_CHARS_PER_WORD {
+            return Err(unsupported(format!(
+                "max_input_chars_per_word {} (at most {MAX_CHARS_PER_WORD})",
+                file.model.max_input_chars_per_word
+            )));
         }
         let mut added = Vec::with_capacity(file.added_tokens.len());
         for token in file.added_tokens {

@@ -136,6 +136,42 @@ fn hostile_configs_and_tokenizers_are_refused_before_allocating() {
         let err = ModelConfig::from_json(&bad).expect_err(field);
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
+    // Attention scores no memory holds, at no cost in weights (heads and
+    // length add no parameters), and a head that would keep every term.
+    for (what, bad, needle) in [
+        (
+            "long inputs",
+            config(&|v| {
+                v["max_position_embeddings"] = 65_536.into();
+                v["rlrag"]["max_length"] = 65_536.into();
+            }),
+            "max_length 65536",
+        ),
+        (
+            "many heads",
+            config(&|v| {
+                v["num_attention_heads"] = 128.into();
+                v["max_position_embeddings"] = 8192.into();
+                v["rlrag"]["max_length"] = 8192.into();
+            }),
+            "attention",
+        ),
+        (
+            "elu1p without top_k",
+            config(&|v| {
+                v["rlrag"]["head"] =
+                    serde_json::json!({"kind": "sparse", "activation": "elu1p", "top_k": null})
+            }),
+            "top_k",
+        ),
+    ] {
+        let err = ModelConfig::from_json(&bad).expect_err(what);
+        assert!(err.to_string().contains(needle), "{what}: {err}");
+    }
+    // The same head count at BERT's length is fine (128 heads × 512²).
+    let ok = config(&|v| v["num_attention_heads"] = 128.into());
+    ModelConfig::from_json(&ok).expect("128 heads at 512 tokens");
+
     // Plausible sizes, but more parameters than the weights file holds:
     // refused before the model is allocated.
     let big = config(&|v| {
@@ -170,6 +206,13 @@ fn hostile_configs_and_tokenizers_are_refused_before_allocating() {
     let template = tokenizer(&|v| {
         v["post_processor"]["special_tokens"]["[CLS]"]["ids"] = serde_json::json!([65_000])
     });
+    // WordPiece's cubic work on a long word, unbounded.
+    let slow = tokenizer(&|v| v["model"]["max_input_chars_per_word"] = 1_000_000_000.into());
+    let err = Prepared::parse(&s.config, &slow).expect_err("max_input_chars_per_word");
+    assert!(
+        err.to_string().contains("max_input_chars_per_word"),
+        "{err}"
+    );
     for (what, bytes) in [
         ("vocabulary", in_vocab),
         ("added token", added),

@@ -35,13 +35,18 @@ impl Default for Bm25Params {
     }
 }
 
+/// The largest `k1` accepted.
+pub const MAX_K1: f32 = 1000.0;
+
 impl Bm25Params {
     /// Check the ranges.
     pub fn validate(&self) -> Result<(), RetrieverError> {
-        if !self.k1.is_finite() || self.k1 < 0.0 {
+        // Past ~1e3 BM25 is term-frequency-linear already; far past it the
+        // length norm overflows to infinity and every score to 0.
+        if !(0.0..=MAX_K1).contains(&self.k1) {
             return Err(RetrieverError::InvalidParameter {
                 name: "k1",
-                reason: format!("must be finite and >= 0, got {}", self.k1),
+                reason: format!("must be in [0, {MAX_K1}], got {}", self.k1),
             });
         }
         if !(0.0..=1.0).contains(&self.b) {

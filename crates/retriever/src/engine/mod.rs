@@ -289,6 +289,14 @@ impl Engine {
                 ),
             ));
         }
+        if let Fusion::Rrf { k } = options.fusion
+            && !(k.is_finite() && k >= 0.0)
+        {
+            return Err(invalid(
+                "fusion",
+                format!("the RRF rank offset k must be finite and >= 0, got {k}"),
+            ));
+        }
         if let DenseSearch::Hnsw(p) = options.dense_search
             && (!(1..=MAX_HNSW_EF).contains(&p.ef_search)
                 || !(1..=MAX_HNSW_EF).contains(&p.ef_construction))

@@ -113,6 +113,22 @@ fn imported_options_are_bounded() {
         ..EngineOptions::default()
     };
     assert!(Engine::new(models(), options).is_err());
+    // An RRF offset that would make every fused score NaN or flip ranks,
+    // and a BM25 k1 whose length norm overflows (every score 0).
+    for k in [f32::NAN, -1.0, f32::INFINITY] {
+        let options = EngineOptions {
+            fusion: Fusion::Rrf { k },
+            ..EngineOptions::default()
+        };
+        let err = Engine::new(models(), options).map(|_| ()).expect_err("k");
+        assert!(err.to_string().contains("RRF"), "{err}");
+    }
+    let options = EngineOptions {
+        bm25: crate::Bm25Params { k1: 1e38, b: 0.75 },
+        ..EngineOptions::default()
+    };
+    let err = Engine::new(models(), options).map(|_| ()).expect_err("k1");
+    assert!(err.to_string().contains("k1"), "{err}");
 }
 
 fn docs() -> Vec<Document> {
