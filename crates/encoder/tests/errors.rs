@@ -137,7 +137,7 @@ fn hostile_configs_and_tokenizers_are_refused_before_allocating() {
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
     // Attention scores no memory holds, at no cost in weights (heads and
-    // length add no parameters), and a head that would keep every term.
+    // length add no parameters).
     for (what, bad, needle) in [
         (
             "long inputs",
@@ -155,14 +155,6 @@ fn hostile_configs_and_tokenizers_are_refused_before_allocating() {
                 v["rlrag"]["max_length"] = 8192.into();
             }),
             "attention",
-        ),
-        (
-            "elu1p without top_k",
-            config(&|v| {
-                v["rlrag"]["head"] =
-                    serde_json::json!({"kind": "sparse", "activation": "elu1p", "top_k": null})
-            }),
-            "top_k",
         ),
     ] {
         let err = ModelConfig::from_json(&bad).expect_err(what);

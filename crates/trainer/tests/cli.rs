@@ -794,8 +794,10 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
         assert_clean_failure(&case.train("1", &["--fold", bad]), "is not a fold I/K");
     }
 
-    // A router directory that does not fit is refused clearly: a policy of
-    // another width, and a confidence over other evidence features.
+    // A router directory that does not fit is refused clearly: a config
+    // edited by hand no longer matches the manifest's hash; without the
+    // manifest, a policy of another width, and a confidence over other
+    // evidence features.
     let eval_refuses = |config: &str, needle: &str| {
         std::fs::write(model.join("config.json"), config).expect("write");
         let o = trainer(&[
@@ -809,10 +811,10 @@ fn train_router_writes_a_policy_that_eval_router_compares_with_the_fixed_ones() 
         ]);
         assert_clean_failure(&o, needle);
     };
-    eval_refuses(
-        r#"{"version": 1, "hidden": 8, "features": 16, "confidence": {"weights": [0,0,0,0,0,0,0], "bias": 0}}"#,
-        "cannot load the router",
-    );
+    let other_width = r#"{"version": 1, "hidden": 8, "features": 16, "confidence": {"weights": [0,0,0,0,0,0,0], "bias": 0}}"#;
+    eval_refuses(other_width, "does not match manifest.json");
+    std::fs::remove_file(model.join("manifest.json")).expect("remove the manifest");
+    eval_refuses(other_width, "cannot load the router");
     eval_refuses(
         r#"{"version": 1, "hidden": 8, "features": 19, "confidence": {"weights": [0,0,0,0,0,0], "bias": 0}}"#,
         "not a router config",
