@@ -62,8 +62,11 @@ for t in "${targets[@]+"${targets[@]}"}"; do
   log=target/fuzz/$t.log
   echo "== fuzz $t for ${seconds} s"
   set +e
-  "$bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$artifacts/" \
+  # Postcard payloads (indexes, engines): a dictionary of large varints.
+  dict=()
+  case "$t" in index_file|engine_import) dict=(-dict=fuzz/dict/postcard.dict) ;; esac
+  "$bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -use_value_profile=1 \
+    "${dict[@]+"${dict[@]}"}" -print_final_stats=1 -artifact_prefix="$artifacts/" \
     "$corpus" "fuzz/seeds/$t" "fuzz/regressions/$t" >"$log" 2>&1
   rc=$?
   set -e

