@@ -38,5 +38,6 @@ pub mod rlag;
 pub mod router_eval;
 pub mod router_setup;
 pub mod server;
+pub mod teacher;
 
 pub use error::EvalError;

@@ -10,6 +10,7 @@
 //! - [`format`]: the format-reward hook (a trait) and a tag-structure checker.
 //! - [`cost`]: the cost of a retrieval episode (calls, rounds, latency).
 //! - [`composite`]: `correctness + format − λ·cost`, configured by a serde struct.
+//! - [`ranking`]: ROC AUC of scores against binary labels (teachers, gates).
 //!
 //! ```
 //! use rlrag_reward::answer::{exact_match, token_f1, contains_answer};
@@ -30,6 +31,7 @@ pub mod cost;
 mod error;
 pub mod format;
 pub mod latency;
+pub mod ranking;
 pub mod retrieval;
 
 pub use error::RewardError;

@@ -3,7 +3,9 @@
 //! question from passages (or from none: the plain generation of RLAG), scores
 //! the gold answer's probability in one forward pass where the server returns
 //! log-probabilities, judges an answer against the gold ones (LLM-as-judge),
-//! and writes sub-queries for the router's `decompose` hops.
+//! judges whether a passage answers a question (P("yes") from one forward
+//! pass: the reranker's teacher), and writes sub-queries for the router's
+//! `decompose` hops.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -216,6 +218,26 @@ impl LlmClient {
         Ok(parse_sub_queries(&reply))
     }
 
+    /// P("yes") that `passage` answers `question`, from the top
+    /// log-probabilities of the reply's first token (one forward pass,
+    /// [`passage_judge_prompt`]); `None` when neither yes nor no is among
+    /// them.
+    pub fn passage_verdict(
+        &self,
+        question: &str,
+        passage: &str,
+    ) -> Result<Option<f64>, RouterError> {
+        let body = json!({
+            "model": self.config.model,
+            "prompt": passage_judge_prompt(question, passage),
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": 20,
+        });
+        let reply = self.post("/completions", &body)?;
+        Ok(parse_yes_probability(&reply))
+    }
+
     /// One greedy chat completion of a single user message.
     fn chat(&self, content: &str, max_tokens: u32) -> Result<String, RouterError> {
         let body = json!({
@@ -278,6 +300,40 @@ impl QueryWriter for LlmClient {
 
 fn truncate(s: &str) -> String {
     s.chars().take(200).collect()
+}
+
+/// The prompt of [`LlmClient::passage_verdict`] in ChatML (the chat format
+/// of SmolLM2 and Qwen2.5 Instruct), up to the assistant's first token.
+pub fn passage_judge_prompt(question: &str, passage: &str) -> String {
+    let passage: String = passage.chars().take(MAX_PASSAGE_CHARS).collect();
+    format!(
+        "<|im_start|>system\nYou judge whether a passage answers a question.<|im_end|>\n\
+         <|im_start|>user\nQuestion: {question}\nPassage: {passage}\n\
+         Does the passage contain the answer to the question? Reply yes or no.<|im_end|>\n\
+         <|im_start|>assistant\n"
+    )
+}
+
+/// P("yes") against "no" from the first generated token's top
+/// log-probabilities (OpenAI completions `logprobs.top_logprobs[0]`, a map
+/// of token to log-probability); spellings and case fold together ("Yes",
+/// " yes"). `None` when neither is there or the reply is malformed.
+pub fn parse_yes_probability(reply: &Value) -> Option<f64> {
+    let top = reply
+        .pointer("/choices/0/logprobs/top_logprobs/0")?
+        .as_object()?;
+    let (mut yes, mut no) = (0.0, 0.0);
+    for (token, lp) in top {
+        let Some(p) = lp.as_f64().map(f64::exp).filter(|p| p.is_finite()) else {
+            continue;
+        };
+        match token.trim().to_ascii_lowercase().as_str() {
+            "yes" => yes += p,
+            "no" => no += p,
+            _ => {}
+        }
+    }
+    (yes + no > 0.0).then(|| yes / (yes + no))
 }
 
 /// `choices[0].message.content`, trimmed.
@@ -365,6 +421,27 @@ mod tests {
         }
         let q = sub_query_prompt("Who?", &["Jaws", "Spielberg"]);
         assert!(q.contains("Jaws; Spielberg"));
+    }
+
+    #[test]
+    fn yes_probability_folds_spellings_and_refuses_what_is_not_there() {
+        let reply = |top: Value| json!({"choices": [{"logprobs": {"top_logprobs": [top]}}]});
+        let p = parse_yes_probability(&reply(json!({"Yes": 0.0, " no": 0.0, "maybe": -0.1})));
+        assert_eq!(p, Some(0.5));
+        let p = parse_yes_probability(&reply(json!({" yes": -0.1, "YES": -2.0, "No": -3.0})));
+        let (y, n) = ((-0.1f64).exp() + (-2.0f64).exp(), (-3.0f64).exp());
+        assert!((p.unwrap_or_default() - y / (y + n)).abs() < 1e-12);
+        for bad in [
+            reply(json!({"maybe": -0.1})),
+            reply(json!({"yes": "high"})),
+            reply(json!([1, 2])),
+            json!({"choices": []}),
+        ] {
+            assert_eq!(parse_yes_probability(&bad), None, "{bad}");
+        }
+        let prompt = passage_judge_prompt("Who?", &"x".repeat(5000));
+        assert!(prompt.ends_with("<|im_start|>assistant\n"));
+        assert!(prompt.len() < MAX_PASSAGE_CHARS + 400);
     }
 
     #[test]

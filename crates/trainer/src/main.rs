@@ -63,6 +63,42 @@ enum Command {
     /// How far a cheap local-first gate can go: the best threshold per
     /// evidence feature of `eval-router --traces` (local and network policies).
     GateFrontier(GateFrontierArgs),
+    /// How well a generator judges "does this passage answer the question?"
+    /// (P(yes), one forward pass) on a set's BM25 top k: AUC per passage and
+    /// per question, seconds per judgement (the reranker's teacher).
+    TeacherTable(TeacherTableArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TeacherTableArgs {
+    /// Dataset: a BEIR or QA directory, or a HotpotQA .json file (or its directory).
+    #[arg(long)]
+    data: PathBuf,
+    /// Dataset format; detected from the path when omitted.
+    #[arg(long)]
+    format: Option<DatasetFormat>,
+    /// The generator: an OpenAI-compatible base URL (`http://127.0.0.1:8080/v1`,
+    /// scripts/llm-server.sh --model qwen-0.5b).
+    #[arg(long)]
+    generator: String,
+    /// The model name sent to the generator.
+    #[arg(long, default_value = "teacher")]
+    model: String,
+    /// Questions judged (a seeded sample).
+    #[arg(long, default_value_t = 30)]
+    questions: usize,
+    /// Passages judged per question (the BM25 top k).
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Time limit per judgement.
+    #[arg(long, default_value_t = 60_000)]
+    timeout_ms: u64,
+    /// Write the report (with every judgement) here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -172,6 +208,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::GateFrontier(args) => {
             let frontier = rlrag_eval::gate_frontier::gate_frontier(&args.traces, args.max_share)?;
             print!("{}", frontier.table());
+        }
+        Command::TeacherTable(args) => {
+            let ds = rlrag_eval::datasets::load(&args.data, args.format, None)?;
+            let teacher = rlrag_router::LlmClient::new(rlrag_router::LlmConfig {
+                base_url: args.generator.clone(),
+                model: args.model.clone(),
+                timeout_ms: args.timeout_ms,
+                ..rlrag_router::LlmConfig::default()
+            })?;
+            let settings = rlrag_eval::teacher::TeacherSettings {
+                questions: args.questions,
+                k: args.k,
+                seed: args.seed,
+            };
+            let report = rlrag_eval::teacher::teacher_table(&ds, &teacher, settings, &Terminal)?;
+            print!("{}", report.table());
+            if let Some(path) = args.json {
+                write_json(&path, &report)?;
+            }
         }
         Command::ReportTable(args) => {
             print!("{}", rlrag_eval::retrieval::reports_table(&args.reports)?);
