@@ -1,10 +1,13 @@
 //! What the router reads from peers: a network source's search reply, a
-//! generator's sub-queries, verdicts, chat answers and log-probabilities.
+//! generator's sub-queries, verdicts, chat answers, log-probabilities and
+//! P(yes) judgements.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use rlrag_router::MAX_SUB_QUERIES;
-use rlrag_router::llm::{parse_answer_logprob, parse_chat_answer, parse_verdict};
+use rlrag_router::llm::{
+    parse_answer_logprob, parse_chat_answer, parse_verdict, parse_yes_probability,
+};
 use rlrag_router::source::parse_reply;
 use rlrag_router::writer::{MAX_SUB_QUERY_BYTES, parse_sub_queries};
 
@@ -30,6 +33,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_verdict(&text);
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         let _ = parse_chat_answer(&value);
+        if let Some(p) = parse_yes_probability(&value) {
+            assert!((0.0..=1.0).contains(&p), "P(yes) {p}");
+        }
         let end = usize::from(sel) * 4;
         let _ = parse_answer_logprob(&value, end / 2..end);
     }

@@ -161,7 +161,8 @@ fn kill_loop(as_dir: bool) {
     // The kills landed at different moments: most runs saved something,
     // and some were cut off inside a save.
     eprintln!(
-        "{} kills: {seen_new} new versions found whole, {interrupted} saves cut short, none torn",
+        "{}: {} kills, {seen_new} new versions found whole, {interrupted} saves cut short, none torn",
+        if as_dir { "directory" } else { "file" },
         runs()
     );
     assert!(
