@@ -9,44 +9,21 @@
 // still there, whole, for the next try.
 //
 //   node web/e2e/durability.mjs   (after scripts/build-web.sh; models: scripts/fetch-models.sh)
-import { createServer } from 'node:http';
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { extname, join, normalize } from 'node:path';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { launchChromium, serveFiles } from './harness.mjs';
 
 const RUNS = Number(process.env.RLRAG_DURABILITY_RUNS ?? 50);
 const web = new URL('..', import.meta.url).pathname;
 const models = process.env.RLRAG_MODELS ?? join(process.env.RLRAG_CACHE ?? join(homedir(), '.cache/rlrag'), 'models');
-const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm' };
-
-const server = createServer((req, res) => {
-  const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
-  let file;
-  if (path === '/') {
-    res.writeHead(200, { 'content-type': TYPES['.html'] });
-    res.end('<!doctype html><meta charset="utf-8"><title>rlrag durability</title>');
-    return;
-  } else if (path.startsWith('/models/')) {
-    file = join(models, path.slice('/models/'.length));
-  } else if (path.startsWith('/src/') || path.startsWith('/pkg/')) {
-    file = join(web, path);
-  }
-  try {
-    const body = readFileSync(file);
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
-    res.end(body);
-  } catch {
-    res.writeHead(404).end('not found');
-  }
+const server = await serveFiles((path) => {
+  if (path === '/') return join(web, 'e2e/blank.html');
+  if (path.startsWith('/models/')) return join(models, path.slice('/models/'.length));
+  if (path.startsWith('/src/') || path.startsWith('/pkg/')) return join(web, path);
+  return null;
 });
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium(['--disable-gpu']);
 try {
   const page = await browser.newPage();
   const errors = [];
