@@ -65,14 +65,15 @@ def get(w, *names):
     raise KeyError(names)
 
 
-def bert(w, prefix, cfg, ids):
+def bert(w, prefix, cfg, ids, types=None):
     eps = cfg["layer_norm_eps"]
     n = len(ids)
+    types = np.zeros(n, dtype=np.int64) if types is None else np.asarray(types)
     ln = lambda p: (get(w, p + ".weight", p + ".gamma"), get(w, p + ".bias", p + ".beta"))
     x = (
         get(w, prefix + "embeddings.word_embeddings.weight")[ids]
         + get(w, prefix + "embeddings.position_embeddings.weight")[:n]
-        + get(w, prefix + "embeddings.token_type_embeddings.weight")[0]
+        + get(w, prefix + "embeddings.token_type_embeddings.weight")[types]
     )
     x = layer_norm(x, *ln(prefix + "embeddings.LayerNorm"), eps)
     heads = cfg["num_attention_heads"]

@@ -2,15 +2,16 @@
 //! masked-language-model head whose decoder is tied to the word embeddings.
 //!
 //! Parameter names follow Hugging Face's after a fixed renaming
-//! ([`hf_to_module_key`]), so `model.safetensors` from `BertModel` and
-//! `BertForMaskedLM` checkpoints (including the legacy `LayerNorm.gamma/beta`
-//! names) load without conversion.
+//! ([`hf_to_module_key`]), so `model.safetensors` from `BertModel`,
+//! `BertForMaskedLM` and `BertForSequenceClassification` checkpoints
+//! (including the legacy `LayerNorm.gamma/beta` names) load without
+//! conversion.
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use crate::config::BertConfig;
+use crate::config::{BertConfig, Head};
 use crate::kernels::{attention_softmax, decode_max_over_tokens, gelu};
 
 /// Token, position and segment embeddings, summed and normalised.
@@ -51,11 +52,49 @@ pub struct MlmHead {
     bias: Param<Tensor<1>>,
 }
 
-/// A BERT body with an optional MLM head.
+/// The cross-encoder's head: the `[CLS]` state → pooler (dense + tanh) →
+/// one logit (Hugging Face's `bert.pooler` and `classifier`).
+#[derive(Module, Debug)]
+pub struct ScoreHead {
+    pooler: Linear,
+    classifier: Linear,
+}
+
+/// A BERT body with an optional MLM head or cross-encoder head.
 #[derive(Module, Debug)]
 pub struct BertModel {
     bert: Bert,
     head: Option<MlmHead>,
+    score: Option<ScoreHead>,
+}
+
+/// The standard deviation of the seeded classifier initialisation
+/// (BERT's `initializer_range`).
+const CLASSIFIER_INIT_STD: f64 = 0.02;
+
+/// `n` normal draws of standard deviation `std` from SplitMix64 seeded
+/// with `seed`, two uniforms per draw through Box–Muller: the cross-encoder
+/// head's initialisation, written down exactly so that the independent
+/// reference (`scripts/reference/golden_encoders.py`) builds the same
+/// weights.
+pub fn seeded_normal(seed: u64, n: usize, std: f64) -> Vec<f32> {
+    let mut state = seed;
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        // In (0, 1]: the logarithm below never sees zero.
+        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u1, u2) = (uniform(), uniform());
+            let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            (normal * std) as f32
+        })
+        .collect()
 }
 
 /// The parts of a transformer layer's tensor names: Hugging Face's, this
@@ -72,8 +111,10 @@ const LAYER_PARTS: [(&str, &str); 8] = [
 ];
 
 /// The other renamed prefixes: Hugging Face's, this module's.
-const PREFIXES: [(&str, &str); 4] = [
+const PREFIXES: [(&str, &str); 6] = [
     ("bert.embeddings.LayerNorm.", "bert.embeddings.layer_norm."),
+    ("bert.pooler.dense.", "score.pooler."),
+    ("classifier.", "score.classifier."),
     ("cls.predictions.transform.dense.", "head.transform."),
     ("cls.predictions.transform.LayerNorm.", "head.norm."),
     ("cls.predictions.bias", "head.bias"),
@@ -109,10 +150,12 @@ fn rename_known(name: &str, to_module: bool) -> Option<String> {
     })
 }
 
-/// A Hugging Face tensor name (`BertModel` or `BertForMaskedLM`) as this
-/// module's path; names it does not know stay as they are.
+/// A Hugging Face tensor name (`BertModel`, `BertForMaskedLM` or
+/// `BertForSequenceClassification`) as this module's path; names it does
+/// not know stay as they are.
 pub fn hf_to_module_key(name: &str) -> String {
-    let name = if name.starts_with("embeddings.") || name.starts_with("encoder.") {
+    let bare = ["embeddings.", "encoder.", "pooler."];
+    let name = if bare.iter().any(|p| name.starts_with(p)) {
         format!("bert.{name}")
     } else {
         name.to_owned()
@@ -121,15 +164,18 @@ pub fn hf_to_module_key(name: &str) -> String {
 }
 
 /// This module's tensor path as the Hugging Face name (the inverse of
-/// [`hf_to_module_key`], `BertForMaskedLM` style with the `bert.` prefix),
+/// [`hf_to_module_key`], `BertForMaskedLM` / `BertForSequenceClassification`
+/// style with the `bert.` prefix),
 /// so saved weights load here and in `transformers`.
 pub fn module_to_hf_key(name: &str) -> String {
     rename_known(name, false).unwrap_or_else(|| name.to_owned())
 }
 
 impl BertConfig {
-    /// A randomly initialised model of this shape, with the MLM head when `mlm`.
-    pub fn init(&self, mlm: bool, device: &Device) -> BertModel {
+    /// A randomly initialised model of this shape with the parts `head`
+    /// needs: the MLM head for a sparse head, the pooler and classifier for
+    /// a cross-encoder.
+    pub fn init(&self, head: &Head, device: &Device) -> BertModel {
         let h = self.hidden_size;
         let norm = || {
             LayerNormConfig::new(h)
@@ -156,14 +202,19 @@ impl BertConfig {
                 n_heads: self.num_attention_heads,
             })
             .collect();
-        let head = mlm.then(|| MlmHead {
+        let mlm = matches!(head, Head::Sparse { .. }).then(|| MlmHead {
             transform: linear(h, h),
             norm: norm(),
             bias: Param::from_tensor(Tensor::zeros([self.vocab_size], device)),
         });
+        let score = matches!(head, Head::CrossEncoder { .. }).then(|| ScoreHead {
+            pooler: linear(h, h),
+            classifier: linear(h, 1),
+        });
         BertModel {
             bert: Bert { embeddings, layers },
-            head,
+            head: mlm,
+            score,
         }
     }
 }
@@ -191,16 +242,21 @@ impl Layer {
 }
 
 impl Bert {
-    /// Token states `[batch, len, hidden]` for `ids` `[batch, len]`; `pad`
-    /// marks padding positions (true), which no token attends to (`None`:
-    /// no padding).
-    pub fn forward(&self, ids: Tensor<2, Int>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
+    /// Token states `[batch, len, hidden]` for `ids` `[batch, len]`;
+    /// `types` are the token types (`None`: all 0); `pad` marks padding
+    /// positions (true), which no token attends to (`None`: no padding).
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
+        pad: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3> {
         let [b, l] = ids.dims();
         let device = ids.device();
         let positions = Tensor::<1, Int>::arange(0..l as i64, &device)
             .reshape([1, l])
             .expand([b, l]);
-        let types = Tensor::<2, Int>::zeros([b, l], &device);
+        let types = types.unwrap_or_else(|| Tensor::<2, Int>::zeros([b, l], &device));
         let e = &self.embeddings;
         let x = e.word_embeddings.forward(ids)
             + e.position_embeddings.forward(positions)
@@ -219,7 +275,42 @@ impl Bert {
 impl BertModel {
     /// Token states of the body (`pad`: the padding mask, `None` without padding).
     pub fn hidden(&self, ids: Tensor<2, Int>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
-        self.bert.forward(ids, pad)
+        self.bert.forward(ids, None, pad)
+    }
+
+    /// The cross-encoder's logits `[batch]` for pair inputs `ids` with
+    /// token `types`, or `None` without a cross-encoder head.
+    pub fn pair_logits(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Tensor<2, Int>,
+        pad: Option<Tensor<2, Bool>>,
+    ) -> Option<Tensor<1>> {
+        let score = self.score.as_ref()?;
+        let [b, _] = ids.dims();
+        let states = self.bert.forward(ids, Some(types), pad);
+        let h = states.dims()[2];
+        let cls = states.narrow(1, 0, 1).reshape([b, h]);
+        let pooled = score.pooler.forward(cls).tanh();
+        Some(score.classifier.forward(pooled).reshape([b]))
+    }
+
+    /// The model with its classifier (the one output row of a cross-encoder)
+    /// set from [`seeded_normal`] (`seed`) and a zero bias, as Hugging Face
+    /// initialises a new `BertForSequenceClassification` head, but
+    /// reproducibly; unchanged without a cross-encoder head.
+    pub fn with_seeded_classifier(mut self, seed: u64) -> Self {
+        if let Some(score) = self.score.as_mut() {
+            let device = score.classifier.weight.device();
+            let [hidden, _] = score.classifier.weight.dims();
+            let weight = seeded_normal(seed, hidden, CLASSIFIER_INIT_STD);
+            score.classifier.weight = Param::from_tensor(Tensor::from_data(
+                TensorData::new(weight, [hidden, 1]),
+                &device,
+            ));
+            score.classifier.bias = Some(Param::from_tensor(Tensor::zeros([1], &device)));
+        }
+        self
     }
 
     /// Number of transformer layers.
@@ -247,6 +338,7 @@ impl BertModel {
                 layers,
             },
             head: self.head,
+            score: self.score,
         }
     }
 
@@ -313,6 +405,9 @@ mod tests {
             ),
             ("cls.predictions.transform.LayerNorm.bias", "head.norm.bias"),
             ("cls.predictions.bias", "head.bias"),
+            ("bert.pooler.dense.weight", "score.pooler.weight"),
+            ("pooler.dense.bias", "score.pooler.bias"),
+            ("classifier.weight", "score.classifier.weight"),
         ];
         for (hf, ours) in pairs {
             assert_eq!(hf_to_module_key(hf), ours, "{hf}");
@@ -323,7 +418,9 @@ mod tests {
                 "{ours}"
             );
             assert!(
-                back.starts_with("bert.") || back.starts_with("cls."),
+                ["bert.", "cls.", "classifier."]
+                    .iter()
+                    .any(|p| back.starts_with(p)),
                 "{back}"
             );
         }
@@ -334,7 +431,8 @@ mod tests {
             "bert.encoder.layer.x.output.dense.weight",
             "bert.encoder.layer..output.dense.weight",
             "bert.encoder.layer.1.crossattention.weight",
-            "pooler.dense.weight",
+            "bert.pooler.weight",
+            "classifier",
         ] {
             assert_eq!(hf_to_module_key(other), other);
         }

@@ -135,7 +135,20 @@ pub enum Head {
         /// Keep the `top_k` largest terms; `None` keeps every positive term.
         top_k: Option<usize>,
     },
+    /// A cross-encoder: `[CLS] question [SEP] passage [SEP]` (the passage
+    /// with token type 1) → the `[CLS]` state through the pooler (dense +
+    /// tanh) → one relevance logit, as Hugging Face's
+    /// `BertForSequenceClassification` with one label.
+    CrossEncoder {
+        /// The question is cut to this many tokens; the passage fills the
+        /// rest of `max_length`.
+        max_question_tokens: usize,
+    },
 }
+
+/// The question length of a cross-encoder read from a Hugging Face
+/// `BertForSequenceClassification` config without an `"rlrag"` section.
+pub const DEFAULT_MAX_QUESTION_TOKENS: usize = 64;
 
 /// rlrag's settings, stored under `"rlrag"` in `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,8 +170,10 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// Parse `config.json`. Without an `"rlrag"` section the head follows the
-    /// architecture: `BertForMaskedLM` → sparse (`log1p_relu`, all terms), else
-    /// dense (mean pooling, normalised); `max_length` = 512 capped by the positions.
+    /// architecture: `BertForMaskedLM` → sparse (`log1p_relu`, all terms),
+    /// `BertForSequenceClassification` → cross-encoder (questions cut to
+    /// [`DEFAULT_MAX_QUESTION_TOKENS`]), else dense (mean pooling,
+    /// normalised); `max_length` = 512 capped by the positions.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EncoderError> {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| EncoderError::Config(e.to_string()))?;
@@ -168,10 +183,15 @@ impl ModelConfig {
             Some(v) => serde_json::from_value(v.clone())
                 .map_err(|e| EncoderError::Config(format!("`rlrag` section: {e}")))?,
             None => {
-                let head = if bert.architectures.iter().any(|a| a == "BertForMaskedLM") {
+                let is = |name: &str| bert.architectures.iter().any(|a| a == name);
+                let head = if is("BertForMaskedLM") {
                     Head::Sparse {
                         activation: SparseActivation::Log1pRelu,
                         top_k: None,
+                    }
+                } else if is("BertForSequenceClassification") {
+                    Head::CrossEncoder {
+                        max_question_tokens: DEFAULT_MAX_QUESTION_TOKENS,
                     }
                 } else {
                     Head::Dense {
@@ -275,9 +295,18 @@ impl ModelConfig {
         // elu1p without top_k keeps every vocabulary term (the parity test
         // checks exactly that); the encoder's batch budget bounds what such
         // vectors cost per batch.
-        if let Head::Sparse { top_k: Some(0), .. } = self.rlrag.head {
-            return bad("top_k must be at least 1".into());
+        match self.rlrag.head {
+            Head::Sparse { top_k: Some(0), .. } => bad("top_k must be at least 1".into()),
+            // [CLS] question [SEP] and at least one passage token before [SEP].
+            Head::CrossEncoder {
+                max_question_tokens,
+            } if max_question_tokens == 0 || max_question_tokens.saturating_add(4) > max => {
+                bad(format!(
+                    "max_question_tokens {max_question_tokens} must be in 1..={} (max_length - 4)",
+                    max.saturating_sub(4)
+                ))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 }

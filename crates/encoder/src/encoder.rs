@@ -59,6 +59,15 @@ impl Padding {
     }
 }
 
+/// One forward pass's inputs: which texts (indices into the caller's list,
+/// longest first), their padded ids, token types for pairs, and padding.
+struct Batch {
+    members: Vec<usize>,
+    ids: Tensor<2, Int>,
+    types: Option<Tensor<2, Int>>,
+    pad: Padding,
+}
+
 /// A loaded encoder: tokenizer, BERT weights and head settings.
 pub struct Encoder {
     config: ModelConfig,
@@ -130,6 +139,33 @@ impl Prepared {
     /// tensors are renamed in place, so the weights are not copied once
     /// more; in a browser, one copy fewer of them in memory at once).
     pub fn load(self, weights: Vec<u8>, device: &Device) -> Result<Encoder, EncoderError> {
+        self.load_with(weights, device, None)
+    }
+
+    /// As [`Prepared::load`] for a new cross-encoder made from another
+    /// model's weights (a sentence encoder's body and pooler): a classifier
+    /// the weights lack is initialised from `seed`
+    /// ([`crate::bert::seeded_normal`]); one they hold is kept.
+    pub fn load_new_classifier(
+        self,
+        weights: Vec<u8>,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Encoder, EncoderError> {
+        if !matches!(self.config.rlrag.head, Head::CrossEncoder { .. }) {
+            return Err(EncoderError::Config(
+                "only a cross-encoder head has a classifier to initialise".into(),
+            ));
+        }
+        self.load_with(weights, device, Some(seed))
+    }
+
+    fn load_with(
+        self,
+        weights: Vec<u8>,
+        device: &Device,
+        classifier_seed: Option<u64>,
+    ) -> Result<Encoder, EncoderError> {
         // The model is allocated before its weights are read: a config that
         // describes more parameters than the file could hold is refused
         // first (at 2 bytes a parameter, the smallest type loaded).
@@ -141,8 +177,7 @@ impl Prepared {
                 weights.len()
             )));
         }
-        let mlm = matches!(self.config.rlrag.head, Head::Sparse { .. });
-        let mut model = self.config.bert.init(mlm, device);
+        let mut model = self.config.bert.init(&self.config.rlrag.head, device);
         let weights = renamed_in_place(weights, hf_to_module_key)?;
         let mut store = SafetensorsStore::from_bytes(Some(weights))
             .with_from_adapter(PyTorchToBurnAdapter)
@@ -153,8 +188,19 @@ impl Prepared {
         if !result.errors.is_empty() {
             return Err(EncoderError::Weights(format!("{:?}", result.errors)));
         }
-        if !result.missing.is_empty() {
-            let missing: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
+        let (classifier, missing): (Vec<&str>, Vec<&str>) = result
+            .missing
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .partition(|p| p.starts_with("score.classifier."));
+        let missing = match classifier_seed {
+            Some(seed) if !classifier.is_empty() => {
+                model = model.with_seeded_classifier(seed);
+                missing
+            }
+            _ => classifier.into_iter().chain(missing).collect(),
+        };
+        if !missing.is_empty() {
             return Err(EncoderError::Weights(format!(
                 "tensors missing for this architecture: {}",
                 missing.join(", ")
@@ -169,6 +215,21 @@ impl Prepared {
             pad_id: self.pad_id,
         })
     }
+}
+
+/// How [`Encoder::new_cross_encoder`] builds a cross-encoder from another
+/// BERT model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrossEncoderInit {
+    /// Keep the base model's first `layers` transformer layers (`None`:
+    /// all): fewer layers score faster.
+    pub layers: Option<usize>,
+    /// Pair length in tokens, special tokens included.
+    pub max_length: usize,
+    /// Question length in tokens.
+    pub max_question_tokens: usize,
+    /// Seed of the new classifier ([`crate::bert::seeded_normal`]).
+    pub seed: u64,
 }
 
 /// Tokenizer identities for [`BAGS`].
@@ -276,6 +337,41 @@ impl Encoder {
         device: &Device,
     ) -> Result<Self, EncoderError> {
         Prepared::parse(config, tokenizer)?.load(weights, device)
+    }
+
+    /// A new cross-encoder from a BERT model's files (a sentence encoder
+    /// such as all-MiniLM-L6-v2): its embeddings, first layers and pooler,
+    /// and a seeded classifier; the configuration says
+    /// `BertForSequenceClassification`, so the saved directory loads in
+    /// Hugging Face `transformers` too.
+    pub fn new_cross_encoder(
+        base: ModelFiles<'_>,
+        init: CrossEncoderInit,
+        device: &Device,
+    ) -> Result<Self, EncoderError> {
+        let mut config = ModelConfig::from_json(base.config)?;
+        if let Some(layers) = init.layers {
+            if layers == 0 || layers > config.bert.num_hidden_layers {
+                return Err(EncoderError::Config(format!(
+                    "layers {layers} must be in 1..={} (the base model's)",
+                    config.bert.num_hidden_layers
+                )));
+            }
+            config.bert.num_hidden_layers = layers;
+        }
+        config.bert.architectures = vec!["BertForSequenceClassification".into()];
+        config.rlrag = crate::RlragSettings {
+            head: Head::CrossEncoder {
+                max_question_tokens: init.max_question_tokens,
+            },
+            max_length: init.max_length,
+        };
+        config.validate()?;
+        Prepared::parse(&config.to_json()?, base.tokenizer)?.load_new_classifier(
+            base.weights.to_vec(),
+            device,
+            init.seed,
+        )
     }
 
     /// Load `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
@@ -404,14 +500,16 @@ impl Encoder {
 
     /// Group texts into batches of similar length within a token budget;
     /// with `out_row_bytes` (what each row's output needs), also within
-    /// [`BATCH_BYTE_BUDGET`] of attention scores and output. Returns
-    /// (indices, padded ids, padding) per batch.
+    /// [`BATCH_BYTE_BUDGET`] of attention scores and output. With
+    /// `first_lens` (pairs: how many ids of each row are token type 0), the
+    /// batches carry token types.
     fn batches(
         &self,
         ids: &[Vec<u32>],
+        first_lens: Option<&[usize]>,
         budget: usize,
         out_row_bytes: Option<u64>,
-    ) -> Vec<(Vec<usize>, Tensor<2, Int>, Padding)> {
+    ) -> Vec<Batch> {
         let heads = self.config.bert.num_attention_heads as u64;
         let memory_rows = |len: usize| -> usize {
             let Some(out) = out_row_bytes else {
@@ -435,6 +533,7 @@ impl Encoder {
             let members: Vec<usize> = order[start..start + count].to_vec();
             let mut flat = Vec::with_capacity(count * len);
             let mut pad = Vec::with_capacity(count * len);
+            let mut types = Vec::with_capacity(if first_lens.is_some() { count * len } else { 0 });
             let any = members.iter().any(|&i| ids[i].len() < len);
             for &i in &members {
                 let row = &ids[i];
@@ -442,12 +541,26 @@ impl Encoder {
                 flat.extend(std::iter::repeat_n(i64::from(self.pad_id), len - row.len()));
                 pad.extend(std::iter::repeat_n(false, row.len()));
                 pad.extend(std::iter::repeat_n(true, len - row.len()));
+                if let Some(first) = first_lens {
+                    let first = first[i].min(len);
+                    types.extend(std::iter::repeat_n(0i64, first));
+                    types.extend(std::iter::repeat_n(1i64, row.len().saturating_sub(first)));
+                    types.extend(std::iter::repeat_n(0i64, len - row.len().max(first)));
+                }
             }
             let ids_t =
                 Tensor::<2, Int>::from_data(TensorData::new(flat, [count, len]), &self.device);
             let pad_t =
                 Tensor::<2, Bool>::from_data(TensorData::new(pad, [count, len]), &self.device);
-            out.push((members, ids_t, Padding { mask: pad_t, any }));
+            let types = first_lens.map(|_| {
+                Tensor::<2, Int>::from_data(TensorData::new(types, [count, len]), &self.device)
+            });
+            out.push(Batch {
+                members,
+                ids: ids_t,
+                types,
+                pad: Padding { mask: pad_t, any },
+            });
             start += count;
         }
         out
@@ -463,14 +576,20 @@ impl Encoder {
     /// [`Encoder::encode_dense`], reading results back asynchronously.
     pub async fn encode_dense_async(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
         let Head::Dense { pooling, normalize } = self.config.rlrag.head else {
-            return Err(EncoderError::Input(
-                "this model has a sparse head, not a dense one".into(),
-            ));
+            return Err(EncoderError::Input(format!(
+                "this model has a {} head, not a dense one",
+                self.head_name()
+            )));
         };
         let ids = self.tokenize(texts)?;
         let hidden = self.config.bert.hidden_size;
         let mut out = vec![Vec::new(); texts.len()];
-        for (members, ids_t, pad) in self.batches(&ids, DENSE_TOKEN_BUDGET, Some(hidden as u64 * 4))
+        for Batch {
+            members,
+            ids: ids_t,
+            pad,
+            ..
+        } in self.batches(&ids, None, DENSE_TOKEN_BUDGET, Some(hidden as u64 * 4))
         {
             let [b, _] = ids_t.dims();
             let states = self.model.hidden(ids_t, pad.attention());
@@ -547,14 +666,21 @@ impl Encoder {
         texts: &[&str],
     ) -> Result<Vec<SparseVector>, EncoderError> {
         let Head::Sparse { activation, top_k } = self.config.rlrag.head else {
-            return Err(EncoderError::Input(
-                "this model has a dense head, not a sparse one".into(),
-            ));
+            return Err(EncoderError::Input(format!(
+                "this model has a {} head, not a sparse one",
+                self.head_name()
+            )));
         };
         let ids = self.tokenize(texts)?;
         let mut out = vec![SparseVector::default(); texts.len()];
         let vocab = self.config.bert.vocab_size as u64;
-        for (members, ids_t, pad) in self.batches(&ids, SPARSE_TOKEN_BUDGET, Some(vocab * 4)) {
+        for Batch {
+            members,
+            ids: ids_t,
+            pad,
+            ..
+        } in self.batches(&ids, None, SPARSE_TOKEN_BUDGET, Some(vocab * 4))
+        {
             // Both activations are monotone, so max-pooling the logits first
             // equals max-pooling the activations.
             let pooled = self.pooled_logits(ids_t, pad)?;
@@ -584,9 +710,10 @@ impl Encoder {
         max_tokens: usize,
     ) -> Result<Tensor<2>, EncoderError> {
         let Head::Sparse { activation, .. } = self.config.rlrag.head else {
-            return Err(EncoderError::Input(
-                "this model has a dense head, not a sparse one".into(),
-            ));
+            return Err(EncoderError::Input(format!(
+                "this model has a {} head, not a sparse one",
+                self.head_name()
+            )));
         };
         if texts.is_empty() || max_tokens < 2 {
             return Err(EncoderError::Input(format!(
@@ -604,8 +731,13 @@ impl Encoder {
             }
         }
         // One batch holds every text, sorted by length: `order` maps rows back.
-        let (order, ids_t, pad) = self
-            .batches(&ids, usize::MAX, None)
+        let Batch {
+            members: order,
+            ids: ids_t,
+            pad,
+            ..
+        } = self
+            .batches(&ids, None, usize::MAX, None)
             .pop()
             .ok_or_else(|| EncoderError::Input("no texts".into()))?;
         let pooled = self.pooled_logits(ids_t, pad)?;
@@ -665,7 +797,118 @@ impl Encoder {
     pub fn sparse_settings(&self) -> Option<(SparseActivation, Option<usize>)> {
         match self.config.rlrag.head {
             Head::Sparse { activation, top_k } => Some((activation, top_k)),
-            Head::Dense { .. } => None,
+            Head::Dense { .. } | Head::CrossEncoder { .. } => None,
         }
+    }
+
+    /// The head's kind, for messages.
+    fn head_name(&self) -> &'static str {
+        match self.config.rlrag.head {
+            Head::Dense { .. } => "dense",
+            Head::Sparse { .. } => "sparse",
+            Head::CrossEncoder { .. } => "cross-encoder",
+        }
+    }
+
+    /// The question length a cross-encoder keeps, `None` for other heads.
+    fn max_question_tokens(&self) -> Result<usize, EncoderError> {
+        match self.config.rlrag.head {
+            Head::CrossEncoder {
+                max_question_tokens,
+            } => Ok(max_question_tokens),
+            _ => Err(EncoderError::Input(
+                "this model is not a cross-encoder (no classifier head)".into(),
+            )),
+        }
+    }
+
+    /// A cross-encoder's input for (`question`, `passage`): ids as BERT's
+    /// pair template builds them (the question cut to `max_question_tokens`,
+    /// the passage to fill `max_length`) and how many of them are token
+    /// type 0.
+    pub fn tokenize_pair(
+        &self,
+        question: &str,
+        passage: &str,
+    ) -> Result<(Vec<u32>, usize), EncoderError> {
+        let max_question = self.max_question_tokens()?;
+        self.tokenizer.encode_pair(question, passage, max_question)
+    }
+
+    /// A cross-encoder's relevance logits of each passage for `question`,
+    /// in order (higher: more relevant). On a device that reads back
+    /// asynchronously (WebGPU in a browser) use
+    /// [`Encoder::score_pairs_async`].
+    pub fn score_pairs(&self, question: &str, passages: &[&str]) -> Result<Vec<f32>, EncoderError> {
+        read_now(self.score_pairs_async(question, passages))
+    }
+
+    /// [`Encoder::score_pairs`], reading results back asynchronously.
+    pub async fn score_pairs_async(
+        &self,
+        question: &str,
+        passages: &[&str],
+    ) -> Result<Vec<f32>, EncoderError> {
+        let (ids, first): (Vec<Vec<u32>>, Vec<usize>) = passages
+            .iter()
+            .map(|p| self.tokenize_pair(question, p))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
+        let hidden = self.config.bert.hidden_size as u64;
+        let mut out = vec![0.0f32; passages.len()];
+        for batch in self.batches(&ids, Some(&first), DENSE_TOKEN_BUDGET, Some(hidden * 4)) {
+            let logits = self.batch_pair_logits(batch.ids, batch.types, &batch.pad)?;
+            let values = logits
+                .into_data_async()
+                .await
+                .map_err(backend)?
+                .try_to_vec::<f32>()
+                .map_err(backend)?;
+            for (&i, v) in batch.members.iter().zip(values) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    fn batch_pair_logits(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
+        pad: &Padding,
+    ) -> Result<Tensor<1>, EncoderError> {
+        let types = types.ok_or_else(|| EncoderError::Input("pairs need token types".into()))?;
+        self.model
+            .pair_logits(ids, types, pad.attention())
+            .ok_or_else(|| EncoderError::Weights("the model has no classifier head".into()))
+    }
+
+    /// A cross-encoder's logits `[pairs]` for (question, passage) pairs as a
+    /// tensor on the encoder's device, in order; on an autodiff device the
+    /// result is differentiable (what training scores with). One forward
+    /// pass: the caller sizes the batch.
+    pub fn pair_logits(&self, pairs: &[(&str, &str)]) -> Result<Tensor<1>, EncoderError> {
+        if pairs.is_empty() {
+            return Err(EncoderError::Input("need at least one pair".into()));
+        }
+        let (ids, first): (Vec<Vec<u32>>, Vec<usize>) = pairs
+            .iter()
+            .map(|(q, p)| self.tokenize_pair(q, p))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
+        let batch = self
+            .batches(&ids, Some(&first), usize::MAX, None)
+            .pop()
+            .ok_or_else(|| EncoderError::Input("no pairs".into()))?;
+        let mut inverse = vec![0i64; batch.members.len()];
+        for (row, &i) in batch.members.iter().enumerate() {
+            inverse[i] = row as i64;
+        }
+        let logits = self.batch_pair_logits(batch.ids, batch.types, &batch.pad)?;
+        let index =
+            Tensor::<1, Int>::from_data(TensorData::new(inverse, [pairs.len()]), &self.device);
+        Ok(logits.select(0, index))
     }
 }

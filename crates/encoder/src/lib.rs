@@ -1,9 +1,10 @@
 //! BERT-family encoders in burn for rlrag.
 //!
-//! One implementation ([`bert`]) serves both heads: a dense sentence embedding
-//! (all-MiniLM-L6-v2: mean pooling + L2 normalisation) and a learned-sparse
-//! vocabulary vector as in SPLADE / SiDR (MLM logits → activation → max-pool
-//! over tokens → top-k). Weights load from Hugging Face `model.safetensors` +
+//! One implementation ([`bert`]) serves three heads: a dense sentence
+//! embedding (all-MiniLM-L6-v2: mean pooling + L2 normalisation), a
+//! learned-sparse vocabulary vector as in SPLADE / SiDR (MLM logits →
+//! activation → max-pool over tokens → top-k), and a cross-encoder that
+//! scores a (question, passage) pair (`[CLS]` → pooler → one logit). Weights load from Hugging Face `model.safetensors` +
 //! `config.json`; `tokenizer.json` is read into BERT's tokenizer parts from
 //! the `tokenizers` crate (see `tokenizer.rs`). The backend is chosen by the
 //! burn [`Device`](burn::tensor::Device) at run time, so the same code runs
@@ -21,9 +22,10 @@ mod sparse;
 mod tokenizer;
 
 pub use config::{
-    BertConfig, Head, MAX_VOCAB_SIZE, ModelConfig, Pooling, RlragSettings, SparseActivation,
+    BertConfig, DEFAULT_MAX_QUESTION_TOKENS, Head, MAX_VOCAB_SIZE, ModelConfig, Pooling,
+    RlragSettings, SparseActivation,
 };
-pub use encoder::{Encoder, ModelFiles, Prepared};
+pub use encoder::{CrossEncoderInit, Encoder, ModelFiles, Prepared};
 pub use error::EncoderError;
 pub use safetensors::canonical_safetensors;
 

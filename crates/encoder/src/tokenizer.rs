@@ -340,6 +340,33 @@ impl BertTokenizer {
         Ok(ids)
     }
 
+    /// The model input of a text pair as BERT's pair template builds it
+    /// (`[CLS] first [SEP] second [SEP]`: the prefix, the first text cut to
+    /// `max_first` ids, the suffix, the second text cut to fill
+    /// `max_length`, the suffix), and how many of its ids belong to the
+    /// first segment (token type 0; the rest are type 1).
+    pub(crate) fn encode_pair(
+        &self,
+        first: &str,
+        second: &str,
+        max_first: usize,
+    ) -> Result<(Vec<u32>, usize), EncoderError> {
+        let mut ids = self.prefix.clone();
+        let mut a = self.ids(first)?;
+        a.truncate(max_first);
+        ids.extend(a);
+        ids.extend_from_slice(&self.suffix);
+        let first_len = ids.len();
+        let room = self
+            .max_length
+            .saturating_sub(first_len + self.suffix.len());
+        let mut b = self.ids(second)?;
+        b.truncate(room);
+        ids.extend(b);
+        ids.extend_from_slice(&self.suffix);
+        Ok((ids, first_len))
+    }
+
     /// Every token id of `text`, in order: no special tokens, no truncation.
     pub(crate) fn ids(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
         let mut ids = Vec::new();

@@ -247,6 +247,77 @@ fn config_validation_names_the_problem() {
     // Round trip through to_json.
     let again = ModelConfig::from_json(&cfg.to_json().expect("json")).expect("parses");
     assert_eq!(again, cfg);
+    // A cross-encoder: the question must leave room for a passage; a
+    // Hugging Face sequence classifier without the rlrag section is one.
+    let cross = |q: u64| {
+        edit(&|v| {
+            v["rlrag"]["head"] =
+                serde_json::json!({"kind": "cross_encoder", "max_question_tokens": q});
+            v["rlrag"]["max_length"] = 128.into();
+        })
+    };
+    assert!(cross(124).is_ok());
+    for bad in [0, 125, u64::MAX] {
+        let err = cross(bad).expect_err("question too long");
+        assert!(err.to_string().contains("max_question_tokens"), "{err}");
+    }
+    let cfg = edit(&|v| {
+        v.as_object_mut().expect("object").remove("rlrag");
+        v["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+    })
+    .expect("defaults");
+    assert_eq!(
+        cfg.rlrag.head,
+        rlrag_encoder::Head::CrossEncoder {
+            max_question_tokens: rlrag_encoder::DEFAULT_MAX_QUESTION_TOKENS
+        }
+    );
+}
+
+/// A cross-encoder directory without its classifier is refused by name; a
+/// sentence encoder is not a cross-encoder; other heads cannot score pairs.
+#[test]
+fn cross_encoders_need_their_classifier_and_other_heads_refuse_pairs() {
+    let base = files("minilm");
+    let mut config: serde_json::Value = serde_json::from_slice(&base.config).expect("json");
+    config["rlrag"]["head"] =
+        serde_json::json!({"kind": "cross_encoder", "max_question_tokens": 32});
+    let config = serde_json::to_vec(&config).expect("json");
+    let err = load(&base.weights, &config, &base.tokenizer).expect_err("no classifier");
+    assert!(err.to_string().contains("score.classifier"), "{err}");
+    let dense = load(&base.weights, &base.config, &base.tokenizer).expect("dense");
+    for err in [
+        dense.score_pairs("q", &["p"]).expect_err("dense"),
+        dense.pair_logits(&[("q", "p")]).expect_err("dense"),
+    ] {
+        assert!(err.to_string().contains("not a cross-encoder"), "{err}");
+    }
+    let init = rlrag_encoder::CrossEncoderInit {
+        layers: Some(7),
+        max_length: 128,
+        max_question_tokens: 32,
+        seed: 0,
+    };
+    let files = rlrag_encoder::ModelFiles {
+        weights: &base.weights,
+        config: &base.config,
+        tokenizer: &base.tokenizer,
+    };
+    let err = Encoder::new_cross_encoder(files, init, &Device::flex()).expect_err("7 of 6 layers");
+    assert!(err.to_string().contains("layers 7"), "{err}");
+    let cross = Encoder::new_cross_encoder(
+        files,
+        rlrag_encoder::CrossEncoderInit {
+            layers: None,
+            ..init
+        },
+        &Device::flex(),
+    )
+    .expect("cross-encoder");
+    assert!(cross.pair_logits(&[]).is_err());
+    assert!(cross.score_pairs("q", &[]).expect("none").is_empty());
+    let err = cross.encode_dense(&["x"]).expect_err("not dense");
+    assert!(err.to_string().contains("cross-encoder head"), "{err}");
 }
 
 #[test]

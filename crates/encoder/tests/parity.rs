@@ -136,3 +136,103 @@ fn splade_tiny_matches_the_reference_for_both_activations() {
         assert!(worst < TOL, "{name}: max abs error {worst}");
     }
 }
+
+fn cross_golden() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/cross-encoder.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("golden file")).expect("json")
+}
+
+/// The cross-encoder `train-reranker` starts from (all-MiniLM-L6-v2's body
+/// and pooler, a seeded classifier) reproduces the reference's ids, token
+/// types and logits, with all six layers and with the first two; the
+/// differentiable path gives the same logits, and a save loads back equal.
+#[test]
+fn cross_encoder_matches_the_reference() {
+    use rlrag_encoder::{CrossEncoderInit, ModelFiles};
+    let dir = model_dir("minilm");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("model file");
+    let (weights, config, tokenizer) = (
+        read("model.safetensors"),
+        read("config.json"),
+        read("tokenizer.json"),
+    );
+    let base = ModelFiles {
+        weights: &weights,
+        config: &config,
+        tokenizer: &tokenizer,
+    };
+    let g = cross_golden();
+    let device = Device::flex();
+    let mut worst: f64 = 0.0;
+    for model in g["models"].as_array().expect("models") {
+        let layers = model["layers"].as_u64().expect("layers") as usize;
+        let init = CrossEncoderInit {
+            layers: Some(layers),
+            max_length: g["max_length"].as_u64().expect("max_length") as usize,
+            max_question_tokens: 64,
+            seed: g["seed"].as_u64().expect("seed"),
+        };
+        let encoder = Encoder::new_cross_encoder(base, init, &device).expect("cross-encoder");
+        let cases = model["cases"].as_array().expect("cases");
+        let question = |c: &Value| c["question"].as_str().expect("question").to_owned();
+        let passage = |c: &Value| c["passage"].as_str().expect("passage").to_owned();
+        let mut logits = Vec::new();
+        for case in cases {
+            let (ids_got, first) = encoder
+                .tokenize_pair(&question(case), &passage(case))
+                .expect("pair");
+            assert_eq!(ids_got, ids(&case["ids"]), "{}", case["passage"]);
+            assert_eq!(first as u64, case["first_len"].as_u64().expect("first"));
+            // One question per call: score each pair on its own and all of
+            // one question's passages together (padding in the batch).
+            let got = encoder
+                .score_pairs(&question(case), &[&passage(case)])
+                .expect("scores")[0];
+            worst = worst.max((f64::from(got) - f(&case["logit"])).abs());
+            logits.push(got);
+        }
+        let pairs: Vec<(String, String)> =
+            cases.iter().map(|c| (question(c), passage(c))).collect();
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(q, p)| (q.as_str(), p.as_str()))
+            .collect();
+        let tensor = encoder
+            .pair_logits(&refs)
+            .expect("logits")
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        for (a, b) in tensor.iter().zip(&logits) {
+            assert!((a - b).abs() < 1e-5, "batched {a} vs one at a time {b}");
+        }
+        // A long question is cut to max_question_tokens; the passage keeps
+        // the rest of the model's length.
+        let long = "why ".repeat(200);
+        let (cut, first) = encoder
+            .tokenize_pair(&long, &"word ".repeat(400))
+            .expect("pair");
+        assert_eq!((first, cut.len()), (64 + 2, 256));
+        let france = [&pairs[0].1 as &str, &pairs[1].1];
+        let together = encoder.score_pairs(&pairs[0].0, &france).expect("scores");
+        assert!((together[0] - logits[0]).abs() < 1e-5 && (together[1] - logits[1]).abs() < 1e-5);
+        // Saved with Hugging Face names and read back: the same logits.
+        let saved = encoder.weights_safetensors().expect("saves");
+        let config = encoder.config().to_json().expect("config");
+        let text = String::from_utf8(config.clone()).expect("utf-8");
+        assert!(text.contains("BertForSequenceClassification"), "{text}");
+        let loaded = Encoder::load(
+            ModelFiles {
+                weights: &saved,
+                config: &config,
+                tokenizer: &tokenizer,
+            },
+            &device,
+        )
+        .expect("loads back");
+        let again = loaded.score_pairs(&pairs[0].0, &france).expect("scores");
+        assert_eq!(again, together);
+    }
+    println!("cross-encoder max |burn - reference| = {worst:e}");
+    assert!(worst < 1e-5, "max abs error {worst}");
+}
