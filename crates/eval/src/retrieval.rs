@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_lite::future::block_on;
 
 use rlrag_retriever::engine::AnnProbe;
-use rlrag_retriever::{DatasetFormat, Document, Hit, Query, SearchMode, Split};
+use rlrag_retriever::{DatasetFormat, Document, Hit, Query, Reranker, SearchMode, Split};
 use rlrag_reward::answer::NormalizedText;
 use rlrag_reward::latency::Latency;
 use rlrag_reward::retrieval::{Metric, all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
@@ -42,6 +43,13 @@ pub struct RetrievalEvalConfig {
     /// How the retrievers are built.
     #[cfg_attr(feature = "clap", command(flatten))]
     pub settings: RetrieverSettings,
+    /// Re-score the retriever's top M with the cross-encoder of --reranker
+    /// (0: off).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0))]
+    pub rerank: usize,
+    /// A cross-encoder model directory (`trainer train-reranker`).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub reranker: Option<PathBuf>,
 }
 
 /// How an approximate index compares with exact search on the same query
@@ -119,6 +127,18 @@ pub struct ReportJson {
     /// Present for approximate retrievers (dense HNSW).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ann: Option<AnnReport>,
+    /// Present when a cross-encoder re-scored the top candidates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<RerankJson>,
+}
+
+/// The second stage of a reranked evaluation.
+#[derive(Debug, Serialize)]
+pub struct RerankJson {
+    /// Candidates re-scored per query.
+    pub m: usize,
+    /// The cross-encoder's directory.
+    pub model: String,
 }
 
 /// A finished evaluation.
@@ -206,20 +226,45 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
         progress.note(&format!("warning: {w}"));
     }
 
+    let rerank = match (config.rerank, &config.reranker) {
+        (0, _) => None,
+        (m, Some(dir)) => {
+            let device = config.settings.device.device()?;
+            let encoder = crate::models::ModelDir::read(dir)?.load(&device)?;
+            Some((m, dir, Reranker::new(Arc::new(encoder))?))
+        }
+        (_, None) => {
+            return Err(setting(
+                "--reranker",
+                "--rerank needs --reranker <cross-encoder directory>",
+            ));
+        }
+    };
     let started = Instant::now();
     let mode = config.retriever;
-    let engine = retrievers::build(mode, &config.settings, &ds.corpus, progress)?;
+    let mut engine = retrievers::build(mode, &config.settings, &ds.corpus, progress)?;
     let index_seconds = started.elapsed().as_secs_f64();
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
+    let m = rerank.as_ref().map_or(0, |r| r.0);
+    let rerank_json = rerank.map(|(m, dir, reranker)| {
+        engine.set_reranker(Some(reranker));
+        RerankJson {
+            m,
+            model: dir.display().to_string(),
+        }
+    });
 
-    let search = |q: &str, k: usize| Ok(block_on(engine.search_with(q, k, mode, false))?);
+    let search = |q: &str, k: usize| Ok(block_on(engine.search_reranked(q, k, mode, false, m))?);
     let (metrics, latencies) = score_queries(search, &ds.queries, &by_id, config.k, progress)?;
     let ann = engine
         .ann()
         .map(|probe| measure_ann(&probe, &ds.queries))
         .transpose()?;
 
-    let settings = config.settings.describe(config.retriever);
+    let mut settings = config.settings.describe(config.retriever);
+    if let Some(r) = &rerank_json {
+        let _ = write!(settings, "; top {} reranked by {}", r.m, r.model);
+    }
     Ok(Report {
         json: ReportJson {
             dataset: ds.name.clone(),
@@ -232,6 +277,7 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
             documents: ds.corpus.len(),
             warnings,
             ann,
+            rerank: rerank_json,
         },
         format: ds.format,
         index_seconds,

@@ -12,6 +12,9 @@
 //!   log, curve, the exported model directory);
 //! - [`router_run`]: a whole router run (confidence fit, rollouts, the
 //!   network bar calibrated to a budget, the router directory);
+//! - [`reranker_run`]: a whole run of the cross-encoder reranker (mined
+//!   hard negatives, labels and an optional generator teacher, listwise +
+//!   pointwise loss, held-out reranked evaluation, the model directory);
 //! - [`cv`]: K-fold cross-validation of the router, pooled.
 //!
 //! Training runs on any burn autodiff device (`Device::flex().autodiff()` on
@@ -22,6 +25,7 @@ pub mod env;
 mod error;
 pub mod loss;
 pub mod r3;
+pub mod reranker_run;
 pub mod retriever_run;
 pub mod router;
 pub mod router_run;

@@ -244,36 +244,64 @@ fn setting(name: &'static str, reason: String) -> TrainError {
     TrainError::Config { name, reason }
 }
 
-/// Training and evaluation questions: a seeded holdout of the training split,
-/// or another split.
-fn split_questions(
-    config: &RetrieverRunConfig,
+/// Where a run's training and held-out questions come from.
+pub(crate) struct QuestionSource<'a> {
+    pub data: &'a Path,
+    pub format: Option<DatasetFormat>,
+    pub split: &'a Split,
+    pub holdout: f64,
+    pub eval_split: &'a Split,
+    pub seed: u64,
+}
+
+/// Training and evaluation questions (neither empty): a seeded holdout of
+/// the training split, or another split.
+pub(crate) fn split_questions(
+    source: &QuestionSource<'_>,
     progress: &dyn Progress,
 ) -> Result<(Dataset, Vec<Query>, Vec<Query>), TrainError> {
-    let ds = datasets::load(&config.data, config.format, Some(&config.split))?;
+    let (ds, train, eval) = load_questions(source, progress)?;
+    if train.is_empty() || eval.is_empty() {
+        return Err(setting(
+            "data",
+            format!(
+                "need training and evaluation questions (got {} and {})",
+                train.len(),
+                eval.len()
+            ),
+        ));
+    }
+    Ok((ds, train, eval))
+}
+
+fn load_questions(
+    source: &QuestionSource<'_>,
+    progress: &dyn Progress,
+) -> Result<(Dataset, Vec<Query>, Vec<Query>), TrainError> {
+    let ds = datasets::load(source.data, source.format, Some(source.split))?;
     for w in ds.report.warnings() {
         progress.note(&format!("warning: {w}"));
     }
-    if !(0.0..1.0).contains(&config.holdout) {
+    if !(0.0..1.0).contains(&source.holdout) {
         return Err(setting(
             "holdout",
-            format!("--holdout is a fraction in [0, 1), got {}", config.holdout),
+            format!("--holdout is a fraction in [0, 1), got {}", source.holdout),
         ));
     }
-    if config.holdout > 0.0 {
+    if source.holdout > 0.0 {
         let mut questions = ds.queries.clone();
-        SplitMix64::new(config.seed ^ 0x686f_6c64).shuffle(&mut questions);
-        let n = ((questions.len() as f64) * config.holdout).round().max(1.0) as usize;
+        SplitMix64::new(source.seed ^ 0x686f_6c64).shuffle(&mut questions);
+        let n = ((questions.len() as f64) * source.holdout).round().max(1.0) as usize;
         if n >= questions.len() {
             return Err(setting(
                 "holdout",
-                format!("--holdout {} leaves no training questions", config.holdout),
+                format!("--holdout {} leaves no training questions", source.holdout),
             ));
         }
         let train = questions.split_off(n);
         return Ok((ds, train, questions));
     }
-    if config.eval_split == ds.split {
+    if *source.eval_split == ds.split {
         return Err(setting(
             "eval-split",
             format!(
@@ -282,7 +310,7 @@ fn split_questions(
             ),
         ));
     }
-    let eval = datasets::load(&config.data, config.format, Some(&config.eval_split))?;
+    let eval = datasets::load(source.data, source.format, Some(source.eval_split))?;
     let train = ds.queries.clone();
     Ok((ds, train, eval.queries))
 }
@@ -322,19 +350,31 @@ fn commit() -> String {
 
 /// A training curve: mean reward per step and the held-out metric.
 pub fn curve(rewards: &[(usize, f64)], metric: &[(usize, f64)], metric_name: &str) -> LineChart {
+    step_curve(
+        ("mean reward (per step)", rewards),
+        (&format!("held-out {metric_name}"), metric),
+    )
+}
+
+/// A curve over training steps: a per-step series (grey) and a held-out
+/// one (red), each named.
+pub(crate) fn step_curve(
+    per_step: (&str, &[(usize, f64)]),
+    held_out: (&str, &[(usize, f64)]),
+) -> LineChart {
     let points = |pts: &[(usize, f64)]| pts.iter().map(|&(s, v)| (s as f64, v)).collect();
     LineChart {
         x_label: "step",
         series: vec![
             Series {
-                name: "mean reward (per step)".into(),
+                name: per_step.0.into(),
                 color: "#888",
-                points: points(rewards),
+                points: points(per_step.1),
             },
             Series {
-                name: format!("held-out {metric_name}"),
+                name: held_out.0.into(),
                 color: "#c00",
-                points: points(metric),
+                points: points(held_out.1),
             },
         ],
     }
@@ -356,17 +396,15 @@ pub fn run(
     config: &RetrieverRunConfig,
     progress: &dyn Progress,
 ) -> Result<RetrieverRunReport, TrainError> {
-    let (ds, train_q, eval_q) = split_questions(config, progress)?;
-    if train_q.is_empty() || eval_q.is_empty() {
-        return Err(setting(
-            "data",
-            format!(
-                "need training and evaluation questions (got {} and {})",
-                train_q.len(),
-                eval_q.len()
-            ),
-        ));
-    }
+    let source = QuestionSource {
+        data: &config.data,
+        format: config.format,
+        split: &config.split,
+        holdout: config.holdout,
+        eval_split: &config.eval_split,
+        seed: config.seed,
+    };
+    let (ds, train_q, eval_q) = split_questions(&source, progress)?;
     let init = config
         .init
         .clone()

@@ -18,6 +18,7 @@ use rlrag_eval::retrieval::RetrievalEvalConfig;
 use rlrag_eval::router_eval::RouterEvalConfig;
 use rlrag_retriever::DatasetFormat;
 use rlrag_train::cv::CvConfig;
+use rlrag_train::reranker_run::RerankerRunConfig;
 use rlrag_train::retriever_run::RetrieverRunConfig;
 use rlrag_train::router_run::{self, RouterRunConfig};
 use serde::Serialize;
@@ -39,6 +40,10 @@ enum Command {
     Eval(EvalArgs),
     /// Train the learned-sparse retriever by reward (R3) and write the model directory.
     TrainRetriever(RetrieverRunConfig),
+    /// Train the cross-encoder reranker (hard negatives from a first-stage
+    /// retriever, labels and an optional generator teacher) and write the
+    /// model directory.
+    TrainReranker(RerankerRunConfig),
     /// Write a dataset's corpus as a JSON array of `{id, title, text}` (what
     /// the browser package's `addDocuments` takes; the demo page loads it).
     ExportCorpus(ExportCorpusArgs),
@@ -184,6 +189,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::TrainRetriever(config) => {
             let report = rlrag_train::retriever_run::run(&config, &Terminal)?;
+            print!("{}", report.table());
+            println!("wrote {}", report.out.display());
+        }
+        Command::TrainReranker(config) => {
+            let report = rlrag_train::reranker_run::run(&config, &Terminal)?;
             print!("{}", report.table());
             println!("wrote {}", report.out.display());
         }

@@ -433,6 +433,141 @@ fn train_retriever_writes_a_model_that_eval_loads() {
     assert_eq!(r["queries"], 10);
 }
 
+/// `train-reranker` writes a cross-encoder directory (checkpoints, log,
+/// curve, manifest with the held-out first stage and reranked metrics)
+/// that `eval --rerank` loads; the first stage's recall@100 is untouched
+/// by reranking its top 5, and asking to rerank without a model is an
+/// error that says what to pass.
+#[test]
+fn train_reranker_writes_a_cross_encoder_that_eval_reranks_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 10);
+    let out = dir.path().join("reranker");
+    let o = trainer(&[
+        "train-reranker",
+        "--data",
+        dir.path().to_str().expect("utf-8"),
+        "--split",
+        "all",
+        "--holdout",
+        "0.3",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--layers",
+        "1",
+        "--max-length",
+        "64",
+        "--max-question-tokens",
+        "24",
+        "--candidates",
+        "6",
+        "--group",
+        "3",
+        "--batch-size",
+        "2",
+        "--steps",
+        "2",
+        "--eval-every",
+        "1",
+        "--rerank",
+        "5",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_ok(&o);
+    assert!(
+        stdout.contains("| containment@10") && stdout.contains("reranked"),
+        "{stdout}"
+    );
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "manifest.json",
+        "train.jsonl",
+        "curve.svg",
+        "checkpoints/step-1/model.safetensors",
+        "checkpoints/step-2/config.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let config = std::fs::read_to_string(out.join("config.json")).expect("config");
+    assert!(
+        config.contains("BertForSequenceClassification") && config.contains("cross_encoder"),
+        "{config}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["model_kind"], "cross_encoder");
+    assert_eq!(manifest["steps"], 2);
+    assert_eq!(manifest["data"]["eval_questions"], 3);
+    let metrics = &manifest["metrics"];
+    assert!(metrics["reranked"]["containment@10"].is_number());
+    assert_eq!(
+        metrics["first_stage"]["recall@100"], metrics["reranked"]["recall@100"],
+        "reranking the top 5 cannot change what the top 100 holds"
+    );
+    let log = std::fs::read_to_string(out.join("train.jsonl")).expect("log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect();
+    assert_eq!(lines.len(), 3, "step 0 + 2 steps");
+    assert!(lines[1]["loss"].as_f64().is_some_and(f64::is_finite));
+    assert!(lines[2]["eval"]["containment@10"].is_number());
+    // eval loads exactly what the trainer wrote and reranks with it.
+    let data = dir.path().to_str().expect("utf-8");
+    let plain = eval_json(dir.path(), &["--retriever", "bm25"]);
+    let r = eval_json(
+        dir.path(),
+        &[
+            "--retriever",
+            "bm25",
+            "--rerank",
+            "5",
+            "--reranker",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(r["rerank"]["m"], 5);
+    assert_eq!(r["metrics"]["recall@100"], plain["metrics"]["recall@100"]);
+    let o = trainer(&[
+        "eval",
+        "--data",
+        data,
+        "--retriever",
+        "bm25",
+        "--rerank",
+        "5",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--reranker"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A sentence encoder is not a reranker.
+    let minilm = rlrag_encoder::models::pretrained("minilm");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        data,
+        "--retriever",
+        "bm25",
+        "--rerank",
+        "5",
+        "--reranker",
+        minilm.to_str().expect("utf-8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a cross-encoder"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Training and evaluation on `--device wgpu` (lavapipe where no GPU is):
 /// the run completes and evaluating its model gives the CPU's metrics.
 #[test]

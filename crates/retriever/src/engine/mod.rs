@@ -36,7 +36,7 @@ use crate::failpoint;
 use crate::fusion::Fusion;
 use crate::neural::{ENCODE_CHUNK, vocab_size};
 use crate::sparse_index::{SparseIndex, Weighting};
-use crate::{Bm25Index, Bm25Params, Document, FlatIndex, RetrieverError};
+use crate::{Bm25Index, Bm25Params, Document, FlatIndex, Reranker, RetrieverError};
 
 /// The largest document the engine accepts (title + text, bytes).
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 22;
@@ -238,6 +238,9 @@ pub struct Engine {
     dense: Option<FlatIndex>,
     /// The graph over `dense` when [`EngineOptions::dense_search`] is HNSW.
     hnsw: Option<HnswIndex>,
+    /// The second stage of [`Engine::search_reranked`] (not saved with the
+    /// indexes: it reads passages, not vectors).
+    reranker: Option<Reranker>,
 }
 
 impl fmt::Debug for Engine {
@@ -322,6 +325,7 @@ impl Engine {
             learned,
             dense,
             hnsw: None,
+            reranker: None,
             options,
             models,
         };

@@ -3,11 +3,11 @@
 
 use rlrag_encoder::{Encoder, SparseVector};
 
-use super::{Engine, HYBRID_DEPTH, MAX_K, MAX_QUERY_BYTES, SearchMode, invalid};
+use super::{Engine, HYBRID_DEPTH, MAX_K, MAX_QUERY_BYTES, MAX_RERANK_M, SearchMode, invalid};
 use crate::dense_index::HnswIndex;
 use crate::fusion::fuse;
 use crate::neural::matched_terms;
-use crate::{Document, FlatIndex, Hit, RetrieverError, TermWeight};
+use crate::{Document, FlatIndex, Hit, Reranker, RetrieverError, TermWeight};
 
 impl Engine {
     /// The top `k` documents for `query` in `mode`, with the learned-sparse
@@ -100,6 +100,55 @@ impl Engine {
                 h
             })
             .collect())
+    }
+
+    /// Set (or with `None` remove) the cross-encoder that
+    /// [`Engine::search_reranked`] re-scores candidates with.
+    pub fn set_reranker(&mut self, reranker: Option<Reranker>) {
+        self.reranker = reranker;
+    }
+
+    /// The reranker, when one is set.
+    pub fn reranker(&self) -> Option<&Reranker> {
+        self.reranker.as_ref()
+    }
+
+    /// As [`Engine::search_with`], then the top `rerank` of the first
+    /// stage (searched to depth max(`k`, `rerank`)) re-scored by the
+    /// reranker and re-ordered; `rerank` 0 is the first stage alone.
+    pub async fn search_reranked(
+        &self,
+        query: &str,
+        k: usize,
+        mode: SearchMode,
+        explain: bool,
+        rerank: usize,
+    ) -> Result<Vec<Hit>, RetrieverError> {
+        if rerank == 0 {
+            return self.search_with(query, k, mode, explain).await;
+        }
+        let Some(reranker) = &self.reranker else {
+            return Err(invalid(
+                "rerank",
+                "no reranker is loaded: set one (a cross-encoder model directory) first",
+            ));
+        };
+        if rerank > MAX_RERANK_M {
+            return Err(invalid(
+                "rerank",
+                format!("{rerank} candidates to re-score (at most {MAX_RERANK_M})"),
+            ));
+        }
+        let first = self
+            .search_with(query, k.max(rerank), mode, explain)
+            .await?;
+        let mut hits = reranker
+            .rerank(query, first, rerank, |id| {
+                self.docs.get(id).map(Document::full_text)
+            })
+            .await?;
+        hits.truncate(k);
+        Ok(hits)
     }
 
     /// The modes a hybrid search fuses.
