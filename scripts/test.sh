@@ -36,7 +36,11 @@ echo "== the npm package: generated declarations, type-checked usage, Node tests
 # A small trained router for the package's `learned` routing test.
 target/debug/trainer train-router --data data/hotpotqa100 --split train --limit 16 \
   --epochs 1 --rollouts 2 --batch-size 8 --out target/test-router
-RLRAG_ROUTER_DIR=target/test-router node --test web/test/
+# A small trained reranker for the package's reranking test.
+target/debug/trainer train-reranker --data data/hotpotqa100 --split train --holdout 0.1 \
+  --layers 1 --max-length 96 --candidates 6 --group 3 --batch-size 2 --steps 2 --rerank 5 \
+  --out target/test-reranker
+RLRAG_ROUTER_DIR=target/test-router RLRAG_RERANKER_DIR=target/test-reranker node --test web/test/
 echo "== the packed npm package in a fresh Vite app, in Chromium"
 node web/e2e/consumer.mjs
 echo "== the demo page in headless Chromium: WebGPU and CPU give the native top 10"

@@ -52,7 +52,8 @@ const ROUTE_OPTIONS = ['network', 'writeQueries', 'model', 'policy', 'timeoutMs'
 const CREATE_OPTIONS = ['model', 'dense', 'device', 'sparseVectors', 'rerankM', 'onProgress', 'wasm', 'fetch'];
 const IMPORT_OPTIONS = ['model', 'dense', 'device', 'onProgress', 'wasm', 'fetch'];
 const LOAD_OPTIONS = ['device', 'onProgress', 'wasm'];
-const SEARCH_OPTIONS = ['k', 'mode', 'explain'];
+const SEARCH_OPTIONS = ['k', 'mode', 'explain', 'rerank'];
+const RERANKER_OPTIONS = ['fetch'];
 
 /** A TypeError naming the first key of `options` not in `allowed` (a typo
  * would otherwise be ignored silently), or `null`. */
@@ -349,18 +350,46 @@ export class Rlrag {
   /**
    * The best `k` documents, best first, each with the learned-sparse terms it
    * matched (`explain: false`: no terms, and BM25 runs without the encoder).
+   * `rerank: M` re-scores the first stage's top M with the reranker
+   * (`loadReranker`): each passage is read together with the query, and
+   * their score becomes the cross-encoder's logit.
    * @param {string} query
-   * @param {{k?: number, mode?: SearchMode, explain?: boolean}} [options]
+   * @param {{k?: number, mode?: SearchMode, explain?: boolean, rerank?: number}} [options]
    * @returns {Promise<SearchHit[]>}
    */
   search(query, options = {}) {
     const bad = unknownOption(options, SEARCH_OPTIONS, 'search');
     if (bad) return Promise.reject(bad);
-    const { k = 10, mode = 'hybrid', explain = true } = options;
+    const { k = 10, mode = 'hybrid', explain = true, rerank = 0 } = options;
     if (typeof query !== 'string') return Promise.reject(new TypeError('search: the query must be a string'));
     if (!Number.isInteger(k) || k < 0) return Promise.reject(new RangeError('search: k must be a non-negative integer'));
     if (typeof explain !== 'boolean') return Promise.reject(new TypeError('search: explain must be a boolean'));
-    return this.#run(() => this.#engine.search(query, k, mode, explain));
+    if (!Number.isInteger(rerank) || rerank < 0) {
+      return Promise.reject(new RangeError('search: rerank must be a non-negative integer'));
+    }
+    return this.#run(() => this.#engine.search(query, k, mode, explain, rerank));
+  }
+
+  /**
+   * Load the cross-encoder that `search({rerank})` re-scores with: the
+   * directory `trainer train-reranker` writes, as bytes or a base URL
+   * (`null` removes it). It runs on the engine's device. Not part of
+   * `save`/`exportIndex`: load it again after `Rlrag.load`.
+   * @param {ModelSource | null} source
+   * @param {{fetch?: typeof globalThis.fetch}} [options]
+   * @returns {Promise<void>}
+   */
+  async loadReranker(source, options = {}) {
+    const bad = unknownOption(options, RERANKER_OPTIONS, 'loadReranker');
+    if (bad) throw bad;
+    if (source === null) return this.#run(() => this.#engine.setReranker(undefined));
+    const { wasm } = await modelFiles(source, 'reranker', options.fetch ?? globalThis.fetch, initWasm());
+    return this.#run(() => this.#engine.setReranker(wasm));
+  }
+
+  /** @returns {boolean} whether a reranker is loaded (`loadReranker`) */
+  get hasReranker() {
+    return this.#engine.hasReranker;
   }
 
   /**

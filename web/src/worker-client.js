@@ -167,11 +167,21 @@ export class RlragWorker {
 
   /**
    * @param {string} query
-   * @param {{k?: number, mode?: SearchMode, explain?: boolean}} [options]
+   * @param {{k?: number, mode?: SearchMode, explain?: boolean, rerank?: number}} [options]
    * @returns {Promise<SearchHit[]>}
    */
   search(query, options = {}) {
     return this.#call('search', [query, options]);
+  }
+
+  /**
+   * Load the reranker into the worker (`Rlrag.loadReranker`: a base URL,
+   * made absolute against the page, or the files' bytes; `null` removes it).
+   * @param {string | {baseUrl: string} | import('./index.js').ModelFiles | null} source
+   * @returns {Promise<boolean>}
+   */
+  loadReranker(source) {
+    return this.#call('loadReranker', [source === null ? null : absolute(source)]);
   }
 
   /**

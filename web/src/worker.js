@@ -42,6 +42,9 @@ async function call(id, method, args) {
       return [await engine.removeDocuments(args[0]), info()];
     case 'search':
       return [await engine.search(args[0], args[1])];
+    case 'loadReranker':
+      await engine.loadReranker(args[0]);
+      return [true];
     case 'loadRouter':
       router = await RouterModel.load(args[0]);
       return [true];

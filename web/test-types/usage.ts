@@ -13,6 +13,9 @@ export async function example(corpus: { id: string; text: string; title?: string
   console.log(held, engine.backend, engine.size, engine.modes);
   const hits = await engine.search('who founded the company?', { k: 5, mode: 'bot' });
   for (const hit of hits) console.log(hit.id, hit.score, hit.terms.map((t) => `${t.term}:${t.weight}`));
+  await engine.loadReranker('/models/reranker');
+  const reranked: SearchHit[] = await engine.search('who founded the company?', { k: 10, rerank: 20 });
+  console.log(engine.hasReranker, reranked[0]?.score);
   const bytes: Uint8Array = await engine.exportIndex();
   const again = await Rlrag.importIndex(bytes, { model: '/models/rlrag' });
   await again.removeDocuments(['a']);
@@ -26,6 +29,8 @@ export async function example(corpus: { id: string; text: string; title?: string
   const worker = await RlragWorker.create({ model: '/models/rlrag', device: 'cpu' });
   await worker.addDocuments(corpus);
   await worker.loadRouter('/models/router');
+  await worker.loadReranker('/models/reranker');
+  console.log(await worker.search('who founded it?', { rerank: 20 }));
   const viaWorker = await worker.route('who founded it?', { policy: 'learned', network: { kind: 'wikipedia' } });
   console.log(viaWorker.trace);
   worker.terminate();

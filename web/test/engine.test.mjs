@@ -221,7 +221,7 @@ test('every bad input is a rejected Promise with a message', async () => {
   await assert.rejects(e.search(42), /must be a string/);
   await assert.rejects(e.search('capital', { k: -1 }), /non-negative/);
   await assert.rejects(e.search('capital', { k: 1e9 }), /at most 10000/);
-  await assert.rejects(e.search('capital', { K: 3 }), /search: unknown option `K` \(k, mode, explain\)/);
+  await assert.rejects(e.search('capital', { K: 3 }), /search: unknown option `K` \(k, mode, explain, rerank\)/);
   await assert.rejects(e.search('capital', { explain: 'no' }), /explain must be a boolean/);
   const plain = await e.search('capital', { mode: 'bm25', explain: false });
   const explained = await e.search('capital', { mode: 'bm25' });
@@ -237,3 +237,30 @@ test('every bad input is a rejected Promise with a message', async () => {
   // The engine still works after every refusal.
   assert.equal((await e.search(golden.results[0].query, { k: 3, mode: 'bot' })).length, 3);
 });
+
+const rerankerDir = process.env.RLRAG_RERANKER_DIR;
+test(
+  'a trained cross-encoder reranks the first stage in the package',
+  { skip: rerankerDir ? false : 'RLRAG_RERANKER_DIR is not set (the test command sets it)' },
+  async () => {
+    const e = await engine({ sparseVectors: false });
+    await e.addDocuments(docs);
+    const query = golden.results[0].query;
+    await assert.rejects(e.search(query, { mode: 'bm25', rerank: 5 }), /no reranker is loaded/);
+    await assert.rejects(e.search(query, { mode: 'bm25', rerank: -1 }), /rerank must be a non-negative integer/);
+    await assert.rejects(e.loadReranker(splade), /not a cross-encoder/);
+    assert.equal(e.hasReranker, false);
+    const read = (f) => new Uint8Array(readFileSync(join(rerankerDir, f)));
+    await e.loadReranker({ weights: read('model.safetensors'), config: read('config.json'), tokenizer: read('tokenizer.json') });
+    assert.equal(e.hasReranker, true);
+    const first = await e.search(query, { k: 10, mode: 'bm25', explain: false });
+    const hits = await e.search(query, { k: 10, mode: 'bm25', explain: false, rerank: 5 });
+    // The top 5 are the first stage's top 5 re-ordered by the logit; the rest keep their order.
+    assert.deepEqual(hits.slice(0, 5).map((h) => h.id).sort(), first.slice(0, 5).map((h) => h.id).sort());
+    for (let i = 1; i < 5; i++) assert.ok(hits[i - 1].score >= hits[i].score);
+    assert.deepEqual(hits.slice(5).map((h) => h.id), first.slice(5).map((h) => h.id));
+    await e.loadReranker(null);
+    assert.equal(e.hasReranker, false);
+    e.free();
+  },
+);

@@ -4,8 +4,8 @@
 //! One computation, compiled for both targets: the real MiniLM and SPLADE-tiny
 //! models encode fixed sentences, and the engine ranks a small corpus in
 //! every mode (BM25, learned sparse, bag of tokens with re-rank, dense flat
-//! and HNSW, a weighted hybrid, and learned sparse after an export and
-//! import). The native run is checked
+//! and HNSW, a weighted hybrid, learned sparse after an export and import,
+//! and BM25 reranked by a cross-encoder made from MiniLM). The native run is checked
 //! against `tests/golden/native-outputs.json` (regenerate it with
 //! `RLRAG_BLESS=1 cargo test --test native_wasm_parity`); the wasm run
 //! (`cargo test --target wasm32-unknown-unknown -p rlrag-retriever --test
@@ -16,9 +16,10 @@
 use std::sync::Arc;
 
 use burn::tensor::Device;
-use rlrag_encoder::{Encoder, ModelFiles};
+use rlrag_encoder::{CrossEncoderInit, Encoder, ModelFiles};
 use rlrag_retriever::{
-    DenseSearch, Document, Engine, EngineModels, EngineOptions, Fusion, HnswParams, SearchMode,
+    DenseSearch, Document, Engine, EngineModels, EngineOptions, Fusion, HnswParams, Reranker,
+    SearchMode,
 };
 use serde_json::{Value, json};
 
@@ -100,10 +101,16 @@ fn encoder(m: &ModelBytes) -> Arc<Encoder> {
 }
 
 async fn ranking(engine: &Engine, mode: SearchMode) -> Value {
+    reranked(engine, mode, 0).await
+}
+
+/// The top 5 of each query, the first stage's top `rerank` re-scored by the
+/// engine's reranker.
+async fn reranked(engine: &Engine, mode: SearchMode, rerank: usize) -> Value {
     let mut lists = Vec::new();
     for q in QUERIES {
         let hits = engine
-            .search_with(q, 5, mode, false)
+            .search_reranked(q, 5, mode, false, rerank)
             .await
             .expect("searches");
         lists.push(json!(
@@ -148,7 +155,20 @@ pub async fn outputs(minilm: &ModelBytes, splade: &ModelBytes) -> Value {
         e.add_documents(&docs, &mut |_| {}).await.expect("indexes");
         e
     };
-    let plain = engine(EngineOptions::default()).await;
+    let mut plain = engine(EngineOptions::default()).await;
+    let base = ModelFiles {
+        weights: &minilm.weights,
+        config: &minilm.config,
+        tokenizer: &minilm.tokenizer,
+    };
+    let init = CrossEncoderInit {
+        layers: Some(2),
+        max_length: 128,
+        max_question_tokens: 32,
+        seed: 7,
+    };
+    let cross = Encoder::new_cross_encoder(base, init, &Device::flex()).expect("cross-encoder");
+    plain.set_reranker(Some(Reranker::new(Arc::new(cross)).expect("reranker")));
     let reloaded = Engine::import(models(), &plain.export().expect("exports")).expect("imports");
     let rerank = engine(EngineOptions {
         rerank_m: 4,
@@ -172,6 +192,7 @@ pub async fn outputs(minilm: &ModelBytes, splade: &ModelBytes) -> Value {
         "sparse_reloaded": ranking(&reloaded, SearchMode::Sparse).await,
         "bot": ranking(&plain, SearchMode::Bot).await,
         "bot_rerank4": ranking(&rerank, SearchMode::Bot).await,
+        "bm25_cross_encoder5": reranked(&plain, SearchMode::Bm25, 5).await,
         "dense_flat": ranking(&plain, SearchMode::Dense).await,
         "dense_hnsw": ranking(&hnsw, SearchMode::Dense).await,
     });

@@ -16,7 +16,7 @@ use burn::tensor::Device;
 use rlrag_encoder::{Encoder, Prepared};
 use rlrag_retriever::engine::{self, EngineModels, EngineOptions, SearchMode};
 use rlrag_retriever::hash::fingerprint;
-use rlrag_retriever::{Document, TermWeight};
+use rlrag_retriever::{Document, Reranker, TermWeight};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
@@ -374,18 +374,51 @@ impl Engine {
         Ok(removed)
     }
 
+    /// Load the cross-encoder (a `trainer train-reranker` directory's
+    /// files) that `search` re-scores its top candidates with, on the
+    /// engine's device; `undefined` removes it.
+    #[wasm_bindgen(js_name = setReranker)]
+    pub fn set_reranker(&self, model: Option<ModelBytes>) -> Result<(), JsError> {
+        let mut engine = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        let reranker = match model {
+            Some(bytes) => {
+                let (encoder, _) = load(bytes, engine.device())?;
+                Some(Reranker::new(encoder).map_err(js_error)?)
+            }
+            None => None,
+        };
+        engine.set_reranker(reranker);
+        Ok(())
+    }
+
+    /// Whether a reranker is loaded.
+    #[wasm_bindgen(getter, js_name = hasReranker)]
+    pub fn has_reranker(&self) -> Result<bool, JsError> {
+        let engine = self.inner.try_borrow().map_err(|_| busy())?;
+        Ok(engine.reranker().is_some())
+    }
+
     /// The top `k` documents for `query` in `mode` (`sparse`, `bot`,
     /// `dense`, `bm25` or `hybrid`): `[{id, score, title, text, terms:
     /// [{term, weight}]}]`; `explain` false leaves `terms` empty (and spares
-    /// BM25 and dense the query's sparse encoding).
+    /// BM25 and dense the query's sparse encoding); `rerank` > 0 re-scores
+    /// the top `rerank` with the reranker (`setReranker`), whose logit
+    /// becomes their score.
     #[allow(clippy::await_holding_refcell_ref)] // as in `add_documents`
-    pub fn search(&self, query: String, k: usize, mode: String, explain: bool) -> js_sys::Promise {
+    pub fn search(
+        &self,
+        query: String,
+        k: usize,
+        mode: String,
+        explain: bool,
+        rerank: usize,
+    ) -> js_sys::Promise {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mode: SearchMode = mode.parse().map_err(js_error)?;
             let engine = inner.try_borrow().map_err(|_| busy())?;
             let hits = engine
-                .search_with(&query, k, mode, explain)
+                .search_reranked(&query, k, mode, explain, rerank)
                 .await
                 .map_err(js_error)?;
             let page: Vec<JsHit<'_>> = hits

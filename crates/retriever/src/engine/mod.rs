@@ -360,6 +360,12 @@ impl Engine {
         &self.options
     }
 
+    /// The device the engine's encoders run on (a reranker loaded for it
+    /// runs there too).
+    pub fn device(&self) -> &burn::tensor::Device {
+        self.models.sparse.device()
+    }
+
     /// The modes this engine can search in.
     pub fn modes(&self) -> Vec<SearchMode> {
         SearchMode::ALL
