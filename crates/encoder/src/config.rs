@@ -157,6 +157,75 @@ pub struct RlragSettings {
     pub head: Head,
     /// Inputs are truncated to this many tokens (special tokens included).
     pub max_length: usize,
+    /// A cross-encoder's map from logit to the probability that the
+    /// passage answers (fit by `train-reranker` on questions it did not
+    /// train on); `None`: the plain logistic of the logit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+}
+
+/// Platt scaling: P(relevant) = σ(`scale` · logit + `bias`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Multiplies the logit.
+    pub scale: f32,
+    /// Added after.
+    pub bias: f32,
+}
+
+impl Calibration {
+    /// The probability of a logit (the plain logistic without a calibration).
+    pub fn probability(calibration: Option<Self>, logit: f32) -> f32 {
+        let Self { scale, bias } = calibration.unwrap_or(Self {
+            scale: 1.0,
+            bias: 0.0,
+        });
+        1.0 / (1.0 + (-(scale * logit + bias)).exp())
+    }
+
+    /// The Platt fit of `(logit, relevant)` pairs: the scale and bias that
+    /// maximise the likelihood of the labels (Newton's method on the two
+    /// parameters, with Platt's smoothed targets so that separable data
+    /// stays finite); `None` without both classes.
+    pub fn fit(pairs: &[(f32, bool)]) -> Option<Self> {
+        let positives = pairs.iter().filter(|p| p.1).count() as f64;
+        let negatives = pairs.len() as f64 - positives;
+        if positives == 0.0 || negatives == 0.0 {
+            return None;
+        }
+        let hi = (positives + 1.0) / (positives + 2.0);
+        let lo = 1.0 / (negatives + 2.0);
+        let (mut a, mut b) = (1.0f64, 0.0f64);
+        for _ in 0..100 {
+            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for &(x, y) in pairs {
+                let x = f64::from(x);
+                let t = if y { hi } else { lo };
+                let p = 1.0 / (1.0 + (-(a * x + b)).exp());
+                let w = (p * (1.0 - p)).max(1e-12);
+                ga += (p - t) * x;
+                gb += p - t;
+                haa += w * x * x;
+                hab += w * x;
+                hbb += w;
+            }
+            let det = haa * hbb - hab * hab;
+            if det.abs() < 1e-18 {
+                break;
+            }
+            let da = (hbb * ga - hab * gb) / det;
+            let db = (haa * gb - hab * ga) / det;
+            a -= da;
+            b -= db;
+            if da.abs() + db.abs() < 1e-9 {
+                break;
+            }
+        }
+        (a.is_finite() && b.is_finite()).then_some(Self {
+            scale: a as f32,
+            bias: b as f32,
+        })
+    }
 }
 
 /// A whole model configuration.
@@ -202,6 +271,7 @@ impl ModelConfig {
                 RlragSettings {
                     head,
                     max_length: bert.max_position_embeddings.min(512),
+                    calibration: None,
                 }
             }
         };
@@ -308,5 +378,33 @@ impl ModelConfig {
             }
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Calibration;
+
+    #[test]
+    fn platt_scaling_recovers_a_logistic_and_needs_both_classes() {
+        // Labels drawn from σ(2x − 1) at fixed quantiles: the fit lands near (2, −1).
+        let mut pairs = Vec::new();
+        for i in 0..400 {
+            let x = -3.0 + 6.0 * (i as f32) / 399.0;
+            let p = 1.0 / (1.0 + (-(2.0 * x - 1.0)).exp());
+            for j in 0..10 {
+                pairs.push((x, (j as f32 + 0.5) / 10.0 < p));
+            }
+        }
+        let c = Calibration::fit(&pairs).expect("fits");
+        assert!(
+            (c.scale - 2.0).abs() < 0.2 && (c.bias + 1.0).abs() < 0.2,
+            "{c:?}"
+        );
+        assert!(Calibration::fit(&[(1.0, true), (2.0, true)]).is_none());
+        // Separable data stays finite.
+        let c = Calibration::fit(&[(-1.0, false), (1.0, true)]).expect("fits");
+        assert!(c.scale.is_finite() && c.scale > 0.0);
+        assert!((Calibration::probability(None, 0.0) - 0.5).abs() < 1e-6);
     }
 }

@@ -365,6 +365,7 @@ impl Encoder {
                 max_question_tokens: init.max_question_tokens,
             },
             max_length: init.max_length,
+            calibration: None,
         };
         config.validate()?;
         Prepared::parse(&config.to_json()?, base.tokenizer)?.load_new_classifier(
@@ -771,6 +772,14 @@ impl Encoder {
             device,
             pad_id: self.pad_id,
         }
+    }
+
+    /// The same encoder with `calibration` as its logit → probability map
+    /// (saved in `config.json`).
+    #[must_use]
+    pub fn with_calibration(mut self, calibration: Option<crate::Calibration>) -> Self {
+        self.config.rlrag.calibration = calibration;
+        self
     }
 
     /// An inference copy: the weights without autodiff tracking, on the plain

@@ -22,8 +22,8 @@ mod sparse;
 mod tokenizer;
 
 pub use config::{
-    BertConfig, DEFAULT_MAX_QUESTION_TOKENS, Head, MAX_VOCAB_SIZE, ModelConfig, Pooling,
-    RlragSettings, SparseActivation,
+    BertConfig, Calibration, DEFAULT_MAX_QUESTION_TOKENS, Head, MAX_VOCAB_SIZE, ModelConfig,
+    Pooling, RlragSettings, SparseActivation,
 };
 pub use encoder::{CrossEncoderInit, Encoder, ModelFiles, Prepared};
 pub use error::EncoderError;

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use rlrag_reward::ranking::roc_auc;
+use rlrag_router::features::READER_FEATURES;
 use rlrag_router::memory::{CONFIDENCE_FEATURE_NAMES, CONFIDENCE_FEATURES};
 use serde::Deserialize;
 
@@ -38,12 +40,21 @@ struct LineTrace {
 struct LineDecision {
     evidence_features: [f64; CONFIDENCE_FEATURES],
     confidence: f64,
+    /// Absent in traces from before the reader (or without one): zeros.
+    #[serde(default)]
+    reader: [f64; READER_FEATURES],
 }
+
+/// The reader's signals, after the evidence features and the confidence
+/// (the first reader entry, "it read", is left out: constant in a file).
+const READER_SIGNALS: [&str; 3] = ["reader_top", "reader_margin", "reader_pass"];
+/// Every signal: the evidence features, the confidence, the reader's.
+const SIGNALS: usize = CONFIDENCE_FEATURES + 1 + READER_SIGNALS.len();
 
 /// A question as the gate sees it: the local round's signals and which
 /// policy contained an answer.
 struct Row {
-    signals: [f64; CONFIDENCE_FEATURES + 1],
+    signals: [f64; SIGNALS],
     local: bool,
     network: bool,
 }
@@ -59,6 +70,9 @@ pub struct Gate {
     pub share: f64,
     /// The threshold (infinite: every question goes to the network).
     pub threshold: f64,
+    /// How well the signal alone tells the questions the local round
+    /// answers (ROC AUC against local containment; `None` with one class).
+    pub auc: Option<f64>,
 }
 
 /// The frontier of a traces file.
@@ -122,9 +136,10 @@ pub fn gate_frontier(path: &Path, max_share: f64) -> Result<Frontier, EvalError>
         ) else {
             continue;
         };
-        let mut signals = [0.0; CONFIDENCE_FEATURES + 1];
+        let mut signals = [0.0; SIGNALS];
         signals[..CONFIDENCE_FEATURES].copy_from_slice(&d.evidence_features);
         signals[CONFIDENCE_FEATURES] = d.confidence;
+        signals[CONFIDENCE_FEATURES + 1..].copy_from_slice(&d.reader[1..]);
         rows.push(Row {
             signals,
             local: lc,
@@ -141,9 +156,20 @@ pub fn gate_frontier(path: &Path, max_share: f64) -> Result<Frontier, EvalError>
     let names = CONFIDENCE_FEATURE_NAMES
         .iter()
         .copied()
-        .chain(["confidence"]);
+        .chain(["confidence"])
+        .chain(READER_SIGNALS);
+    let read = rows.iter().any(|r| {
+        r.signals[CONFIDENCE_FEATURES + 1..]
+            .iter()
+            .any(|&x| x != 0.0)
+    });
     let mut gates = Vec::new();
     for (i, signal) in names.enumerate() {
+        if i > CONFIDENCE_FEATURES && !read {
+            continue;
+        }
+        let scored: Vec<(f64, bool)> = rows.iter().map(|r| (r.signals[i], r.local)).collect();
+        let auc = roc_auc(&scored);
         let mut thresholds: Vec<f64> = rows.iter().map(|r| r.signals[i]).collect();
         thresholds.push(f64::INFINITY);
         thresholds.sort_by(f64::total_cmp);
@@ -161,6 +187,7 @@ pub fn gate_frontier(path: &Path, max_share: f64) -> Result<Frontier, EvalError>
                     containment,
                     share,
                     threshold: t,
+                    auc,
                 });
             }
         }
@@ -200,8 +227,13 @@ impl Frontier {
         for g in &self.gates {
             let _ = writeln!(
                 out,
-                "  {:>14}: containment {:.3} at {:.2} calls/q (threshold {:.3})",
-                g.signal, g.containment, g.share, g.threshold
+                "  {:>14}: containment {:.3} at {:.2} calls/q (threshold {:.3}); AUC for local {}",
+                g.signal,
+                g.containment,
+                g.share,
+                g.threshold,
+                g.auc
+                    .map_or_else(|| "n/a".to_owned(), |a| format!("{a:.3}"))
             );
         }
         out
@@ -276,11 +308,52 @@ mod tests {
             Some("4 questions: local 0.500, network 0.500, either 0.750")
         );
         assert!(
-            fr.table()
-                .contains("           union: containment 0.750 at 0.25 calls/q (threshold 0.300)"),
+            fr.table().contains(
+                "           union: containment 0.750 at 0.25 calls/q (threshold 0.300); AUC for local 1.000"
+            ),
             "{}",
             fr.table()
         );
+        // No reader in these traces: no reader gates.
+        assert!(fr.gates.iter().all(|g| !g.signal.starts_with("reader")));
+    }
+
+    #[test]
+    fn the_readers_signals_are_gates_with_their_auc() {
+        let with_reader = |policy: &str, id: &str, contained: bool, top: f64| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&line(policy, id, Some(contained), [0.0; 7], 0.0))
+                    .expect("json");
+            v["trace"]["decisions"][0]["reader"] = serde_json::json!([1.0, top, top / 2.0, 0.0]);
+            v.to_string()
+        };
+        // The reader ranks the locally answered questions first: AUC 1.
+        let lines = [
+            with_reader("local", "q1", false, 0.1),
+            with_reader("local", "q2", true, 0.9),
+            with_reader("local", "q3", true, 0.7),
+            with_reader("local", "q4", false, 0.2),
+            with_reader("network", "q1", true, 0.0),
+            with_reader("network", "q2", true, 0.0),
+            with_reader("network", "q3", false, 0.0),
+            with_reader("network", "q4", true, 0.0),
+        ];
+        let file = write(&lines);
+        let fr = gate_frontier(file.path(), 0.5).expect("frontier");
+        let top = fr
+            .gates
+            .iter()
+            .find(|g| g.signal == "reader_top")
+            .expect("reader gate");
+        assert_eq!(top.auc, Some(1.0));
+        // Network below 0.7: q1 and q4 go out, every question is answered.
+        assert_eq!((top.containment, top.share), (1.0, 0.5));
+        let pass = fr
+            .gates
+            .iter()
+            .find(|g| g.signal == "reader_pass")
+            .expect("pass");
+        assert_eq!(pass.auc, Some(0.5), "a constant signal separates nothing");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use burn::tensor::Device;
 use futures_lite::future::block_on;
 use rlrag_encoder::models::pretrained;
+use rlrag_retriever::Reranker;
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode};
 use rlrag_retriever::{DatasetFormat, Document, Query, Split};
 use rlrag_reward::composite::{Correctness, RewardConfig};
@@ -70,6 +71,10 @@ pub struct RouterSetupConfig {
     /// pretrained SPLADE-tiny.
     #[cfg_attr(feature = "clap", arg(long))]
     pub local_weights: Option<PathBuf>,
+    /// A cross-encoder directory (`trainer train-reranker`): the reader
+    /// whose scores of the gathered evidence the policy sees.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub reranker: Option<PathBuf>,
     /// Seed of the local split and of every rollout.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 42))]
     pub seed: u64,
@@ -462,6 +467,10 @@ fn local_source(
         },
         options,
     )?;
+    if let Some(dir) = &config.reranker {
+        let encoder = ModelDir::read(dir)?.load(&Device::flex())?;
+        engine.set_reranker(Some(Reranker::new(Arc::new(encoder))?));
+    }
     let mut bar = progress.bar(docs.len() as u64, "local index");
     block_on(engine.add_documents(docs, &mut |p| {
         bar.set_message(format!("local {}", p.stage));

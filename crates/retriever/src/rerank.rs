@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use rlrag_encoder::{Encoder, Head};
+use rlrag_encoder::{Calibration, Encoder, Head};
 
 use crate::{Hit, RetrieverError};
 
@@ -32,6 +32,12 @@ impl Reranker {
     /// The cross-encoder.
     pub fn encoder(&self) -> &Arc<Encoder> {
         &self.encoder
+    }
+
+    /// The probability that a passage with this logit answers
+    /// (the model's calibration, else the plain logistic).
+    pub fn probability(&self, logit: f32) -> f32 {
+        Calibration::probability(self.encoder.config().rlrag.calibration, logit)
     }
 
     /// `hits` with their first `m` re-scored by the cross-encoder (the

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::memory::CONFIDENCE_FEATURES;
 
 /// Length of the state vector.
-pub const FEATURES: usize = 19;
+pub const FEATURES: usize = 23;
+
+/// Reader entries of the state ([`State::reader`]).
+pub const READER_FEATURES: usize = 4;
 
 /// The state of a question between hops (the pipeline fills it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -44,6 +47,12 @@ pub struct State {
     pub compound: bool,
     /// The question asks for yes or no ([`crate::queries::is_polar`]).
     pub polar: bool,
+    /// The reader's view of the evidence so far (the local engine's
+    /// cross-encoder, when it has one): whether it read, the best
+    /// passage's calibrated probability of answering, its margin over the
+    /// second, and the share of the passages read that pass 0.5 (all 0
+    /// without a reader).
+    pub reader: [f32; READER_FEATURES],
 }
 
 fn flag(b: bool) -> f32 {
@@ -74,6 +83,10 @@ impl State {
             flag(self.network_fault),
             flag(self.compound),
             flag(self.polar),
+            self.reader[0],
+            self.reader[1],
+            self.reader[2],
+            self.reader[3],
         ]
     }
 }

@@ -14,7 +14,7 @@ use rlrag_reward::cost::Cost;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RouterError, invalid};
-use crate::features::State;
+use crate::features::{READER_FEATURES, State};
 use crate::memory::{
     Admission, Confidence, EvidenceFilter, Filtered, QueryMemory, content_terms, evidence_features,
 };
@@ -162,6 +162,9 @@ struct Evidence {
 /// Reciprocal-rank fusion constant (Cormack et al.).
 const RRF_K: f32 = 60.0;
 
+/// Passages of the evidence (best first) the reader reads at each hop.
+pub const READ_DEPTH: usize = 5;
+
 impl Evidence {
     fn new(near_duplicate: f32) -> Self {
         Self {
@@ -263,6 +266,44 @@ impl<'a> Router<'a> {
         &self.confidence
     }
 
+    /// The reader's features of `ranked` (best first) for `question`
+    /// ([`State::reader`]): all 0 when the local engine has no reranker or
+    /// there is nothing to read.
+    async fn read(
+        &self,
+        question: &str,
+        ranked: &[&Hit],
+    ) -> Result<[f32; READER_FEATURES], RouterError> {
+        let Some(reader) = self.local.engine().reranker() else {
+            return Ok([0.0; READER_FEATURES]);
+        };
+        let texts: Vec<String> = ranked
+            .iter()
+            .take(READ_DEPTH)
+            .map(|h| {
+                if h.title.is_empty() {
+                    h.text.clone()
+                } else {
+                    format!("{} {}", h.title, h.text)
+                }
+            })
+            .collect();
+        if texts.is_empty() {
+            return Ok([1.0, 0.0, 0.0, 0.0]);
+        }
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let logits = reader
+            .encoder()
+            .score_pairs_async(question, &refs)
+            .await
+            .map_err(rlrag_retriever::RetrieverError::from)?;
+        let mut p: Vec<f32> = logits.iter().map(|&l| reader.probability(l)).collect();
+        p.sort_by(|a, b| b.total_cmp(a));
+        let margin = p[0] - p.get(1).copied().unwrap_or(0.0);
+        let passing = p.iter().filter(|&&x| x >= 0.5).count() as f32 / p.len() as f32;
+        Ok([1.0, p[0], margin, passing])
+    }
+
     /// Run one question.
     pub async fn run(
         &self,
@@ -341,6 +382,7 @@ impl<'a> Router<'a> {
             state.sensing_coverage = f[0];
             state.evidence = f;
             state.confidence = self.confidence.score(&f);
+            state.reader = self.read(question, &refs).await?;
             state.local_calls += 1;
             let a = align(
                 question,
@@ -388,6 +430,7 @@ impl<'a> Router<'a> {
                     writer_fault: None,
                     confidence: state.confidence,
                     evidence_features: state.evidence,
+                    reader: state.reader,
                     cost: Cost::default(),
                 });
                 stop = StopReason::Answer;
@@ -536,6 +579,7 @@ impl<'a> Router<'a> {
                 &evidence.lists,
             );
             state.evidence = ef;
+            state.reader = self.read(question, &ranked).await?;
             state.confidence = if evidence.hits.is_empty() {
                 0.0
             } else {
@@ -560,6 +604,7 @@ impl<'a> Router<'a> {
                 writer_fault,
                 confidence: state.confidence,
                 evidence_features: ef,
+                reader: state.reader,
                 cost,
             });
             if state.confidence >= cfg.confidence_stop {

@@ -59,6 +59,10 @@ pub struct Decision {
     pub confidence: f32,
     /// The evidence features after the hop (what the confidence read).
     pub evidence_features: [f32; CONFIDENCE_FEATURES],
+    /// The reader's features after the hop ([`crate::features::State::reader`];
+    /// all 0 without a reader, and in traces from before the reader).
+    #[serde(default)]
+    pub reader: [f32; crate::features::READER_FEATURES],
     /// What this hop spent (latency: this hop's wall time).
     pub cost: Cost,
 }

@@ -625,3 +625,75 @@ fn decompose_puts_written_sub_queries_first_and_survives_a_failed_writer() {
         "the heuristic sub-queries still ran"
     );
 }
+
+/// With a cross-encoder on the local engine, the reader reads the top
+/// passages after every hop: its features reach the trace and the next
+/// decision's state, and equal the probabilities of the evidence read
+/// directly; without one they stay 0.
+#[test]
+fn the_reader_scores_the_evidence_into_the_state() {
+    use rlrag_encoder::{CrossEncoderInit, Encoder, ModelFiles};
+    use rlrag_retriever::Reranker;
+    let docs = corpus();
+    let cfg = PipelineConfig {
+        k: 5,
+        confidence_stop: NEVER,
+        ..PipelineConfig::default()
+    };
+    let plain = LocalSource::new(engine(&docs), SearchMode::Bm25).expect("local");
+    let router = Router::new(&plain, None, cfg.clone(), Confidence::default()).expect("router");
+    let out = run(&router, Q, &mut FixedPolicy::Local);
+    assert!(out.trace.decisions.iter().all(|d| d.reader == [0.0; 4]));
+
+    let dir = rlrag_encoder::models::pretrained("minilm");
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("run scripts/fetch-models.sh");
+    let (w, c, t) = (
+        read("model.safetensors"),
+        read("config.json"),
+        read("tokenizer.json"),
+    );
+    let files = ModelFiles {
+        weights: &w,
+        config: &c,
+        tokenizer: &t,
+    };
+    let init = CrossEncoderInit {
+        layers: Some(1),
+        max_length: 128,
+        max_question_tokens: 48,
+        seed: 3,
+    };
+    let cross = Arc::new(
+        Encoder::new_cross_encoder(files, init, &burn::tensor::Device::flex()).expect("cross"),
+    );
+    let reranker = Reranker::new(cross.clone()).expect("reranker");
+    let mut engine = engine(&docs);
+    engine.set_reranker(Some(reranker.clone()));
+    let local = LocalSource::new(engine, SearchMode::Bm25).expect("local");
+    let router = Router::new(&local, None, cfg, Confidence::default()).expect("router");
+    let out = run(&router, Q, &mut FixedPolicy::Local);
+    let first = &out.trace.decisions[0];
+    assert_eq!(first.action, Action::Local);
+    let texts: Vec<String> = out
+        .evidence
+        .iter()
+        .map(|h| format!("{} {}", h.title, h.text))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut p: Vec<f32> = cross
+        .score_pairs(Q, &refs)
+        .expect("scores")
+        .into_iter()
+        .map(|l| reranker.probability(l))
+        .collect();
+    p.sort_by(|a, b| b.total_cmp(a));
+    let passing = p.iter().filter(|&&x| x >= 0.5).count() as f32 / p.len() as f32;
+    let want = [1.0, p[0], p[0] - p[1], passing];
+    for (a, b) in first.reader.iter().zip(want) {
+        assert!((a - b).abs() < 1e-5, "{:?} vs {want:?}", first.reader);
+    }
+    // The next decision saw it: the state's last four entries.
+    let next = &out.trace.decisions[1];
+    let n = next.features.len();
+    assert_eq!(&next.features[n - 4..], &first.reader[..]);
+}

@@ -19,7 +19,7 @@ use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{Tensor, TensorData};
 use futures_lite::future::block_on;
 use rlrag_encoder::models::pretrained;
-use rlrag_encoder::{CrossEncoderInit, Encoder, Head, ModelConfig};
+use rlrag_encoder::{Calibration, CrossEncoderInit, Encoder, Head, ModelConfig};
 use rlrag_eval::models::{ModelDir, save_model};
 use rlrag_eval::progress::Progress;
 use rlrag_eval::retrieval::score_queries;
@@ -383,6 +383,39 @@ fn evaluate(
     Ok(score_queries(search, questions, docs, 100, progress)?.0)
 }
 
+/// The Platt calibration of `encoder`'s logits on `examples` (questions
+/// it never trained on): each question's positives and up to `per_question`
+/// candidates in all; `None` without both classes.
+fn calibrate(
+    encoder: &Encoder,
+    examples: &[Example],
+    docs: &HashMap<&str, &Document>,
+    per_question: usize,
+) -> Result<Option<Calibration>, TrainError> {
+    let mut pairs = Vec::new();
+    for ex in examples {
+        let ids: Vec<(&String, bool)> = ex
+            .positives
+            .iter()
+            .map(|p| (p, true))
+            .chain(ex.negatives.iter().map(|n| (n, false)))
+            .take(per_question.max(ex.positives.len() + 1))
+            .collect();
+        let texts: Vec<String> = ids
+            .iter()
+            .map(|(id, _)| {
+                docs.get(id.as_str())
+                    .map(|d| d.full_text())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let logits = encoder.score_pairs(&ex.query.text, &refs)?;
+        pairs.extend(logits.into_iter().zip(ids.iter().map(|(_, y)| *y)));
+    }
+    Ok(Calibration::fit(&pairs))
+}
+
 /// What a run measured.
 #[derive(Debug, Clone)]
 pub struct RerankerRunReport {
@@ -498,6 +531,11 @@ pub fn run(
             "no training question has both a positive and a negative among its candidates",
         ));
     }
+    // A tenth of the questions (seeded) calibrate the reader's probability
+    // after training and are never trained on.
+    let mut examples = examples;
+    SplitMix64::new(config.seed ^ 0x6361_6c69).shuffle(&mut examples);
+    let calibration_set = examples.split_off(examples.len() - examples.len() / 10);
     let mut rng = SplitMix64::new(config.seed);
     let mut sample = eval_q.clone();
     if config.eval_questions > 0 && config.eval_questions < sample.len() {
@@ -672,6 +710,20 @@ pub fn run(
         progress,
     )?;
     let rerank_ms = t.elapsed().as_secs_f64() * 1e3 / eval_q.len().max(1) as f64;
+    let calibration = calibrate(
+        reranker.encoder(),
+        &calibration_set,
+        &docs,
+        2 * config.group,
+    )?;
+    let encoder = Arc::new(
+        reranker
+            .encoder()
+            .as_ref()
+            .valid()
+            .with_calibration(calibration),
+    );
+    let reranker = Reranker::new(encoder)?;
     manifest["steps"] = json!(config.steps);
     manifest["seconds"] = json!(seconds);
     manifest["metrics"] =

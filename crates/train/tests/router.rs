@@ -40,6 +40,7 @@ fn rollout(action: Action, sensed: bool, reward: f64) -> Rollout {
                 writer_fault: None,
                 confidence: 0.0,
                 evidence_features: [0.0; CONFIDENCE_FEATURES],
+                reader: [0.0; rlrag_router::features::READER_FEATURES],
                 cost: Cost::default(),
             }],
             stop: StopReason::Answer,
