@@ -3,16 +3,25 @@
 //! and they are re-ordered by its logit. One implementation for the
 //! engine (and so the browser package), the evaluation and training.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rlrag_encoder::{Calibration, Encoder, Head};
 
+use crate::hash::fingerprint;
 use crate::{Hit, RetrieverError};
 
-/// A cross-encoder reranker.
+/// Most (query, passage) logits a reranker remembers; past it the memory
+/// starts over.
+const CACHE_PAIRS: usize = 1 << 18;
+
+/// A cross-encoder reranker. Logits are remembered per (query, passage)
+/// text, so that a question read again (the router's rollouts, repeated
+/// searches) costs no model run; copies share the memory.
 #[derive(Clone, Debug)]
 pub struct Reranker {
     encoder: Arc<Encoder>,
+    cache: Arc<Mutex<HashMap<u64, f32>>>,
 }
 
 impl Reranker {
@@ -26,7 +35,38 @@ impl Reranker {
                     .into(),
             });
         }
-        Ok(Self { encoder })
+        Ok(Self {
+            encoder,
+            cache: Arc::default(),
+        })
+    }
+
+    /// The cross-encoder's logit of each passage for `query`, in order:
+    /// remembered ones from memory, the others in one batch.
+    pub async fn logits(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>, RetrieverError> {
+        let keys: Vec<u64> = passages
+            .iter()
+            .map(|p| fingerprint(&[query.as_bytes(), p.as_bytes()]))
+            .collect();
+        let mut out: Vec<Option<f32>> = {
+            // A poisoned memory (a panic elsewhere mid-insert) is only a cache.
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            keys.iter().map(|k| cache.get(k).copied()).collect()
+        };
+        let missing: Vec<usize> = (0..passages.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let texts: Vec<&str> = missing.iter().map(|&i| passages[i]).collect();
+            let fresh = self.encoder.score_pairs_async(query, &texts).await?;
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() + fresh.len() > CACHE_PAIRS {
+                cache.clear();
+            }
+            for (&i, logit) in missing.iter().zip(fresh) {
+                cache.insert(keys[i], logit);
+                out[i] = Some(logit);
+            }
+        }
+        Ok(out.into_iter().map(|l| l.unwrap_or(f32::NAN)).collect())
     }
 
     /// The cross-encoder.
@@ -61,7 +101,7 @@ impl Reranker {
             .map(|h| text(&h.id).unwrap_or_default())
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let logits = self.encoder.score_pairs_async(query, &refs).await?;
+        let logits = self.logits(query, &refs).await?;
         for (hit, logit) in hits.iter_mut().zip(logits) {
             hit.score = logit;
         }

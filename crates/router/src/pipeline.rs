@@ -292,11 +292,7 @@ impl<'a> Router<'a> {
             return Ok([1.0, 0.0, 0.0, 0.0]);
         }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let logits = reader
-            .encoder()
-            .score_pairs_async(question, &refs)
-            .await
-            .map_err(rlrag_retriever::RetrieverError::from)?;
+        let logits = reader.logits(question, &refs).await?;
         let mut p: Vec<f32> = logits.iter().map(|&l| reader.probability(l)).collect();
         p.sort_by(|a, b| b.total_cmp(a));
         let margin = p[0] - p.get(1).copied().unwrap_or(0.0);
