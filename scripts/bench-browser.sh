@@ -5,7 +5,7 @@
 # query latency p50 per mode. Native: `trainer bench-engine` (release); the
 # browser: web/bench/ in headless Chromium on the size-tuned CPU-only wasm
 # (SIMD128, one thread). Writes target/bench/browser-vs-native.json.
-#   scripts/bench-browser.sh [--model DIR] [--encode-docs N] [--threads N] [--runs N] [--device cpu|webgpu]
+#   scripts/bench-browser.sh [--model DIR] [--encode-docs N] [--threads N] [--runs N] [--device cpu|webgpu] [--reranker DIR]
 # --threads: native CPU threads (default 1, as the wasm build has one).
 # --runs: how many cold starts (load + index + first query) each side times;
 # medians are compared (default 5).
@@ -16,6 +16,7 @@ encode=200
 threads=1
 runs=5
 device=cpu
+reranker=
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
@@ -23,7 +24,8 @@ while [ $# -gt 0 ]; do
     --threads) threads="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --device) device="$2"; shift 2 ;;
-    *) echo "usage: scripts/bench-browser.sh [--model DIR] [--encode-docs N] [--threads N] [--runs N] [--device cpu|webgpu]" >&2; exit 2 ;;
+    --reranker) reranker="$2"; shift 2 ;;
+    *) echo "usage: scripts/bench-browser.sh [--model DIR] [--encode-docs N] [--threads N] [--runs N] [--device cpu|webgpu] [--reranker DIR]" >&2; exit 2 ;;
   esac
 done
 scripts/setup-wasm.sh
@@ -38,8 +40,10 @@ else
 fi
 scripts/build-release.sh
 target/release/trainer export-corpus --data data/hotpotqa100 --out "$out/corpus.json"
+rerank_args=()
+if [ -n "$reranker" ]; then rerank_args=(--reranker "$reranker"); fi
 RAYON_NUM_THREADS="$threads" target/release/trainer bench-engine --model "$model" \
-  --data data/hotpotqa100 --encode-docs "$encode" --runs "$runs" --json "$out/native.json"
+  --data data/hotpotqa100 --encode-docs "$encode" --runs "$runs" --json "$out/native.json" "${rerank_args[@]}"
 node web/bench/run.mjs --native "$out/native.json" --pkg "$out/pkg" --model "$model" \
   --corpus "$out/corpus.json" --device "$device" --encode-docs "$encode" --runs "$runs" \
-  --out "$out/browser-vs-native.json"
+  --out "$out/browser-vs-native.json" "${rerank_args[@]}"

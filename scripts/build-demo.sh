@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # Builds the static demo page into www/dist: the page, the npm package (its
 # JS and wasm), a model directory, and the HotpotQA-100 paragraphs.
-#   [TRAINER=path/to/trainer] scripts/build-demo.sh [--model DIR] [--router DIR] [--release | --prebuilt]
+#   [TRAINER=path/to/trainer] scripts/build-demo.sh [--model DIR] [--router DIR] [--reranker DIR] [--release | --prebuilt]
 # --model: a directory the trainer wrote (default: the pretrained SPLADE-tiny
 # from scripts/fetch-models.sh). --router: a `trainer train-router` directory
 # (the page's `learned` routing policy; without it the page offers the fixed
-# ones). --release: the size-tuned wasm build. --prebuilt: take web/pkg as
+# ones). --reranker: a `trainer train-reranker` directory (the page's
+# "rerank top 20" switch; without it the switch stays off). --release: the size-tuned wasm build. --prebuilt: take web/pkg as
 # it is (scripts/main.sh builds it beside the training).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${RLRAG_MODELS:-${RLRAG_CACHE:-$HOME/.cache/rlrag}/models}/splade-tiny"
 release=""
 router=""
+reranker=""
 prebuilt=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
     --router) router="$2"; shift 2 ;;
+    --reranker) reranker="$2"; shift 2 ;;
     --release) release="--release"; shift ;;
     --prebuilt) prebuilt=1; shift ;;
-    *) echo "usage: scripts/build-demo.sh [--model DIR] [--router DIR] [--release | --prebuilt]" >&2; exit 2 ;;
+    *) echo "usage: scripts/build-demo.sh [--model DIR] [--router DIR] [--reranker DIR] [--release | --prebuilt]" >&2; exit 2 ;;
   esac
 done
 for f in model.safetensors config.json tokenizer.json; do
@@ -28,6 +31,11 @@ done
 if [ -n "$router" ]; then
   for f in model.safetensors config.json; do
     [ -f "$router/$f" ] || { echo "build-demo: $router/$f is missing (a trainer train-router --out directory)" >&2; exit 1; }
+  done
+fi
+if [ -n "$reranker" ]; then
+  for f in model.safetensors config.json tokenizer.json; do
+    [ -f "$reranker/$f" ] || { echo "build-demo: $reranker/$f is missing (a trainer train-reranker --out directory)" >&2; exit 1; }
   done
 fi
 if [ "$prebuilt" = 1 ]; then
@@ -45,6 +53,10 @@ cp "$model/model.safetensors" "$model/config.json" "$model/tokenizer.json" "$dis
 if [ -n "$router" ]; then
   mkdir -p "$dist/router"
   cp "$router/model.safetensors" "$router/config.json" "$dist/router/"
+fi
+if [ -n "$reranker" ]; then
+  mkdir -p "$dist/reranker"
+  cp "$reranker/model.safetensors" "$reranker/config.json" "$reranker/tokenizer.json" "$dist/reranker/"
 fi
 if [ -f "$model/manifest.json" ]; then
   cp "$model/manifest.json" "$dist/model/"

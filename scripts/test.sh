@@ -44,7 +44,7 @@ RLRAG_ROUTER_DIR=target/test-router RLRAG_RERANKER_DIR=target/test-reranker node
 echo "== the packed npm package in a fresh Vite app, in Chromium"
 node web/e2e/consumer.mjs
 echo "== the demo page in headless Chromium: WebGPU and CPU give the native top 10"
-TRAINER=target/debug/trainer scripts/build-demo.sh --router target/test-router
+TRAINER=target/debug/trainer scripts/build-demo.sh --router target/test-router --reranker target/test-reranker
 node web/e2e/demo.mjs
 echo "== saved engines survive a worker terminated mid-save and failed loads, in Chromium"
 node web/e2e/durability.mjs

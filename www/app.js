@@ -9,6 +9,8 @@ const params = new URLSearchParams(location.search);
 const device = params.get('device') ?? 'auto';
 const encode = params.get('encode') === '1';
 const CHUNK = 100;
+/** Candidates the reranker re-reads when "rerank" is ticked. */
+const RERANK = 20;
 
 function showError(e) {
   const box = $('error');
@@ -164,6 +166,11 @@ async function main() {
     $('policy').querySelector('option[value="learned"]').disabled = true;
     $('policy').value = 'multihop';
   }
+  // A reranker served with the page (scripts/build-demo.sh --reranker).
+  $('rerank').disabled = !(await engine.loadReranker('reranker').then(
+    () => true,
+    () => false,
+  ));
   document.body.dataset.restored = String(restored);
   document.body.dataset.ready = 'true';
 
@@ -172,12 +179,14 @@ async function main() {
     $('error').hidden = true;
     const query = $('query').value;
     const mode = $('mode').value;
+    const rerank = $('rerank').checked && !$('rerank').disabled ? RERANK : 0;
     try {
       const start = performance.now();
-      const hits = await engine.search(query, { k: 10, mode });
+      const hits = await engine.search(query, { k: 10, mode, rerank });
       const ms = performance.now() - start;
       render(hits);
-      $('timing').textContent = `${hits.length} results in ${ms.toFixed(1)} ms · ${mode} · ${engine.backend}`;
+      const reranked = rerank ? ` · top ${rerank} reranked` : '';
+      $('timing').textContent = `${hits.length} results in ${ms.toFixed(1)} ms · ${mode}${reranked} · ${engine.backend}`;
       $('trace').replaceChildren();
       document.body.dataset.searched = String(Number(document.body.dataset.searched ?? 0) + 1);
     } catch (e) {

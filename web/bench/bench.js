@@ -11,6 +11,9 @@ const k = Number(params.get('k') ?? 10);
 const encodeDocs = Number(params.get('encodeDocs') ?? 200);
 // 0: time load, index and the first query only (the repeated runs).
 const timeQueries = params.get('queries') !== '0';
+// > 0: also time BM25 with its top `rerank` re-scored by the reranker
+// served under reranker/ (as `trainer bench-engine --reranker`).
+const rerank = Number(params.get('rerank') ?? 0);
 
 async function json(url) {
   const response = await fetch(url);
@@ -24,11 +27,11 @@ function percentiles(times) {
   return { p50: at(0.5), p95: at(0.95) };
 }
 
-async function latencies(engine, queries, mode) {
+async function latencies(engine, queries, mode, rerankM = 0) {
   const times = [];
   for (const q of queries) {
     const t = performance.now();
-    const hits = await engine.search(q, { k, mode });
+    const hits = await engine.search(q, { k, mode, rerank: rerankM });
     times.push(performance.now() - t);
     if (hits.length === 0) throw new Error(`${mode} found nothing for ${JSON.stringify(q)}`);
   }
@@ -62,6 +65,10 @@ async function bench() {
   const queryMs = {};
   const modes = timeQueries ? ['bm25', 'bot', 'hybrid'] : [];
   for (const mode of modes) queryMs[mode] = await latencies(engine, queries, mode);
+  if (timeQueries && rerank > 0) {
+    await engine.loadReranker('reranker');
+    queryMs[`bm25+rerank${rerank}`] = await latencies(engine, queries, 'bm25', rerank);
+  }
   let encodeDocsPerS = null;
   const encoded = timeQueries ? Math.min(encodeDocs, corpus.length) : 0;
   if (encoded > 0) {

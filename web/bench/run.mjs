@@ -3,6 +3,8 @@
 // scripts/bench-browser.sh.
 //   node web/bench/run.mjs --native N.json --pkg DIR --model DIR --corpus F.json
 //        [--device cpu|webgpu] [--encode-docs N] [--runs N] [--out F.json] [--profile F.cpuprofile [--focus NAME]]
+//        [--reranker DIR [--rerank M]]
+// --reranker: also time BM25 with its top M (default 20) re-scored by this cross-encoder.
 // --runs: load + index + first query this many times, each in a fresh
 // browser context (cold caches, the wasm compiled anew), medians reported;
 // query latencies and encoding are timed in the first run. Each run also
@@ -31,6 +33,8 @@ const { values: opts } = parseArgs({
     out: { type: 'string' },
     profile: { type: 'string' },
     focus: { type: 'string' },
+    reranker: { type: 'string' },
+    rerank: { type: 'string', default: '20' },
   },
 });
 for (const required of ['native', 'pkg', 'model', 'corpus']) {
@@ -50,7 +54,9 @@ function resolve(path) {
   if (path === '/' || path === '/index.html') return join(web, 'bench/index.html');
   if (path === '/bench.js') return join(web, 'bench/bench.js');
   if (path === '/corpus.json') return opts.corpus;
-  for (const [prefix, dir] of [['/src/', join(web, 'src')], ['/pkg/', opts.pkg], ['/model/', opts.model]]) {
+  const dirs = [['/src/', join(web, 'src')], ['/pkg/', opts.pkg], ['/model/', opts.model]];
+  if (opts.reranker) dirs.push(['/reranker/', opts.reranker]);
+  for (const [prefix, dir] of dirs) {
     if (path.startsWith(prefix)) return join(dir, path.slice(prefix.length));
   }
   return null;
@@ -123,7 +129,8 @@ async function benchOnce(run) {
       await cdp.send('Profiler.start');
     }
     page.on('pageerror', (e) => failed(new Error(`page error: ${e.message}`)));
-    const query = run === 0 ? `encodeDocs=${opts['encode-docs']}` : 'encodeDocs=0&queries=0';
+    const rerank = opts.reranker ? `&rerank=${Number(opts.rerank)}` : '';
+    const query = run === 0 ? `encodeDocs=${opts['encode-docs']}${rerank}` : 'encodeDocs=0&queries=0';
     await page.goto(`${url}?device=${opts.device}&${query}`);
     await Promise.race([
       page.waitForFunction(() => window.benchResult || window.benchError, null, { timeout: 1_800_000, polling: 500 }),

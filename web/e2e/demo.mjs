@@ -104,6 +104,27 @@ async function visit(context, url, label, { restored, results }) {
     assert.deepEqual(got, ids, `${label} ${mode}: ${query}`);
     timings.push(await page.textContent('#timing'));
   }
+  // The reranker came with the page (scripts/build-demo.sh --reranker):
+  // ticking the switch re-reads the top 20.
+  assert.equal(await page.$eval('#rerank', (c) => c.disabled), false, 'a reranker was served');
+  {
+    const before = Number((await page.getAttribute('body', 'data-searched')) ?? 0);
+    await page.fill('#query', results[0].query);
+    await page.selectOption('#mode', 'bm25');
+    await page.check('#rerank');
+    await page.click('#go');
+    await page.waitForFunction(
+      (n) => Number(document.body.dataset.searched ?? 0) > n || !document.getElementById('error').hidden,
+      before,
+      { timeout: 300_000 },
+    );
+    assert.ok(await page.isHidden('#error'), `${label} rerank: ${await page.textContent('#error')}`);
+    assert.equal((await page.$$('#results > li')).length, 10);
+    const timing = await page.textContent('#timing');
+    assert.match(timing, /top 20 reranked/);
+    timings.push(timing);
+    await page.uncheck('#rerank');
+  }
   assert.deepEqual(problems, [], 'no errors in the console');
   console.log(`${label}${restored ? ' (restored)' : ''}: ready in ${(loadMs / 1000).toFixed(1)} s; ${timings.join(' | ')}`);
   return { page, warnings };

@@ -185,8 +185,9 @@ impl Calibration {
 
     /// The Platt fit of `(logit, relevant)` pairs: the scale and bias that
     /// maximise the likelihood of the labels (Newton's method on the two
-    /// parameters, with Platt's smoothed targets so that separable data
-    /// stays finite); `None` without both classes.
+    /// parameters, with Platt's smoothed targets and a unit Gaussian prior
+    /// pulling the scale towards 1, so that separable data or logits that
+    /// hardly vary stay finite and moderate); `None` without both classes.
     pub fn fit(pairs: &[(f32, bool)]) -> Option<Self> {
         let positives = pairs.iter().filter(|p| p.1).count() as f64;
         let negatives = pairs.len() as f64 - positives;
@@ -197,7 +198,8 @@ impl Calibration {
         let lo = 1.0 / (negatives + 2.0);
         let (mut a, mut b) = (1.0f64, 0.0f64);
         for _ in 0..100 {
-            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            // The prior's gradient and curvature, then the data's.
+            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (a - 1.0, 0.0, 1.0, 0.0, 0.0);
             for &(x, y) in pairs {
                 let x = f64::from(x);
                 let t = if y { hi } else { lo };
@@ -405,6 +407,12 @@ mod tests {
         // Separable data stays finite.
         let c = Calibration::fit(&[(-1.0, false), (1.0, true)]).expect("fits");
         assert!(c.scale.is_finite() && c.scale > 0.0);
+        // Logits that hardly vary do not blow the scale up.
+        let flat: Vec<(f32, bool)> = (0..40)
+            .map(|i| (0.01 * (i % 3) as f32, i % 4 == 0))
+            .collect();
+        let c = Calibration::fit(&flat).expect("fits");
+        assert!(c.scale.abs() < 10.0, "{c:?}");
         assert!((Calibration::probability(None, 0.0) - 0.5).abs() < 1e-6);
     }
 }

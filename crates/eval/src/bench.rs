@@ -22,7 +22,7 @@ use std::time::Instant;
 use burn::tensor::{Device, try_read_sync};
 use rlrag_encoder::Encoder;
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode};
-use rlrag_retriever::{Dataset, DatasetFormat};
+use rlrag_retriever::{Dataset, DatasetFormat, Reranker};
 use rlrag_reward::latency::Latency;
 use serde::Serialize;
 
@@ -57,6 +57,13 @@ pub struct EngineBenchConfig {
         arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))
     )]
     pub runs: u16,
+    /// A cross-encoder directory (`train-reranker`): also time BM25 with
+    /// its top `--rerank` re-scored (`bm25+rerank<M>`).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub reranker: Option<PathBuf>,
+    /// Candidates the reranker re-scores per query.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 20))]
+    pub rerank: usize,
 }
 
 /// The timings of steps 1–3 (one run).
@@ -122,11 +129,12 @@ fn latencies(
     queries: &[String],
     k: usize,
     mode: SearchMode,
+    rerank: usize,
 ) -> Result<Latency, EvalError> {
     let mut times = Vec::with_capacity(queries.len());
     for q in queries {
         let t = Instant::now();
-        let hits = block(engine.search(q, k, mode))??;
+        let hits = block(engine.search_reranked(q, k, mode, true, rerank))??;
         times.push(ms(t));
         if hits.is_empty() {
             return Err(bench_error(format!(
@@ -177,7 +185,16 @@ pub fn run(args: &EngineBenchConfig) -> Result<BenchReport, EvalError> {
     for mode in [SearchMode::Bm25, SearchMode::Bot, SearchMode::Hybrid] {
         query_ms.insert(
             mode.name().to_owned(),
-            latencies(&engine, &queries, args.k, mode)?,
+            latencies(&engine, &queries, args.k, mode, 0)?,
+        );
+    }
+    let mut engine = engine;
+    if let Some(dir) = &args.reranker {
+        let encoder = ModelDir::read(dir)?.load(&Device::flex())?;
+        engine.set_reranker(Some(Reranker::new(Arc::new(encoder))?));
+        query_ms.insert(
+            format!("bm25+rerank{}", args.rerank),
+            latencies(&engine, &queries, args.k, SearchMode::Bm25, args.rerank)?,
         );
     }
 
@@ -195,7 +212,7 @@ pub fn run(args: &EngineBenchConfig) -> Result<BenchReport, EvalError> {
         encode_docs_per_s = Some(encode_docs as f64 / t.elapsed().as_secs_f64());
         query_ms.insert(
             SearchMode::Sparse.name().to_owned(),
-            latencies(&sparse, &queries, args.k, SearchMode::Sparse)?,
+            latencies(&sparse, &queries, args.k, SearchMode::Sparse, 0)?,
         );
     }
 
