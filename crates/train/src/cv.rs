@@ -193,6 +193,12 @@ fn one_fold(
     };
     let mut run = config.run.clone();
     run.setup.fold = Some(fold);
+    // A reader per fold: `{fold}` in the path is the fold's index (one
+    // trained by `train-reranker --fold I/K`, never on this fold's questions).
+    run.setup.reranker = run
+        .setup
+        .reranker
+        .map(|p| PathBuf::from(p.to_string_lossy().replace("{fold}", &index.to_string())));
     run.out = weights.clone();
     if !(config.reuse && weights.join(CONFIG_FILE).is_file()) {
         router_run::run(&run, &log)?;

@@ -58,6 +58,10 @@ pub struct RerankerRunConfig {
     /// Split evaluated when --holdout is 0.
     #[cfg_attr(feature = "clap", arg(long, default_value = "test"))]
     pub eval_split: Split,
+    /// Cross-validation fold `I/K`: train on every part of the split but I
+    /// (the fixed hash partition `cv-router` uses) and evaluate on part I.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub fold: Option<rlrag_eval::datasets::Fold>,
     /// Evaluate at most this many held-out questions during training (a
     /// seeded sample; 0: all); the final evaluation uses all.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 0))]
@@ -517,6 +521,7 @@ pub fn run(
         holdout: config.holdout,
         eval_split: &config.eval_split,
         seed: config.seed,
+        fold: config.fold,
     };
     let (ds, train_q, eval_q) = split_questions(&source, progress)?;
     let device = config.settings.device.device()?;
@@ -575,7 +580,8 @@ pub fn run(
         "model_kind": "cross_encoder",
         "init": init.display().to_string(),
         "data": {"path": config.data.display().to_string(), "dataset": ds.name, "split": ds.split,
-                 "train_questions": examples.len(), "eval_questions": eval_q.len(), "holdout": config.holdout},
+                 "train_questions": examples.len(), "eval_questions": eval_q.len(), "holdout": config.holdout,
+                 "fold": config.fold.map(|f| format!("{}/{}", f.index, f.count))},
         "first_stage": mode.name(),
         "config": {
             "candidates": config.candidates, "group": config.group, "batch_size": config.batch_size,

@@ -14,7 +14,7 @@ use rlrag_encoder::SparseActivation;
 use rlrag_encoder::models::pretrained;
 use rlrag_eval::EvalError;
 use rlrag_eval::chart::{LineChart, Series};
-use rlrag_eval::datasets;
+use rlrag_eval::datasets::{self, Fold, Role};
 use rlrag_eval::device::DeviceChoice;
 use rlrag_eval::models::{SparseOverrides, load_encoder, save_model};
 use rlrag_eval::progress::Progress;
@@ -252,6 +252,9 @@ pub(crate) struct QuestionSource<'a> {
     pub holdout: f64,
     pub eval_split: &'a Split,
     pub seed: u64,
+    /// Cross-validation: train on every part of the split but this one,
+    /// evaluate on it (instead of `holdout` and `eval_split`).
+    pub fold: Option<Fold>,
 }
 
 /// Training and evaluation questions (neither empty): a seeded holdout of
@@ -287,6 +290,20 @@ fn load_questions(
             "holdout",
             format!("--holdout is a fraction in [0, 1), got {}", source.holdout),
         ));
+    }
+    if let Some(fold) = source.fold {
+        if source.holdout > 0.0 {
+            return Err(setting(
+                "fold",
+                "--fold and --holdout both choose the held-out questions: pass one".into(),
+            ));
+        }
+        let (train, eval) = ds
+            .queries
+            .iter()
+            .cloned()
+            .partition(|q| fold.holds(q, Role::Train));
+        return Ok((ds, train, eval));
     }
     if source.holdout > 0.0 {
         let mut questions = ds.queries.clone();
@@ -403,6 +420,7 @@ pub fn run(
         holdout: config.holdout,
         eval_split: &config.eval_split,
         seed: config.seed,
+        fold: None,
     };
     let (ds, train_q, eval_q) = split_questions(&source, progress)?;
     let init = config

@@ -547,6 +547,26 @@ fn train_reranker_writes_a_cross_encoder_that_eval_reranks_with() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // A fold and a holdout both choose the held-out questions.
+    let o = trainer(&[
+        "train-reranker",
+        "--data",
+        data,
+        "--split",
+        "all",
+        "--fold",
+        "0/5",
+        "--holdout",
+        "0.3",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--fold and --holdout"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // A sentence encoder is not a reranker.
     let minilm = rlrag_encoder::models::pretrained("minilm");
     let o = trainer(&[
