@@ -164,6 +164,10 @@ pub struct RlragSettings {
     pub calibration: Option<Calibration>,
 }
 
+/// The precision of the Platt fit's Gaussian prior on the bias (standard
+/// deviation 10): wide, only there to keep separable data finite.
+const BIAS_PRIOR: f64 = 0.01;
+
 /// Platt scaling: P(relevant) = σ(`scale` · logit + `bias`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
@@ -185,9 +189,10 @@ impl Calibration {
 
     /// The Platt fit of `(logit, relevant)` pairs: the scale and bias that
     /// maximise the likelihood of the labels (Newton's method on the two
-    /// parameters, with Platt's smoothed targets and a unit Gaussian prior
-    /// pulling the scale towards 1, so that separable data or logits that
-    /// hardly vary stay finite and moderate); `None` without both classes.
+    /// parameters with backtracking, Platt's smoothed targets, a unit
+    /// Gaussian prior pulling the scale towards 1 and a wide one on the
+    /// bias, so that separable data or logits that hardly vary stay finite
+    /// and moderate); `None` without both classes.
     pub fn fit(pairs: &[(f32, bool)]) -> Option<Self> {
         let positives = pairs.iter().filter(|p| p.1).count() as f64;
         let negatives = pairs.len() as f64 - positives;
@@ -196,10 +201,25 @@ impl Calibration {
         }
         let hi = (positives + 1.0) / (positives + 2.0);
         let lo = 1.0 / (negatives + 2.0);
+        // The penalised negative log-likelihood: the data's, a unit
+        // Gaussian prior on the scale around 1 and a wide one on the bias.
+        let objective = |a: f64, b: f64| -> f64 {
+            let data: f64 = pairs
+                .iter()
+                .map(|&(x, y)| {
+                    let t = if y { hi } else { lo };
+                    let z = a * f64::from(x) + b;
+                    // log(1 + e^z) - t z, computed stably.
+                    z.max(0.0) + (-z.abs()).exp().ln_1p() - t * z
+                })
+                .sum();
+            data + 0.5 * (a - 1.0).powi(2) + 0.5 * BIAS_PRIOR * b * b
+        };
         let (mut a, mut b) = (1.0f64, 0.0f64);
+        let mut current = objective(a, b);
         for _ in 0..100 {
-            // The prior's gradient and curvature, then the data's.
-            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (a - 1.0, 0.0, 1.0, 0.0, 0.0);
+            let (mut ga, mut gb) = (a - 1.0, BIAS_PRIOR * b);
+            let (mut haa, mut hab, mut hbb) = (1.0, 0.0, BIAS_PRIOR);
             for &(x, y) in pairs {
                 let x = f64::from(x);
                 let t = if y { hi } else { lo };
@@ -217,9 +237,21 @@ impl Calibration {
             }
             let da = (hbb * ga - hab * gb) / det;
             let db = (haa * gb - hab * ga) / det;
-            a -= da;
-            b -= db;
-            if da.abs() + db.abs() < 1e-9 {
+            // Backtracking: a Newton step that does not lower the objective
+            // is halved until it does.
+            let mut step = 1.0;
+            let mut moved = false;
+            while step > 1e-8 {
+                let (na, nb) = (a - step * da, b - step * db);
+                let value = objective(na, nb);
+                if value.is_finite() && value <= current {
+                    (a, b, current) = (na, nb, value);
+                    moved = true;
+                    break;
+                }
+                step /= 2.0;
+            }
+            if !moved || (step * (da.abs() + db.abs())) < 1e-9 {
                 break;
             }
         }
@@ -413,6 +445,12 @@ mod tests {
             .collect();
         let c = Calibration::fit(&flat).expect("fits");
         assert!(c.scale.abs() < 10.0, "{c:?}");
+        // Every positive above every negative, in a narrow band far from
+        // zero: the bias stays moderate.
+        let mut band: Vec<(f32, bool)> = (0..30).map(|i| (5.0 + 0.001 * i as f32, false)).collect();
+        band.extend((0..6).map(|i| (5.1 + 0.001 * i as f32, true)));
+        let c = Calibration::fit(&band).expect("fits");
+        assert!(c.bias.abs() < 100.0 && c.scale.abs() < 100.0, "{c:?}");
         assert!((Calibration::probability(None, 0.0) - 0.5).abs() < 1e-6);
     }
 }
