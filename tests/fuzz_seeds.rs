@@ -108,7 +108,7 @@ fn router_files() -> (Vec<u8>, Vec<u8>) {
         .weights_safetensors()
         .unwrap_or_else(|e| panic!("{e}"));
     let config = json!({
-        "version": 2, "hidden": 8, "features": 19,
+        "version": 2, "hidden": 8, "features": rlrag_router::features::FEATURES,
         "confidence": {"weights": [-3.7, 2.5, -1.9, -0.5, 0.6, -1.4, 1.5], "bias": 3.2},
         "pipeline": {"k": 10, "max_hops": 3, "confidence_stop": 0.9, "memory_threshold": 0.9,
                      "near_duplicate": 0.8, "sensing_k": 3, "sensing_titles": 2,
