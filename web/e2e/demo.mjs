@@ -105,9 +105,10 @@ async function visit(context, url, label, { restored, results }) {
     timings.push(await page.textContent('#timing'));
   }
   // The reranker came with the page (scripts/build-demo.sh --reranker):
-  // ticking the switch re-reads the top 20.
+  // ticking the switch re-reads the top 20. Checked on the CPU backend
+  // only: on CI's software Vulkan one reranked search takes a minute.
   assert.equal(await page.$eval('#rerank', (c) => c.disabled), false, 'a reranker was served');
-  {
+  if (label === 'cpu') {
     const before = Number((await page.getAttribute('body', 'data-searched')) ?? 0);
     await page.fill('#query', results[0].query);
     await page.selectOption('#mode', 'bm25');
