@@ -844,6 +844,17 @@ impl Encoder {
         self.tokenizer.encode_pair(question, passage, max_question)
     }
 
+    /// Every pair's ids and first-segment length ([`Encoder::tokenize_pair`]).
+    fn pair_inputs<'t>(
+        &self,
+        pairs: impl Iterator<Item = (&'t str, &'t str)>,
+    ) -> Result<(Vec<Vec<u32>>, Vec<usize>), EncoderError> {
+        let inputs = pairs
+            .map(|(q, p)| self.tokenize_pair(q, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(inputs.into_iter().unzip())
+    }
+
     /// A cross-encoder's relevance logits of each passage for `question`,
     /// in order (higher: more relevant). On a device that reads back
     /// asynchronously (WebGPU in a browser) use
@@ -858,12 +869,7 @@ impl Encoder {
         question: &str,
         passages: &[&str],
     ) -> Result<Vec<f32>, EncoderError> {
-        let (ids, first): (Vec<Vec<u32>>, Vec<usize>) = passages
-            .iter()
-            .map(|p| self.tokenize_pair(question, p))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .unzip();
+        let (ids, first) = self.pair_inputs(passages.iter().map(|p| (question, *p)))?;
         let hidden = self.config.bert.hidden_size as u64;
         let mut out = vec![0.0f32; passages.len()];
         for batch in self.batches(&ids, Some(&first), DENSE_TOKEN_BUDGET, Some(hidden * 4)) {
@@ -901,12 +907,7 @@ impl Encoder {
         if pairs.is_empty() {
             return Err(EncoderError::Input("need at least one pair".into()));
         }
-        let (ids, first): (Vec<Vec<u32>>, Vec<usize>) = pairs
-            .iter()
-            .map(|(q, p)| self.tokenize_pair(q, p))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .unzip();
+        let (ids, first) = self.pair_inputs(pairs.iter().copied())?;
         let batch = self
             .batches(&ids, Some(&first), usize::MAX, None)
             .pop()

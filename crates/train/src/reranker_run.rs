@@ -367,7 +367,7 @@ pub fn rerank_loss(logits: Tensor<2>, targets: &[Vec<f32>], pointwise_weight: f3
 /// The held-out metrics of the first stage with its top `rerank` re-scored
 /// by `reranker` (`None`: the first stage alone).
 fn evaluate(
-    engine: &Engine,
+    engine: &mut Engine,
     mode: SearchMode,
     reranker: Option<&Reranker>,
     rerank: usize,
@@ -375,14 +375,11 @@ fn evaluate(
     docs: &HashMap<&str, &Document>,
     progress: &dyn Progress,
 ) -> Result<Metrics, TrainError> {
+    engine.set_reranker(reranker.cloned());
+    let m = if reranker.is_some() { rerank } else { 0 };
+    let engine = &*engine;
     let search = |q: &str, k: usize| -> Result<Vec<Hit>, rlrag_eval::EvalError> {
-        let first = block_on(engine.search_with(q, k, mode, false))?;
-        Ok(match reranker {
-            Some(r) => {
-                block_on(r.rerank(q, first, rerank, |id| docs.get(id).map(|d| d.full_text())))?
-            }
-            None => first,
-        })
+        Ok(block_on(engine.search_reranked(q, k, mode, false, m))?)
     };
     Ok(score_queries(search, questions, docs, 100, progress)?.0)
 }
@@ -528,7 +525,7 @@ pub fn run(
     let (mut encoder, tokenizer, init) = initial_model(config, &device.autodiff())?;
     let docs: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
     let mode = config.retriever;
-    let engine = retrievers::build(mode, &config.settings, &ds.corpus, progress)?;
+    let mut engine = retrievers::build(mode, &config.settings, &ds.corpus, progress)?;
     let (examples, skipped) = mine(&engine, mode, &train_q, &docs, config.candidates, progress)?;
     if examples.is_empty() {
         return Err(setting(
@@ -558,8 +555,13 @@ pub fn run(
         sample.len(),
         config.settings.device
     ));
-    let first_stage = evaluate(&engine, mode, None, 0, &eval_q, &docs, progress)?;
-    let first_sample = evaluate(&engine, mode, None, 0, &sample, &docs, progress)?;
+    let first_stage = evaluate(&mut engine, mode, None, 0, &eval_q, &docs, progress)?;
+    // The sample is every held-out question unless --eval-questions cut it.
+    let first_sample = if sample.len() == eval_q.len() {
+        first_stage.clone()
+    } else {
+        evaluate(&mut engine, mode, None, 0, &sample, &docs, progress)?
+    };
     let (metric_name, first_value) = primary(&first_sample);
 
     std::fs::create_dir_all(&config.out).map_err(io_err(&config.out))?;
@@ -680,7 +682,7 @@ pub fn run(
         if eval_every > 0 && (step % eval_every == 0 || step == config.steps) {
             let reranker = Reranker::new(Arc::new(encoder.valid()))?;
             let m = evaluate(
-                &engine,
+                &mut engine,
                 mode,
                 Some(&reranker),
                 config.rerank,
@@ -707,7 +709,7 @@ pub fn run(
     let reranker = Reranker::new(Arc::new(encoder.valid()))?;
     let t = Instant::now();
     let reranked = evaluate(
-        &engine,
+        &mut engine,
         mode,
         Some(&reranker),
         config.rerank,
