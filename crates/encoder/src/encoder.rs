@@ -592,17 +592,7 @@ impl Encoder {
             ..
         } in self.batches(&ids, None, DENSE_TOKEN_BUDGET, Some(hidden as u64 * 4))
         {
-            let [b, _] = ids_t.dims();
-            let states = self.model.hidden(ids_t, pad.attention());
-            let pooled = match pooling {
-                Pooling::Mean => {
-                    let keep = pad.mask.bool_not().float().unsqueeze_dim::<3>(2);
-                    let count = keep.clone().sum_dim(1).clamp_min(1e-9f32);
-                    (states * keep).sum_dim(1).div(count)
-                }
-                Pooling::Cls => states.narrow(1, 0, 1),
-            }
-            .reshape([b, hidden]);
+            let pooled = self.pooled_hidden(ids_t, &pad, pooling);
             let values = pooled
                 .into_data_async()
                 .await
@@ -619,6 +609,92 @@ impl Encoder {
             }
         }
         Ok(out)
+    }
+
+    /// Hidden states `[batch, hidden]` pooled over the non-padding tokens
+    /// (differentiable; not normalised).
+    fn pooled_hidden(&self, ids: Tensor<2, Int>, pad: &Padding, pooling: Pooling) -> Tensor<2> {
+        let [b, _] = ids.dims();
+        let hidden = self.config.bert.hidden_size;
+        let states = self.model.hidden(ids, pad.attention());
+        match pooling {
+            Pooling::Mean => {
+                let keep = pad.mask.clone().bool_not().float().unsqueeze_dim::<3>(2);
+                let count = keep.clone().sum_dim(1).clamp_min(1e-9f32);
+                (states * keep).sum_dim(1).div(count)
+            }
+            Pooling::Cls => states.narrow(1, 0, 1),
+        }
+        .reshape([b, hidden])
+    }
+
+    /// Dense embeddings `[texts, hidden]` as a tensor on the encoder's
+    /// device, pooled and (when the head says so) L2-normalised, texts cut
+    /// to `max_tokens`: what [`Encoder::encode_dense`] returns, but on an
+    /// autodiff device differentiable (what dense training scores with).
+    /// One forward pass: the caller sizes the batch.
+    pub fn dense_embeddings(
+        &self,
+        texts: &[&str],
+        max_tokens: usize,
+    ) -> Result<Tensor<2>, EncoderError> {
+        let Head::Dense { pooling, normalize } = self.config.rlrag.head else {
+            return Err(EncoderError::Input(format!(
+                "this model has a {} head, not a dense one",
+                self.head_name()
+            )));
+        };
+        let (order, ids, pad) = self.training_batch(texts, max_tokens)?;
+        let mut pooled = self.pooled_hidden(ids, &pad, pooling);
+        if normalize {
+            let norm = pooled
+                .clone()
+                .powi_scalar(2)
+                .sum_dim(1)
+                .sqrt()
+                .clamp_min(1e-12f32);
+            pooled = pooled.div(norm);
+        }
+        Ok(pooled.select(0, self.inverse_order(&order)))
+    }
+
+    /// `texts` tokenized, each cut to `max_tokens` (keeping its final
+    /// `[SEP]`), as one batch sorted by length: (row order, ids, padding).
+    fn training_batch(
+        &self,
+        texts: &[&str],
+        max_tokens: usize,
+    ) -> Result<(Vec<usize>, Tensor<2, Int>, Padding), EncoderError> {
+        if texts.is_empty() || max_tokens < 2 {
+            return Err(EncoderError::Input(format!(
+                "need at least one text and max_tokens >= 2 (got {} texts, {max_tokens})",
+                texts.len()
+            )));
+        }
+        let mut ids = self.tokenize(texts)?;
+        for row in &mut ids {
+            if row.len() > max_tokens {
+                let last = row[row.len() - 1];
+                row.truncate(max_tokens - 1);
+                row.push(last);
+            }
+        }
+        let Batch {
+            members, ids, pad, ..
+        } = self
+            .batches(&ids, None, usize::MAX, None)
+            .pop()
+            .ok_or_else(|| EncoderError::Input("no texts".into()))?;
+        Ok((members, ids, pad))
+    }
+
+    /// The index that puts rows sorted as `order` back in the caller's order.
+    fn inverse_order(&self, order: &[usize]) -> Tensor<1, Int> {
+        let mut inverse = vec![0i64; order.len()];
+        for (row, &i) in order.iter().enumerate() {
+            inverse[i] = row as i64;
+        }
+        Tensor::<1, Int>::from_data(TensorData::new(inverse, [order.len()]), &self.device)
     }
 
     /// MLM logits `[batch, vocab]` max-pooled over the non-padding tokens.
@@ -716,44 +792,14 @@ impl Encoder {
                 self.head_name()
             )));
         };
-        if texts.is_empty() || max_tokens < 2 {
-            return Err(EncoderError::Input(format!(
-                "need at least one text and max_tokens >= 2 (got {} texts, {max_tokens})",
-                texts.len()
-            )));
-        }
-        let mut ids = self.tokenize(texts)?;
-        for row in &mut ids {
-            if row.len() > max_tokens {
-                // Keep the final special token ([SEP]).
-                let last = row[row.len() - 1];
-                row.truncate(max_tokens - 1);
-                row.push(last);
-            }
-        }
-        // One batch holds every text, sorted by length: `order` maps rows back.
-        let Batch {
-            members: order,
-            ids: ids_t,
-            pad,
-            ..
-        } = self
-            .batches(&ids, None, usize::MAX, None)
-            .pop()
-            .ok_or_else(|| EncoderError::Input("no texts".into()))?;
+        let (order, ids_t, pad) = self.training_batch(texts, max_tokens)?;
         let pooled = self.pooled_logits(ids_t, pad)?;
         let activated = match activation {
             SparseActivation::Log1pRelu => pooled.clamp_min(0.0).add_scalar(1.0).log(),
             // e^min(x,0) + max(x,0): x + 1 above zero, e^x below (elu(x) + 1).
             SparseActivation::Elu1p => pooled.clone().clamp_max(0.0).exp() + pooled.clamp_min(0.0),
         };
-        let mut inverse = vec![0i64; order.len()];
-        for (row, &i) in order.iter().enumerate() {
-            inverse[i] = row as i64;
-        }
-        let index =
-            Tensor::<1, Int>::from_data(TensorData::new(inverse, [order.len()]), &self.device);
-        Ok(activated.select(0, index))
+        Ok(activated.select(0, self.inverse_order(&order)))
     }
 
     /// The same encoder with other weights of the same architecture (a

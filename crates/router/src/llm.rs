@@ -5,7 +5,9 @@
 //! log-probabilities, judges an answer against the gold ones (LLM-as-judge),
 //! judges whether a passage answers a question (P("yes") from one forward
 //! pass: the reranker's teacher), and writes sub-queries for the router's
-//! `decompose` hops.
+//! `decompose` hops. For self-boosting (Reinforced-IR) it writes a search
+//! query for a passage, samples hypothetical documents for a query (HyDE),
+//! and scores a passage by the query's likelihood given it (UPR).
 
 use std::ops::Range;
 use std::time::Duration;
@@ -238,6 +240,77 @@ impl LlmClient {
         Ok(parse_yes_probability(&reply))
     }
 
+    /// A search query that `passage` answers, sampled at `temperature`
+    /// with `seed` ([`query_writer_prompt`], one line); `None` when the
+    /// model wrote nothing usable.
+    pub fn write_query(
+        &self,
+        passage: &str,
+        temperature: f32,
+        seed: u64,
+    ) -> Result<Option<String>, RouterError> {
+        let body = json!({
+            "model": self.config.model,
+            "prompt": query_writer_prompt(passage),
+            "temperature": temperature,
+            "max_tokens": 40,
+            "stop": ["\n"],
+            "seed": seed,
+        });
+        let reply = self.post("/completions", &body)?;
+        Ok(reply
+            .pointer("/choices/0/text")
+            .and_then(Value::as_str)
+            .and_then(clean_query))
+    }
+
+    /// A hypothetical passage answering `query` (HyDE; [`hyde_prompt`]),
+    /// sampled with `temperature` and nucleus `top_p`, at most `max_tokens`.
+    pub fn hypothetical_document(
+        &self,
+        query: &str,
+        temperature: f32,
+        top_p: f32,
+        max_tokens: u32,
+        seed: u64,
+    ) -> Result<String, RouterError> {
+        let body = json!({
+            "model": self.config.model,
+            "prompt": hyde_prompt(query),
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_tokens": max_tokens,
+            "stop": ["\n\n"],
+            "seed": seed,
+        });
+        let reply = self.post("/completions", &body)?;
+        Ok(reply
+            .pointer("/choices/0/text")
+            .and_then(Value::as_str)
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default())
+    }
+
+    /// Mean log-probability per token of `query` written after `passage`
+    /// ([`query_writer_prompt`]; UPR's unsupervised passage re-ranking: the
+    /// passage that makes the query likely answers it), from the prompt's
+    /// echoed log-probabilities in one forward pass; `None` when the server
+    /// does not return them.
+    pub fn query_likelihood(&self, query: &str, passage: &str) -> Result<Option<f64>, RouterError> {
+        let prefix = query_writer_prompt(passage);
+        let body = json!({
+            "model": self.config.model,
+            "prompt": format!("{prefix} {query}"),
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "echo": true,
+            "logprobs": 1,
+        });
+        let reply = self.post("/completions", &body)?;
+        let span = prefix.len()..prefix.len() + 1 + query.len();
+        Ok(parse_mean_logprob(&reply, span))
+    }
+
     /// One greedy chat completion of a single user message.
     fn chat(&self, content: &str, max_tokens: u32) -> Result<String, RouterError> {
         let body = json!({
@@ -336,6 +409,52 @@ pub fn parse_yes_probability(reply: &Value) -> Option<f64> {
     (yes + no > 0.0).then(|| yes / (yes + no))
 }
 
+/// Two generic examples (not from any bundled set) that show a small
+/// model the form of a search query, InPars-style.
+const QUERY_SHOTS: &str = "Passage: The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It was designed by the company of engineer Gustave Eiffel and completed in 1889.\nQuery: who designed the eiffel tower\n\nPassage: Vitamin D deficiency is associated with an increased risk of bone fractures in older adults, and supplementation reduces the incidence of hip fractures.\nQuery: does vitamin d supplementation prevent hip fractures in elderly people\n\n";
+
+/// The few-shot completion prompt of [`LlmClient::write_query`] and
+/// [`LlmClient::query_likelihood`]: the query follows it after a space.
+/// Plain text, not a chat: small instruct models (SmolLM2-135M) follow the
+/// pattern where they ignore the instruction.
+pub fn query_writer_prompt(passage: &str) -> String {
+    let passage: String = passage
+        .chars()
+        .take(MAX_PASSAGE_CHARS)
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect();
+    format!("{QUERY_SHOTS}Passage: {passage}\nQuery:")
+}
+
+/// The prompt of [`LlmClient::hypothetical_document`]: a passage follows.
+pub fn hyde_prompt(query: &str) -> String {
+    let query: String = query.chars().take(MAX_PASSAGE_CHARS).collect();
+    format!("Write a short passage that answers the search query.\nQuery: {query}\nPassage:")
+}
+
+/// A generated query, one line, trimmed; `None` when empty or longer than
+/// a query can sensibly be (a model that kept on writing).
+pub fn clean_query(text: &str) -> Option<String> {
+    let line = text.lines().next().unwrap_or("").trim();
+    let line = line.trim_matches(|c: char| c == '"' || c == '\'');
+    let words = line.split_whitespace().count();
+    (2..=40).contains(&words).then(|| line.to_string())
+}
+
+/// Mean echoed log-probability of the prompt tokens that start in the byte
+/// range `span` (see [`parse_answer_logprob`]).
+pub fn parse_mean_logprob(reply: &Value, span: Range<usize>) -> Option<f64> {
+    let offsets = reply
+        .pointer("/choices/0/logprobs/text_offset")?
+        .as_array()?;
+    let n = offsets
+        .iter()
+        .filter_map(Value::as_u64)
+        .filter(|&o| span.contains(&(o as usize)))
+        .count();
+    parse_answer_logprob(reply, span).map(|sum| sum / n.max(1) as f64)
+}
+
 /// `choices[0].message.content`, trimmed.
 pub fn parse_chat_answer(reply: &Value) -> Option<String> {
     reply
@@ -372,6 +491,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn generated_queries_are_one_sensible_line() {
+        assert_eq!(
+            clean_query(" \"who designed the eiffel tower\"\nPassage: x").as_deref(),
+            Some("who designed the eiffel tower")
+        );
+        assert_eq!(clean_query("   "), None);
+        assert_eq!(clean_query("tower"), None);
+        assert_eq!(clean_query(&"word ".repeat(41)), None);
+        let p = query_writer_prompt("line one\nline two");
+        assert!(p.ends_with("Passage: line one line two\nQuery:"), "{p}");
+    }
+
+    #[test]
     fn parses_replies_and_refuses_malformed_ones() {
         let chat = json!({"choices": [{"message": {"role": "assistant", "content": " Paris \n"}}]});
         assert_eq!(parse_chat_answer(&chat).as_deref(), Some("Paris"));
@@ -397,6 +529,9 @@ mod tests {
         assert_eq!(parse_answer_logprob(&json!({"choices": [{}]}), 0..1), None);
         // The first token's log-probability is null: not a number to sum.
         assert_eq!(parse_answer_logprob(&completion, 0..7), None);
+        // The mean over the two tokens of the range.
+        let mean = parse_mean_logprob(&completion, 7..14).expect("logprobs");
+        assert!((mean + 0.375).abs() < 1e-12);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The reinforced contrastive (InfoNCE) loss of R3.
+//! The reinforced contrastive (InfoNCE) loss of R3, and the listwise
+//! distillation of Reinforced-IR's RLGF (KL to a teacher's order).
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -52,6 +53,63 @@ pub fn reinforced_infonce(scores: Tensor<2>, roles: &[Vec<Role>]) -> Option<Tens
     Some(logp.gather(1, targets).mean().neg())
 }
 
+/// Listwise distillation: the mean over questions of
+/// `KL(teacher ‖ student)`, each over that question's own candidates.
+/// `scores` is `[questions, passages]` (already divided by the temperature);
+/// `teacher[i][j]` is the teacher's logit for passage `j` of question `i`
+/// (already divided by the teacher's temperature), `None` where `j` is not
+/// one of its candidates. Questions with fewer than two candidates carry no
+/// order and are left out; `None` when none is left.
+pub fn listwise_kl(scores: Tensor<2>, teacher: &[Vec<Option<f32>>]) -> Option<Tensor<1>> {
+    let [b, m] = scores.dims();
+    let device = scores.device();
+    let mut rows = Vec::new();
+    let mut bias = Vec::new();
+    let mut target = Vec::new();
+    for (i, t) in teacher.iter().enumerate().take(b) {
+        let logits: Vec<Option<f32>> = (0..m)
+            .map(|j| t.get(j).copied().flatten().filter(|x| x.is_finite()))
+            .collect();
+        if logits.iter().flatten().count() < 2 {
+            continue;
+        }
+        let top = logits
+            .iter()
+            .flatten()
+            .fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+        let z: f32 = logits.iter().flatten().map(|x| (x - top).exp()).sum();
+        rows.push(i as i64);
+        for l in &logits {
+            match l {
+                Some(x) => {
+                    bias.push(0.0f32);
+                    target.push((x - top).exp() / z);
+                }
+                None => {
+                    bias.push(-1.0e9);
+                    target.push(0.0);
+                }
+            }
+        }
+    }
+    let k = rows.len();
+    if k == 0 {
+        return None;
+    }
+    let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [k]), &device);
+    let bias = Tensor::<2>::from_data(TensorData::new(bias, [k, m]), &device);
+    // Σ p·(log p − log q); p log p is a constant, kept so the value is the KL.
+    let entropy: f32 = target
+        .iter()
+        .filter(|&&p| p > 0.0)
+        .map(|&p| p * p.ln())
+        .sum();
+    let target = Tensor::<2>::from_data(TensorData::new(target, [k, m]), &device);
+    let logq = log_softmax(scores.select(0, rows) + bias, 1);
+    let cross = (target * logq).sum().neg();
+    Some(cross.add_scalar(entropy).div_scalar(k as f32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +132,31 @@ mod tests {
         let lse = |x: f32| (x.exp() + 1f32.exp() + 0f32.exp()).ln();
         let want = ((lse(2.0) - 2.0) + (lse(5.0) - 5.0)) / 2.0;
         assert!((loss - want).abs() < 1e-5, "{loss} vs {want}");
+    }
+
+    #[test]
+    fn listwise_kl_is_the_kl_over_each_questions_candidates() {
+        let device = Device::flex();
+        let s = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 9.0, 2.0, 2.0, 2.0], [2, 3]),
+            &device,
+        );
+        // Question 0: candidates 0 and 1 (2 is another question's passage);
+        // question 1: one candidate, no order, left out.
+        let t = vec![
+            vec![Some(0.0), Some(1.0), None],
+            vec![Some(3.0), None, None],
+        ];
+        let kl = value(listwise_kl(s, &t).expect("a question with candidates"));
+        let p = [1.0 / (1.0 + 1f32.exp()), 1f32.exp() / (1.0 + 1f32.exp())];
+        let q = [1f32.exp() / (1.0 + 1f32.exp()), 1.0 / (1.0 + 1f32.exp())];
+        let want = p[0] * (p[0] / q[0]).ln() + p[1] * (p[1] / q[1]).ln();
+        assert!((kl - want).abs() < 1e-5, "{kl} vs {want}");
+        // The student that agrees with the teacher has no loss.
+        let same = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 1.0, 5.0], [1, 3]), &device);
+        let kl = value(listwise_kl(same, &t[..1]).expect("candidates"));
+        assert!(kl.abs() < 1e-5, "{kl}");
+        assert!(listwise_kl(Tensor::<2>::zeros([1, 3], &device), &t[1..]).is_none());
     }
 
     #[test]

@@ -1,7 +1,16 @@
-//! The R3 loop: on-policy retrieval over the bag-of-tokens index with the
-//! current model, a reward per retrieved passage from the environment, and a
-//! reinforced contrastive step (rewarded passages are positives, unrewarded
-//! ones hard negatives, plus in-batch negatives).
+//! The R3 loop: on-policy retrieval with the current model, a reward per
+//! retrieved passage from the environment, and a reinforced contrastive step
+//! (rewarded passages are positives, unrewarded ones hard negatives, plus
+//! in-batch negatives).
+//!
+//! Two model families train by the same loop and loss:
+//! - the learned-sparse model (SiDR), searched on-policy over the
+//!   bag-of-tokens index (never re-embedded), or over its own learned-sparse
+//!   index re-embedded at [`R3Trainer::refresh_index`];
+//! - the dense model (MiniLM), searched over a flat index of its passage
+//!   embeddings, re-embedded at [`R3Trainer::refresh_index`] (between
+//!   refreshes the queries are on-policy and the passages a step stale, as
+//!   in ANCE); both sides learn.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,14 +19,16 @@ use std::time::Instant;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Tensor, TensorData};
-use rlrag_encoder::Encoder;
+use rlrag_encoder::{Encoder, Head};
 use rlrag_retriever::rng::SplitMix64;
-use rlrag_retriever::{BotRetriever, Document, Query};
+use rlrag_retriever::{
+    BotRetriever, Document, FlatIndex, Hit, Query, RetrieverError, SparseIndex, Weighting,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::env::RewardEnv;
-use crate::loss::{Role, reinforced_infonce};
+use crate::loss::{Role, listwise_kl, reinforced_infonce};
 
 /// How passages are represented in the training loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +42,18 @@ pub enum DocSide {
     /// The model's learned-sparse passage vector (both sides learn), as the
     /// sparse index and the late re-rank score it.
     Model,
+}
+
+/// What the policy searches with during training (on-policy retrieval).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum PolicySearch {
+    /// The bag-of-tokens index (learned-sparse models only; never re-embedded).
+    Bag,
+    /// The model's own index: learned-sparse or dense passage vectors,
+    /// re-embedded with the current weights at each refresh.
+    Index,
 }
 
 /// Settings of an R3 run.
@@ -65,8 +88,11 @@ pub struct R3Config {
     pub train_top_layers: Option<usize>,
     /// Seed of the question order.
     pub seed: u64,
-    /// Passage representation in the loss.
+    /// Passage representation in the loss (learned-sparse models; a dense
+    /// model always scores its own passage embeddings).
     pub doc_side: DocSide,
+    /// What on-policy retrieval searches.
+    pub search: PolicySearch,
 }
 
 impl Default for R3Config {
@@ -87,6 +113,7 @@ impl Default for R3Config {
             train_top_layers: None,
             seed: 42,
             doc_side: DocSide::Bag,
+            search: PolicySearch::Bag,
         }
     }
 }
@@ -149,12 +176,24 @@ pub struct StepLog {
     pub seconds: f64,
 }
 
-/// The R3 trainer of a learned-sparse encoder.
+/// The index on-policy retrieval searches.
+enum PolicyIndex {
+    /// Bag-of-tokens (a learned-sparse model; follows every step).
+    Bag(BotRetriever),
+    /// The learned-sparse model's passage vectors (as of the last refresh).
+    Sparse(SparseIndex),
+    /// The dense model's passage embeddings (as of the last refresh).
+    Dense(FlatIndex),
+}
+
+/// The R3 trainer of a learned-sparse or dense encoder.
 pub struct R3Trainer {
     encoder: Encoder,
     inference: Arc<Encoder>,
     optim: ModuleOptimizer,
-    bot: BotRetriever,
+    index: PolicyIndex,
+    /// Corpus order (the index is rebuilt in it).
+    corpus: Vec<Document>,
     docs: HashMap<String, Document>,
     config: R3Config,
     rng: SplitMix64,
@@ -173,18 +212,30 @@ impl std::fmt::Debug for R3Trainer {
 }
 
 impl R3Trainer {
-    /// A trainer of `encoder` (a sparse model on an autodiff device) over
-    /// `corpus`, whose bag-of-tokens index is built here once.
+    /// A trainer of `encoder` (a learned-sparse or dense model on an
+    /// autodiff device) over `corpus`. The search index is built here once:
+    /// a bag of tokens (tokenizer only), or every passage embedded with the
+    /// starting weights (an encoder pass over the corpus).
     pub fn new(
         encoder: Encoder,
         corpus: &[Document],
         config: R3Config,
     ) -> Result<Self, TrainError> {
         config.validate()?;
-        if encoder.sparse_settings().is_none() {
+        let dense = encoder.sparse_settings().is_none();
+        if dense && !matches!(encoder.config().rlrag.head, Head::Dense { .. }) {
             return Err(TrainError::Config {
                 name: "init",
-                reason: "R3 trains a learned-sparse model (an MLM head); this one is dense".into(),
+                reason: "R3 trains a learned-sparse (MLM head) or dense model; this one is neither"
+                    .into(),
+            });
+        }
+        if dense && config.search == PolicySearch::Bag {
+            return Err(TrainError::Config {
+                name: "search",
+                reason:
+                    "a dense model searches its own index (--search index), not a bag of tokens"
+                        .into(),
             });
         }
         if !encoder.device().is_autodiff() {
@@ -199,8 +250,13 @@ impl R3Trainer {
             .freeze_below(config.train_top_layers);
         let encoder = encoder.with_model(model);
         let inference = Arc::new(encoder.valid());
-        let mut bot = BotRetriever::new(inference.clone(), config.rerank_m)?;
-        bot.add_documents(corpus)?;
+        let index = if config.search == PolicySearch::Bag {
+            let mut bot = BotRetriever::new(inference.clone(), config.rerank_m)?;
+            bot.add_documents(corpus)?;
+            PolicyIndex::Bag(bot)
+        } else {
+            build_index(&inference, corpus)?
+        };
         let optim = AdamWConfig::new()
             .with_weight_decay(config.weight_decay)
             .with_grad_clipping(Some(GradientClippingConfig::Norm(config.grad_clip)))
@@ -209,7 +265,8 @@ impl R3Trainer {
             inference,
             encoder,
             optim,
-            bot,
+            index,
+            corpus: corpus.to_vec(),
             docs: corpus.iter().map(|d| (d.id.clone(), d.clone())).collect(),
             rng: SplitMix64::new(config.seed),
             config,
@@ -229,10 +286,45 @@ impl R3Trainer {
         &self.inference
     }
 
-    /// On-policy retrieval: the bag-of-tokens index searched with the current
-    /// weights (re-ranking the top `rerank_m`).
-    pub fn retriever(&self) -> &BotRetriever {
-        &self.bot
+    /// On-policy retrieval: the best `k` passages for `query` under the
+    /// current weights (the bag of tokens, re-ranking the top `rerank_m`, or
+    /// the model's index as of the last refresh).
+    pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        Ok(match &self.index {
+            PolicyIndex::Bag(bot) => bot.search(query, k)?,
+            PolicyIndex::Sparse(index) => {
+                let q = self
+                    .inference
+                    .encode_sparse(&[query])?
+                    .pop()
+                    .unwrap_or_default();
+                index.search(&q, k)
+            }
+            PolicyIndex::Dense(index) => {
+                let q = self
+                    .inference
+                    .encode_dense(&[query])?
+                    .pop()
+                    .unwrap_or_default();
+                index.search(&q, k)?
+            }
+        })
+    }
+
+    /// Re-embed every passage with the current weights (the model's own
+    /// index; a bag of tokens needs nothing). Returns whether anything was
+    /// re-embedded.
+    pub fn refresh_index(&mut self) -> Result<bool, TrainError> {
+        if matches!(self.index, PolicyIndex::Bag(_)) {
+            return Ok(false);
+        }
+        self.index = build_index(&self.inference, &self.corpus)?;
+        Ok(true)
+    }
+
+    /// Whether on-policy retrieval reads an index that only a refresh updates.
+    pub fn needs_refresh(&self) -> bool {
+        !matches!(self.index, PolicyIndex::Bag(_))
     }
 
     /// The next `batch_size` question indices of a seeded, reshuffled-per-epoch order.
@@ -275,7 +367,7 @@ impl R3Trainer {
         let mut used: Vec<(&Query, Vec<String>, Vec<String>)> = Vec::new();
         for &qi in &batch {
             let q = &questions[qi];
-            let hits = self.bot.search(&q.text, cfg.k)?;
+            let hits = self.search(&q.text, cfg.k)?;
             let passages: Vec<&Document> =
                 hits.iter().filter_map(|h| self.docs.get(&h.id)).collect();
             let rewards = env.rewards(q, &passages)?;
@@ -364,6 +456,11 @@ impl R3Trainer {
         queries: &[&str],
         passages: &[&str],
     ) -> Result<Tensor<2>, TrainError> {
+        if encoder.sparse_settings().is_none() {
+            let q = encoder.dense_embeddings(queries, self.config.max_query_tokens)?;
+            let p = encoder.dense_embeddings(passages, self.config.max_passage_tokens)?;
+            return Ok(q.matmul(p.transpose()).div_scalar(self.config.temperature));
+        }
         let q = encoder.sparse_activations(queries, self.config.max_query_tokens)?;
         let p = match self.config.doc_side {
             DocSide::Model => {
@@ -396,9 +493,33 @@ impl R3Trainer {
         passages: &[&str],
         roles: &[Vec<Role>],
     ) -> Result<Option<f32>, TrainError> {
+        self.update_distilled(queries, passages, roles, &[], 0.0)
+    }
+
+    /// One optimizer step on the contrastive loss plus `weight` times the
+    /// listwise distillation to `teacher` (RLGF: `teacher[i][j]` is the
+    /// teacher's logit for passage `j` of query `i`, divided by its
+    /// temperature; `None` off its candidates). Returns the loss before the
+    /// step; `None` (and no step) when neither term has anything to learn.
+    pub fn update_distilled(
+        &mut self,
+        queries: &[&str],
+        passages: &[&str],
+        roles: &[Vec<Role>],
+        teacher: &[Vec<Option<f32>>],
+        weight: f32,
+    ) -> Result<Option<f32>, TrainError> {
         let scores = self.scores(&self.encoder, queries, passages)?;
-        let Some(loss) = reinforced_infonce(scores, roles) else {
-            return Ok(None);
+        let contrastive = reinforced_infonce(scores.clone(), roles);
+        let distill = if weight > 0.0 {
+            listwise_kl(scores, teacher).map(|kl| kl.mul_scalar(weight))
+        } else {
+            None
+        };
+        let loss = match (contrastive, distill) {
+            (Some(c), Some(d)) => c + d,
+            (Some(l), None) | (None, Some(l)) => l,
+            (None, None) => return Ok(None),
         };
         let value = read_scalar(loss.clone())?;
         let grads = loss.backward();
@@ -407,7 +528,9 @@ impl R3Trainer {
         let model = self.optim.step(self.config.learning_rate, model, grads);
         self.encoder = self.encoder.with_model(model);
         self.inference = Arc::new(self.encoder.valid());
-        self.bot.set_encoder(self.inference.clone())?;
+        if let PolicyIndex::Bag(bot) = &mut self.index {
+            bot.set_encoder(self.inference.clone())?;
+        }
         Ok(Some(value))
     }
 
@@ -424,6 +547,38 @@ impl R3Trainer {
             .map(read_scalar)
             .transpose()
     }
+}
+
+/// Every passage of `corpus` embedded by `encoder` into its own index
+/// (learned-sparse or dense), in batches.
+fn build_index(encoder: &Encoder, corpus: &[Document]) -> Result<PolicyIndex, TrainError> {
+    const BATCH: usize = 64;
+    let texts: Vec<String> = corpus.iter().map(Document::full_text).collect();
+    if encoder.sparse_settings().is_some() {
+        let vocab = u32::try_from(encoder.config().bert.vocab_size).map_err(|_| {
+            RetrieverError::InvalidParameter {
+                name: "vocab_size",
+                reason: "does not fit 32 bits".into(),
+            }
+        })?;
+        let mut index = SparseIndex::new(Weighting::Learned, vocab)?;
+        for (docs, chunk) in corpus.chunks(BATCH).zip(texts.chunks(BATCH)) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let vectors = encoder.encode_sparse(&refs)?;
+            let rows: Vec<(String, _)> = docs.iter().map(|d| d.id.clone()).zip(vectors).collect();
+            index.add(&rows)?;
+        }
+        return Ok(PolicyIndex::Sparse(index));
+    }
+    let mut index = FlatIndex::new(encoder.config().bert.hidden_size);
+    for (docs, chunk) in corpus.chunks(BATCH).zip(texts.chunks(BATCH)) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let vectors = encoder.encode_dense(&refs)?;
+        let rows: Vec<(String, Vec<f32>)> =
+            docs.iter().map(|d| d.id.clone()).zip(vectors).collect();
+        index.add(&rows)?;
+    }
+    Ok(PolicyIndex::Dense(index))
 }
 
 /// A scalar read back from the device; a failed device computation (out of

@@ -137,14 +137,16 @@ pub struct RerankerRunConfig {
     pub teacher_weight: f32,
 }
 
-fn setting(name: &'static str, reason: impl Into<String>) -> TrainError {
+/// A refused setting.
+pub(crate) fn setting(name: &'static str, reason: impl Into<String>) -> TrainError {
     TrainError::Config {
         name,
         reason: reason.into(),
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError {
+/// An I/O error on `path`.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError {
     let path = path.to_path_buf();
     move |source| TrainError::Io { path, source }
 }

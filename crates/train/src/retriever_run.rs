@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use rlrag_encoder::SparseActivation;
 use rlrag_encoder::models::pretrained;
-use rlrag_eval::EvalError;
 use rlrag_eval::chart::{LineChart, Series};
 use rlrag_eval::datasets::{self, Fold, Role};
 use rlrag_eval::device::DeviceChoice;
@@ -21,16 +20,15 @@ use rlrag_eval::progress::Progress;
 use rlrag_eval::retrieval::score_queries;
 use rlrag_retriever::rng::SplitMix64;
 use rlrag_retriever::{
-    AnalyzerConfig, Bm25Index, Bm25Params, BotRetriever, Dataset, DatasetFormat, Document, Query,
-    Split,
+    AnalyzerConfig, Bm25Index, Bm25Params, Dataset, DatasetFormat, Document, Query, Split,
 };
 use rlrag_reward::retrieval::Metric;
 use rlrag_router::llm::{LlmClient, LlmConfig};
 use serde_json::json;
 
 use crate::{
-    ContainmentEnv, DocSide, LlmEnv, LlmScoring, QrelsEnv, R3Config, R3Trainer, RewardEnv,
-    TrainError,
+    ContainmentEnv, DocSide, LlmEnv, LlmScoring, PolicySearch, QrelsEnv, R3Config, R3Trainer,
+    RewardEnv, TrainError,
 };
 
 /// Reward environments.
@@ -55,6 +53,51 @@ pub enum LlmScoringKind {
     Probability,
 }
 
+/// Which retriever a run trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ModelKind {
+    /// The learned-sparse model (default start: SPLADE-tiny).
+    Sparse,
+    /// The dense model (default start: all-MiniLM-L6-v2).
+    Dense,
+}
+
+impl ModelKind {
+    /// The pretrained model a run starts from without `--init`.
+    pub fn pretrained(self) -> PathBuf {
+        pretrained(match self {
+            Self::Sparse => "splade-tiny",
+            Self::Dense => "minilm",
+        })
+    }
+
+    /// The InfoNCE temperature without `--temperature`: 1 for learned-sparse
+    /// dot products (unbounded), 0.05 for dense cosine similarities (in
+    /// [−1, 1]; Reinforced-IR uses 0.02–0.05).
+    pub fn default_temperature(self) -> f32 {
+        match self {
+            Self::Sparse => R3Config::default().temperature,
+            Self::Dense => 0.05,
+        }
+    }
+
+    /// What on-policy retrieval searches without `--search`.
+    pub fn default_search(self) -> PolicySearch {
+        match self {
+            Self::Sparse => PolicySearch::Bag,
+            Self::Dense => PolicySearch::Index,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sparse => "sparse",
+            Self::Dense => "dense",
+        }
+    }
+}
+
 /// A training run of the retriever.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
@@ -74,7 +117,12 @@ pub struct RetrieverRunConfig {
     /// Output directory: the model, checkpoints, log and curve.
     #[cfg_attr(feature = "clap", arg(long))]
     pub out: PathBuf,
-    /// Model directory to start from (default: pretrained SPLADE-tiny).
+    /// The retriever trained: `sparse` (learned-sparse) or `dense`.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = ModelKind::Sparse))]
+    pub model: ModelKind,
+    /// Model directory to start from (default: pretrained SPLADE-tiny for
+    /// `--model sparse`, all-MiniLM-L6-v2 for `--model dense`); its head must
+    /// match `--model`.
     #[cfg_attr(feature = "clap", arg(long))]
     pub init: Option<PathBuf>,
     /// Where training runs: cpu, wgpu (a GPU through Vulkan/Metal/DirectX) or
@@ -103,9 +151,9 @@ pub struct RetrieverRunConfig {
     /// Bag-of-tokens candidates re-scored by the current model (0 = off).
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 0))]
     pub rerank_m: usize,
-    /// InfoNCE temperature.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = R3Config::default().temperature))]
-    pub temperature: f32,
+    /// InfoNCE temperature (default 1 for sparse, 0.05 for dense).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub temperature: Option<f32>,
     /// AdamW learning rate.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = R3Config::default().learning_rate))]
     pub learning_rate: f64,
@@ -120,6 +168,12 @@ pub struct RetrieverRunConfig {
     /// re-rank score).
     #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = DocSide::Bag))]
     pub doc_side: DocSide,
+    /// What on-policy retrieval and the held-out evaluation search: `bag`
+    /// (the bag-of-tokens index; sparse only, the default there) or `index`
+    /// (the model's own learned-sparse or dense index, re-embedded at every
+    /// evaluation; the dense default).
+    #[cfg_attr(feature = "clap", arg(long, value_enum))]
+    pub search: Option<PolicySearch>,
     /// Train only the top N transformer layers (and the MLM transform).
     #[cfg_attr(feature = "clap", arg(long))]
     pub train_top_layers: Option<usize>,
@@ -238,6 +292,27 @@ pub fn primary(metrics: &Metrics) -> (&'static str, f64) {
         }
     }
     ("none", 0.0)
+}
+
+/// BM25 (default settings) over `corpus` and its metrics on `questions`:
+/// the baseline every retriever run reports.
+pub(crate) fn bm25_metrics(
+    corpus: &[Document],
+    questions: &[Query],
+    by_id: &HashMap<&str, &Document>,
+    progress: &dyn Progress,
+) -> Result<(Bm25Index, Metrics), TrainError> {
+    let mut bm25 = Bm25Index::new(Bm25Params::default(), AnalyzerConfig::default())?;
+    bm25.add_documents(corpus)?;
+    let metrics = score_queries(
+        |q, k| Ok(bm25.search(q, k)?),
+        questions,
+        by_id,
+        100,
+        progress,
+    )?
+    .0;
+    Ok((bm25, metrics))
 }
 
 fn setting(name: &'static str, reason: String) -> TrainError {
@@ -426,7 +501,7 @@ pub fn run(
     let init = config
         .init
         .clone()
-        .unwrap_or_else(|| pretrained("splade-tiny"));
+        .unwrap_or_else(|| config.model.pretrained());
     let overrides = SparseOverrides {
         activation: config.activation,
         top_k: config.top_k,
@@ -435,10 +510,28 @@ pub fn run(
     let tokenizer = loaded.tokenizer;
     let encoder = std::sync::Arc::try_unwrap(loaded.encoder)
         .map_err(|_| setting("init", "the encoder is shared".to_owned()))?;
+    if (encoder.sparse_settings().is_some()) != (config.model == ModelKind::Sparse) {
+        return Err(setting(
+            "init",
+            format!(
+                "{} is not a {} model: pass --model {}",
+                init.display(),
+                config.model.name(),
+                if config.model == ModelKind::Sparse {
+                    "dense"
+                } else {
+                    "sparse"
+                }
+            ),
+        ));
+    }
+    let search = config.search.unwrap_or(config.model.default_search());
     let r3 = R3Config {
         k: config.k,
         rerank_m: config.rerank_m,
-        temperature: config.temperature,
+        temperature: config
+            .temperature
+            .unwrap_or(config.model.default_temperature()),
         learning_rate: config.learning_rate,
         batch_size: config.batch_size,
         steps: config.steps,
@@ -446,6 +539,7 @@ pub fn run(
         train_top_layers: config.train_top_layers,
         seed: config.seed,
         doc_side: config.doc_side,
+        search,
         ..R3Config::default()
     };
     let mut env = environment(config)?;
@@ -458,23 +552,26 @@ pub fn run(
         env.name(),
         config.device
     ));
+    if search == PolicySearch::Index {
+        progress.note(&format!(
+            "embedding {} passages with the starting model",
+            ds.corpus.len()
+        ));
+    }
     let mut trainer = R3Trainer::new(encoder, &ds.corpus, r3.clone())?;
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
-    let evaluate = |r: &BotRetriever| -> Result<Metrics, EvalError> {
-        score_queries(|q, k| Ok(r.search(q, k)?), &eval_q, &by_id, 100, progress).map(|m| m.0)
+    // Held-out evaluation with the current weights: the model's own index is
+    // re-embedded first (which also refreshes on-policy retrieval).
+    let evaluate = |t: &mut R3Trainer, fresh: bool| -> Result<Metrics, TrainError> {
+        if !fresh {
+            t.refresh_index()?;
+        }
+        let t = &*t;
+        Ok(score_queries(|q, k| Ok(t.search(q, k)?), &eval_q, &by_id, 100, progress)?.0)
     };
 
-    let mut bm25 = Bm25Index::new(Bm25Params::default(), AnalyzerConfig::default())?;
-    bm25.add_documents(&ds.corpus)?;
-    let bm25_metrics = score_queries(
-        |q, k| Ok(bm25.search(q, k)?),
-        &eval_q,
-        &by_id,
-        100,
-        progress,
-    )?
-    .0;
-    let before = evaluate(trainer.retriever())?;
+    let (_, bm25_metrics) = bm25_metrics(&ds.corpus, &eval_q, &by_id, progress)?;
+    let before = evaluate(&mut trainer, true)?;
     let (metric_name, before_value) = primary(&before);
 
     std::fs::create_dir_all(&config.out).map_err(write_err(&config.out))?;
@@ -483,7 +580,7 @@ pub fn run(
         std::io::BufWriter::new(std::fs::File::create(&log_path).map_err(write_err(&log_path))?);
     let mut manifest = json!({
         "format_version": 1,
-        "model_kind": "sparse",
+        "model_kind": config.model.name(),
         "activation": trainer.encoder().sparse_settings().map(|s| s.0),
         "top_k": trainer.encoder().sparse_settings().and_then(|s| s.1),
         "init": init.display().to_string(),
@@ -514,7 +611,7 @@ pub fn run(
         rewards.push((step, r));
         let mut line = serde_json::to_value(&s)?;
         if eval_every > 0 && (step % eval_every == 0 || step == config.steps) {
-            let m = evaluate(trainer.retriever())?;
+            let m = evaluate(&mut trainer, false)?;
             held_out.push((step, primary(&m).1));
             line["eval"] = serde_json::to_value(&m)?;
             manifest["steps"] = json!(step);
@@ -531,7 +628,12 @@ pub fn run(
     }
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();
-    let after = evaluate(trainer.retriever())?;
+    let after = if eval_every > 0 && trainer.needs_refresh() {
+        // The last step's evaluation re-embedded the index already.
+        evaluate(&mut trainer, true)?
+    } else {
+        evaluate(&mut trainer, false)?
+    };
     manifest["steps"] = json!(config.steps);
     manifest["seconds"] = json!(seconds);
     manifest["skipped_questions"] = json!(skipped);
@@ -547,10 +649,13 @@ pub fn run(
     let svg_path = config.out.join("curve.svg");
     std::fs::write(&svg_path, curve(&rewards, &held_out, metric_name).to_svg())
         .map_err(write_err(&svg_path))?;
-    let searched_as = if config.rerank_m > 0 {
-        format!("bag of tokens + re-rank {}", config.rerank_m)
-    } else {
-        "bag of tokens".to_string()
+    let searched_as = match (search, config.model) {
+        (PolicySearch::Index, ModelKind::Dense) => "dense index".to_string(),
+        (PolicySearch::Index, ModelKind::Sparse) => "learned-sparse index".to_string(),
+        (PolicySearch::Bag, _) if config.rerank_m > 0 => {
+            format!("bag of tokens + re-rank {}", config.rerank_m)
+        }
+        (PolicySearch::Bag, _) => "bag of tokens".to_string(),
     };
     Ok(RetrieverRunReport {
         steps: config.steps,

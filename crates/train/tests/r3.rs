@@ -15,7 +15,7 @@ use burn::tensor::Device;
 use rlrag_encoder::Encoder;
 use rlrag_encoder::models::pretrained;
 use rlrag_retriever::{Dataset, Document, Query, Split};
-use rlrag_train::{ContainmentEnv, QrelsEnv, R3Config, R3Trainer, RewardEnv};
+use rlrag_train::{ContainmentEnv, PolicySearch, QrelsEnv, R3Config, R3Trainer, RewardEnv};
 
 /// Tensors of a safetensors file by name: (dtype, shape, bytes).
 fn tensors(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
@@ -210,7 +210,7 @@ fn mean_ndcg(trainer: &R3Trainer, questions: &[Query]) -> f64 {
     let total: f64 = questions
         .iter()
         .map(|q| {
-            let hits = trainer.retriever().search(&q.text, 10).expect("searches");
+            let hits = trainer.search(&q.text, 10).expect("searches");
             let ranked: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
             rlrag_reward::retrieval::ndcg_at_k(&ranked, &q.qrels, 10)
         })
@@ -249,4 +249,79 @@ fn a_short_run_on_a_small_subset_improves_its_metric() {
     let after = mean_ndcg(&trainer, &questions);
     println!("nDCG@10 on the training questions: {before:.4} -> {after:.4}");
     assert!(after > before + 0.01, "nDCG@10 {before:.4} -> {after:.4}");
+}
+
+/// Pretrained all-MiniLM-L6-v2 on the CPU autodiff device.
+fn dense_encoder() -> Encoder {
+    Encoder::from_dir(&pretrained("minilm"), &Device::flex().autodiff())
+        .expect("run scripts/fetch-models.sh")
+}
+
+#[test]
+fn a_dense_model_trains_by_the_same_loop_over_its_own_index() {
+    let ds = hotpot();
+    let corpus = &ds.corpus[..40];
+    let cfg = R3Config {
+        search: PolicySearch::Index,
+        temperature: 0.05,
+        ..config()
+    };
+    // A dense model has no bag of tokens to search.
+    let bag = R3Config {
+        search: PolicySearch::Bag,
+        ..cfg.clone()
+    };
+    assert!(R3Trainer::new(dense_encoder(), corpus, bag).is_err());
+
+    let mut trainer = R3Trainer::new(dense_encoder(), corpus, cfg).expect("trainer");
+    // The differentiable embeddings are the ones search uses.
+    let text = corpus[3].full_text();
+    let searched = trainer
+        .inference_encoder()
+        .encode_dense(&[&text])
+        .expect("encodes");
+    let trained = trainer
+        .inference_encoder()
+        .dense_embeddings(&[&text], 512)
+        .expect("embeds")
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("floats");
+    let err = searched[0]
+        .iter()
+        .zip(&trained)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 1e-5, "max difference {err}");
+    // The passage finds itself through the index.
+    let top = trainer.search(&text, 1).expect("searches");
+    assert_eq!(top[0].id, corpus[3].id);
+
+    let (queries, passages, roles) = fixed_batch(&ds);
+    let q: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let p: Vec<&str> = passages.iter().map(String::as_str).collect();
+    let before = trainer
+        .loss_of(&q, &p, &roles)
+        .expect("loss")
+        .expect("positives");
+    trainer
+        .update(&q, &p, &roles)
+        .expect("step")
+        .expect("positives");
+    let after = trainer
+        .loss_of(&q, &p, &roles)
+        .expect("loss")
+        .expect("positives");
+    assert!(after < before, "loss {before} -> {after}");
+
+    // Until a refresh the index holds the starting passage vectors (the
+    // query side is already the new model's); a refresh re-embeds them.
+    let stale = trainer.search(q[0], 5).expect("searches");
+    assert!(trainer.needs_refresh());
+    assert!(trainer.refresh_index().expect("re-embeds"));
+    let fresh = trainer.search(q[0], 5).expect("searches");
+    assert_ne!(
+        stale.iter().map(|h| h.score).collect::<Vec<_>>(),
+        fresh.iter().map(|h| h.score).collect::<Vec<_>>()
+    );
 }

@@ -21,6 +21,7 @@ use rlrag_train::cv::CvConfig;
 use rlrag_train::reranker_run::RerankerRunConfig;
 use rlrag_train::retriever_run::RetrieverRunConfig;
 use rlrag_train::router_run::{self, RouterRunConfig};
+use rlrag_train::self_boost::SelfBoostConfig;
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -38,8 +39,13 @@ struct Cli {
 enum Command {
     /// Evaluate a retriever on a dataset split and print (and optionally save) the metrics.
     Eval(EvalArgs),
-    /// Train the learned-sparse retriever by reward (R3) and write the model directory.
+    /// Train the learned-sparse or dense retriever by reward (R3) and write
+    /// the model directory.
     TrainRetriever(RetrieverRunConfig),
+    /// Self-boost the retrievers on a corpus with no labels (Reinforced-IR):
+    /// a generator writes queries, teaches the order (RLGF) and gets
+    /// preference pairs (RLRF), in rounds.
+    SelfBoost(SelfBoostConfig),
     /// Train the cross-encoder reranker (hard negatives from a first-stage
     /// retriever, labels and an optional generator teacher) and write the
     /// model directory.
@@ -194,6 +200,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::TrainReranker(config) => {
             let report = rlrag_train::reranker_run::run(&config, &Terminal)?;
+            print!("{}", report.table());
+            println!("wrote {}", report.out.display());
+        }
+        Command::SelfBoost(config) => {
+            let report = rlrag_train::self_boost::run(&config, &Terminal)?;
             print!("{}", report.table());
             println!("wrote {}", report.out.display());
         }

@@ -164,7 +164,7 @@ pub const MAX_RERANK_M: usize = 1000;
 pub const MAX_HNSW_EF: usize = 4096;
 
 /// Depth of each list a hybrid search fuses (at least `k`).
-const HYBRID_DEPTH: usize = 100;
+pub const HYBRID_DEPTH: usize = 100;
 
 /// The model files an engine runs, identified by fingerprint so that a saved
 /// index is only ever searched with the models that built it.
