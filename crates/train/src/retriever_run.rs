@@ -12,12 +12,15 @@ use std::time::Instant;
 
 use rlrag_encoder::SparseActivation;
 use rlrag_encoder::models::pretrained;
+use rlrag_eval::EvalError;
 use rlrag_eval::chart::{LineChart, Series};
 use rlrag_eval::datasets::{self, Fold, Role};
 use rlrag_eval::device::DeviceChoice;
 use rlrag_eval::models::{SparseOverrides, load_encoder, save_model};
 use rlrag_eval::progress::Progress;
 use rlrag_eval::retrieval::score_queries;
+use rlrag_retriever::engine::HYBRID_DEPTH;
+use rlrag_retriever::fusion::{Fusion, fuse};
 use rlrag_retriever::rng::SplitMix64;
 use rlrag_retriever::{
     AnalyzerConfig, Bm25Index, Bm25Params, Dataset, DatasetFormat, Document, Query, Split,
@@ -225,6 +228,11 @@ pub struct RetrieverRunReport {
     pub before: Metrics,
     /// The trained model.
     pub after: Metrics,
+    /// The starting model fused with BM25 (reciprocal rank, as `eval
+    /// --retriever hybrid` fuses).
+    pub before_fused: Metrics,
+    /// The trained model fused with BM25.
+    pub after_fused: Metrics,
     /// The model directory written.
     pub out: PathBuf,
 }
@@ -272,6 +280,12 @@ impl RetrieverRunReport {
             );
         }
         let (name, after) = primary(&self.after);
+        let _ = writeln!(
+            out,
+            "fused with BM25 (reciprocal rank): {name} {:.4} -> {:.4}",
+            primary(&self.before_fused).1,
+            primary(&self.after_fused).1
+        );
         if let Some(&base) = self.bm25.get(name)
             && after <= base
         {
@@ -313,6 +327,24 @@ pub(crate) fn bm25_metrics(
     )?
     .0;
     Ok((bm25, metrics))
+}
+
+/// The trainer's current search fused with BM25's by reciprocal rank
+/// (each list to depth max(k, [`HYBRID_DEPTH`]), as the engine's hybrid),
+/// scored on `questions`.
+pub(crate) fn fused_with_bm25(
+    trainer: &R3Trainer,
+    bm25: &Bm25Index,
+    questions: &[Query],
+    by_id: &HashMap<&str, &Document>,
+    progress: &dyn Progress,
+) -> Result<Metrics, TrainError> {
+    let search = |q: &str, k: usize| -> Result<Vec<rlrag_retriever::Hit>, EvalError> {
+        let depth = k.max(HYBRID_DEPTH);
+        let lists = [bm25.search(q, depth)?, trainer.search(q, depth)?];
+        Ok(fuse(&lists, &[1.0, 1.0], Fusion::default(), k))
+    };
+    Ok(score_queries(search, questions, by_id, 100, progress)?.0)
 }
 
 fn setting(name: &'static str, reason: String) -> TrainError {
@@ -570,8 +602,9 @@ pub fn run(
         Ok(score_queries(|q, k| Ok(t.search(q, k)?), &eval_q, &by_id, 100, progress)?.0)
     };
 
-    let (_, bm25_metrics) = bm25_metrics(&ds.corpus, &eval_q, &by_id, progress)?;
+    let (bm25, bm25_metrics) = bm25_metrics(&ds.corpus, &eval_q, &by_id, progress)?;
     let before = evaluate(&mut trainer, true)?;
+    let before_fused = fused_with_bm25(&trainer, &bm25, &eval_q, &by_id, progress)?;
     let (metric_name, before_value) = primary(&before);
 
     std::fs::create_dir_all(&config.out).map_err(write_err(&config.out))?;
@@ -634,12 +667,13 @@ pub fn run(
     } else {
         evaluate(&mut trainer, false)?
     };
+    let after_fused = fused_with_bm25(&trainer, &bm25, &eval_q, &by_id, progress)?;
     manifest["steps"] = json!(config.steps);
     manifest["seconds"] = json!(seconds);
     manifest["skipped_questions"] = json!(skipped);
     manifest["env_stats"] = serde_json::to_value(env.stats())?;
-    manifest["metrics"] =
-        json!({"metric": metric_name, "before": before, "after": after, "bm25": bm25_metrics});
+    manifest["metrics"] = json!({"metric": metric_name, "before": before, "after": after, "bm25": bm25_metrics,
+               "before_fused_with_bm25": before_fused, "after_fused_with_bm25": after_fused});
     save_model(
         &config.out,
         trainer.inference_encoder(),
@@ -666,6 +700,8 @@ pub fn run(
         bm25: bm25_metrics,
         before,
         after,
+        before_fused,
+        after_fused,
         out: config.out.clone(),
     })
 }

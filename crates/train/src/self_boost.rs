@@ -44,8 +44,6 @@ use rlrag_eval::device::DeviceChoice;
 use rlrag_eval::models::{SparseOverrides, load_encoder, save_model};
 use rlrag_eval::progress::Progress;
 use rlrag_eval::retrieval::score_queries;
-use rlrag_retriever::engine::HYBRID_DEPTH;
-use rlrag_retriever::fusion::{Fusion, fuse};
 use rlrag_retriever::hash::{fnv1a_str, seed_from};
 use rlrag_retriever::rng::SplitMix64;
 use rlrag_retriever::{Bm25Index, DatasetFormat, Document, Hit, Query, Reranker, Split};
@@ -56,7 +54,7 @@ use serde_json::json;
 
 use crate::loss::Role;
 use crate::reranker_run::{io_err, setting};
-use crate::retriever_run::{Metrics, ModelKind, bm25_metrics, primary};
+use crate::retriever_run::{Metrics, ModelKind, bm25_metrics, fused_with_bm25, primary};
 use crate::{PolicySearch, R3Config, R3Trainer, TrainError};
 
 /// The synthetic queries' cache in the output directory.
@@ -204,7 +202,7 @@ pub struct SelfBoostConfig {
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 8))]
     pub batch_size: usize,
     /// AdamW learning rate.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = 2e-5))]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 5e-5))]
     pub learning_rate: f64,
     /// Passage tokens in the training forward pass.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 128))]
@@ -1097,18 +1095,7 @@ fn evaluate_round(
 ) -> Result<RoundRow, TrainError> {
     let t = &student.trainer;
     let alone = score_queries(|q, k| Ok(t.search(q, k)?), eval_q, by_id, 100, progress)?.0;
-    let with_bm25 = score_queries(
-        |q, k| {
-            let depth = k.max(HYBRID_DEPTH);
-            let lists = [bm25.search(q, depth)?, t.search(q, depth)?];
-            Ok(fuse(&lists, &[1.0, 1.0], Fusion::default(), k))
-        },
-        eval_q,
-        by_id,
-        100,
-        progress,
-    )?
-    .0;
+    let with_bm25 = fused_with_bm25(t, bm25, eval_q, by_id, progress)?;
     let mut synthetic = BTreeMap::new();
     if !held.is_empty() {
         let (mut mrr, mut recall) = (0.0, 0.0);

@@ -433,6 +433,144 @@ fn train_retriever_writes_a_model_that_eval_loads() {
     assert_eq!(r["queries"], 10);
 }
 
+/// `train-retriever --model dense` trains MiniLM through its own index and
+/// reports it fused with BM25; `eval --retriever dense` loads the result.
+#[test]
+fn train_retriever_trains_the_dense_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 6);
+    let out = dir.path().join("dense");
+    let o = trainer(&[
+        "train-retriever",
+        "--model",
+        "dense",
+        "--data",
+        dir.path().to_str().expect("utf-8"),
+        "--split",
+        "all",
+        "--holdout",
+        "0.5",
+        "--env",
+        "containment",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--steps",
+        "2",
+        "--batch-size",
+        "3",
+        "--eval-every",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_ok(&o);
+    assert!(
+        stdout.contains("(dense index)") && stdout.contains("fused with BM25"),
+        "{stdout}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["model_kind"], "dense");
+    assert_eq!(manifest["config"]["search"], "index");
+    assert!(manifest["metrics"]["after_fused_with_bm25"]["ndcg@10"].is_number());
+    let r = eval_json(
+        dir.path(),
+        &[
+            "--retriever",
+            "dense",
+            "--weights",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(r["queries"], 6);
+
+    // A model of the other kind, or a bag of tokens for a dense model, is refused.
+    let sparse = rlrag_encoder::models::pretrained("splade-tiny");
+    let base = [
+        "train-retriever",
+        "--model",
+        "dense",
+        "--data",
+        dir.path().to_str().expect("utf-8"),
+        "--split",
+        "all",
+        "--holdout",
+        "0.5",
+        "--env",
+        "containment",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--steps",
+        "1",
+    ];
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        trainer(&a)
+    };
+    assert_clean_failure(
+        &with(&["--init", sparse.to_str().expect("utf-8")]),
+        "is not a dense model",
+    );
+    assert_clean_failure(&with(&["--search", "bag"]), "its own index");
+}
+
+/// `self-boost` refuses what cannot run before it asks the generator.
+#[test]
+fn self_boost_errors_are_clear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 4);
+    let out = dir.path().join("boost");
+    let base = [
+        "self-boost",
+        "--data",
+        dir.path().to_str().expect("utf-8"),
+        "--eval-split",
+        "all",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        trainer(&a)
+    };
+    assert_clean_failure(&with(&["--generator", "ftp://x"]), "not an http(s) URL");
+    assert_clean_failure(
+        &with(&[
+            "--generator",
+            "http://127.0.0.1:9/v1",
+            "--teacher",
+            "reranker",
+        ]),
+        "--teacher-reranker",
+    );
+    assert_clean_failure(
+        &with(&[
+            "--generator",
+            "http://127.0.0.1:9/v1",
+            "--negative-from",
+            "9",
+            "--negative-to",
+            "3",
+        ]),
+        "are empty",
+    );
+    // The generator is unreachable: the first query fails with its URL.
+    assert_clean_failure(
+        &with(&[
+            "--generator",
+            "http://127.0.0.1:9/v1",
+            "--generator-timeout-ms",
+            "2000",
+            "--retriever",
+            "sparse",
+        ]),
+        "127.0.0.1:9",
+    );
+}
+
 /// `train-reranker` writes a cross-encoder directory (checkpoints, log,
 /// curve, manifest with the held-out first stage and reranked metrics)
 /// that `eval --rerank` loads; the first stage's recall@100 is untouched
