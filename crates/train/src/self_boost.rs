@@ -666,6 +666,17 @@ pub fn run(
         .teacher_temperature
         .unwrap_or(teacher_kind.default_temperature());
 
+    // The passages that get queries, a fresh slice per round; the probe's
+    // first (before any model is loaded: a generator that fails, fails early).
+    let mut order: Vec<&Document> = corpus.iter().collect();
+    SplitMix64::new(seed_from(&[config.seed, 0x7175_6572])).shuffle(&mut order);
+    // The probe: queries of the first passages, held out in every round.
+    let probe_docs: Vec<&Document> = order.iter().take(config.probe_queries).copied().collect();
+    let probe_written = write_queries(config, &client, &mut queries_cache, &probe_docs, progress)?;
+    let mut seen = BTreeSet::new();
+    let held = deduplicate(&probe_written, &mut seen);
+    let mut written = probe_written.len();
+    let mut kept = held.len();
     // The students, each with its own index of the corpus.
     let device = config.device.device()?.autodiff();
     let mut students = Vec::new();
@@ -710,27 +721,20 @@ pub fn run(
 
     let (bm25, bm25_metrics) = bm25_metrics(corpus, &eval_q, &by_id, progress)?;
 
-    // The passages that get queries, a fresh slice per round.
-    let mut order: Vec<&Document> = corpus.iter().collect();
-    SplitMix64::new(seed_from(&[config.seed, 0x7175_6572])).shuffle(&mut order);
-    // The probe: queries of the first passages, held out in every round.
-    let probe_docs: Vec<&Document> = order.iter().take(config.probe_queries).copied().collect();
-    let probe_written = write_queries(config, &client, &mut queries_cache, &probe_docs, progress)?;
-    let mut seen = BTreeSet::new();
-    let held = deduplicate(&probe_written, &mut seen);
-    let mut written = probe_written.len();
-    let mut kept = held.len();
     let mut rows = Vec::new();
     let log_path = config.out.join("rounds.jsonl");
     let mut log =
         std::io::BufWriter::new(std::fs::File::create(&log_path).map_err(io_err(&log_path))?);
     let started = Instant::now();
     for student in &students {
-        let row = evaluate_round(0, student, &bm25, &eval_q, &by_id, &held, progress)?;
-        rows.push(RoundRow {
+        let row = RoundRow {
             seconds: started.elapsed().as_secs_f64(),
-            ..row
-        });
+            ..evaluate_round(0, student, &bm25, &eval_q, &by_id, &held, progress)?
+        };
+        writeln!(log, "{}", serde_json::to_string(&row)?)
+            .and_then(|()| log.flush())
+            .map_err(io_err(&log_path))?;
+        rows.push(row);
     }
     for round in 1..=config.rounds {
         let round_started = Instant::now();
@@ -1054,9 +1058,17 @@ fn rlrf(
         all.extend(texts.iter().map(String::as_str));
         let sims = student.similarity(&all, &passage.full_text())?;
         let raw = sims[0];
+        // An empty generation is no augmentation: it takes no part in a pair.
         let augmented: Vec<f32> = sims[1..]
             .iter()
-            .map(|h| RAW_WEIGHT * raw + (1.0 - RAW_WEIGHT) * h)
+            .zip(&texts)
+            .map(|(h, t)| {
+                if t.trim().is_empty() {
+                    f32::NAN
+                } else {
+                    RAW_WEIGHT * raw + (1.0 - RAW_WEIGHT) * h
+                }
+            })
             .collect();
         if let Some((best, worst)) = preference_pair(raw, &augmented, config.gamma) {
             let line = json!({

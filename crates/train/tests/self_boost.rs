@@ -26,7 +26,7 @@ fn config(out: &Path, generator: &str) -> SelfBoostConfig {
     SelfBoostConfig {
         data: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/hotpotqa100"),
         format: None,
-        eval_split: "all".parse().expect("split"),
+        eval_split: "test".parse().expect("split"),
         out: out.to_path_buf(),
         generator: generator.into(),
         generator_model: "smollm2-135m-instruct".into(),
@@ -49,7 +49,7 @@ fn config(out: &Path, generator: &str) -> SelfBoostConfig {
         epochs: 3,
         batch_size: 8,
         learning_rate: 1e-4,
-        max_passage_tokens: 128,
+        max_passage_tokens: 64,
         hyde_queries: 2,
         hypotheticals: 3,
         hyde_max_tokens: 48,
@@ -78,7 +78,12 @@ fn weights(dir: &Path) -> Vec<u8> {
 #[test]
 fn a_round_from_recorded_generations_fits_its_queries_and_repeats_exactly() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let a = cached_run(&tmp.path().join("a"));
+    // The same run twice, side by side (the second checks the seed).
+    let (a, b) = std::thread::scope(|s| {
+        let b = s.spawn(|| cached_run(&tmp.path().join("b")));
+        let a = cached_run(&tmp.path().join("a"));
+        (a, b.join().expect("second run"))
+    });
     assert_eq!(
         a.teacher_calls, 0,
         "every teacher score came from the cache"
@@ -117,7 +122,6 @@ fn a_round_from_recorded_generations_fits_its_queries_and_repeats_exactly() {
     );
     assert!(dir.join("report.json").exists());
 
-    let b = cached_run(&tmp.path().join("b"));
     let metrics = |r: &SelfBoostReport| {
         serde_json::to_value(
             r.rows
@@ -139,12 +143,17 @@ fn a_round_from_recorded_generations_fits_its_queries_and_repeats_exactly() {
 fn a_cache_line_cut_short_is_made_again_and_bad_settings_are_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let mut queries = std::fs::read_to_string(fixture().join(QUERIES_FILE)).expect("fixture");
-    // A killed run's last line: half written. It is not a query; the run
-    // asks the generator again, which is unreachable here: a clear error.
-    let cut = queries.len() - 20;
-    queries.truncate(cut);
-    std::fs::write(dir.join(QUERIES_FILE), queries).expect("write");
+    let queries = std::fs::read_to_string(fixture().join(QUERIES_FILE)).expect("fixture");
+    // A killed run's last line, half written, in the probe (written
+    // first): it is not a query, so the run asks the generator again, which
+    // is unreachable here: a clear error, before any model is loaded.
+    let lines: Vec<&str> = queries.lines().collect();
+    let half: String = lines[9]
+        .chars()
+        .take(lines[9].chars().count() / 2)
+        .collect();
+    let cut = format!("{}\n{half}", lines[..9].join("\n"));
+    std::fs::write(dir.join(QUERIES_FILE), cut).expect("write");
     let mut cfg = config(dir, "http://127.0.0.1:9/v1");
     cfg.generator_timeout_ms = 2_000;
     let err = run(&cfg, &Silent).expect_err("the cut query needs the generator");
