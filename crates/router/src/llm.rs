@@ -426,6 +426,34 @@ pub fn query_writer_prompt(passage: &str) -> String {
     format!("{QUERY_SHOTS}Passage: {passage}\nQuery:")
 }
 
+/// Whether `query` copies the few-shot examples of [`query_writer_prompt`]
+/// instead of its passage: two or more of its content words come from the
+/// examples' queries and are absent from `passage` (a small model's failure
+/// mode: "what is the origin of the eiffel tower" for a paper on myelin).
+pub fn borrows_from_examples(query: &str, passage: &str) -> bool {
+    const FUNCTION_WORDS: [&str; 10] = [
+        "does", "what", "which", "when", "where", "with", "from", "that", "this", "have",
+    ];
+    let words = |t: &str| -> std::collections::BTreeSet<String> {
+        t.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() >= 4)
+            .map(str::to_lowercase)
+            .filter(|w| !FUNCTION_WORDS.contains(&w.as_str()))
+            .collect()
+    };
+    let examples: String = QUERY_SHOTS
+        .lines()
+        .filter_map(|l| l.strip_prefix("Query: "))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (shots, in_passage) = (words(&examples), words(passage));
+    words(query)
+        .iter()
+        .filter(|w| shots.contains(*w) && !in_passage.contains(*w))
+        .count()
+        >= 2
+}
+
 /// The prompt of [`LlmClient::hypothetical_document`]: a passage follows.
 pub fn hyde_prompt(query: &str) -> String {
     let query: String = query.chars().take(MAX_PASSAGE_CHARS).collect();
@@ -499,6 +527,19 @@ mod tests {
         assert_eq!(clean_query("   "), None);
         assert_eq!(clean_query("tower"), None);
         assert_eq!(clean_query(&"word ".repeat(41)), None);
+        assert!(borrows_from_examples(
+            "what is the origin of the eiffel tower",
+            "Myelin basic protein is expressed in oligodendrocytes."
+        ));
+        // The same words are the passage's own: a fair query.
+        assert!(!borrows_from_examples(
+            "does vitamin d supplementation prevent fractures",
+            "Vitamin D supplementation and the risk of fractures in older people."
+        ));
+        assert!(!borrows_from_examples(
+            "who directed the no mercy man",
+            "The No Mercy Man is a 1973 film."
+        ));
         let p = query_writer_prompt("line one\nline two");
         assert!(p.ends_with("Passage: line one line two\nQuery:"), "{p}");
     }

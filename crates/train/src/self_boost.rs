@@ -5,7 +5,8 @@
 //! Each round:
 //! 1. **Synthetic queries.** The generator writes one query for each of a
 //!    fresh seeded sample of passages (temperature 0.5), cached in
-//!    `queries.jsonl` (resumable); duplicates are dropped. Before the first
+//!    `queries.jsonl` (resumable); queries that copy the prompt's examples
+//!    and duplicates are dropped. Before the first
 //!    round, queries for `probe_queries` other passages are written once and
 //!    kept apart: the synthetic-query metric (MRR@10 of the source passage),
 //!    never trained on, the same set in every round.
@@ -48,7 +49,7 @@ use rlrag_retriever::hash::{fnv1a_str, seed_from};
 use rlrag_retriever::rng::SplitMix64;
 use rlrag_retriever::{Bm25Index, DatasetFormat, Document, Hit, Query, Reranker, Split};
 use rlrag_reward::retrieval::{Qrels, mrr_at_k, recall_at_k};
-use rlrag_router::llm::{LlmClient, LlmConfig};
+use rlrag_router::llm::{LlmClient, LlmConfig, borrows_from_examples};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -928,6 +929,8 @@ fn write_queries(
                 q
             }
         };
+        // A query that copies the prompt's examples is not about its passage.
+        let query = query.filter(|q| !borrows_from_examples(q, &d.full_text()));
         out.push(SyntheticQuery {
             doc: d.id.clone(),
             query,
