@@ -192,9 +192,10 @@ pub struct R3Trainer {
     inference: Arc<Encoder>,
     optim: ModuleOptimizer,
     index: PolicyIndex,
-    /// Corpus order (the index is rebuilt in it).
+    /// The corpus, in order (the index is rebuilt in it).
     corpus: Vec<Document>,
-    docs: HashMap<String, Document>,
+    /// A passage's place in `corpus`, by id.
+    docs: HashMap<String, usize>,
     config: R3Config,
     rng: SplitMix64,
     order: Vec<usize>,
@@ -267,13 +268,22 @@ impl R3Trainer {
             optim,
             index,
             corpus: corpus.to_vec(),
-            docs: corpus.iter().map(|d| (d.id.clone(), d.clone())).collect(),
+            docs: corpus
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.id.clone(), i))
+                .collect(),
             rng: SplitMix64::new(config.seed),
             config,
             order: Vec::new(),
             cursor: 0,
             step: 0,
         })
+    }
+
+    /// A corpus passage by id.
+    fn document(&self, id: &str) -> Option<&Document> {
+        self.docs.get(id).and_then(|&i| self.corpus.get(i))
     }
 
     /// The model being trained (autodiff device).
@@ -369,7 +379,7 @@ impl R3Trainer {
             let q = &questions[qi];
             let hits = self.search(&q.text, cfg.k)?;
             let passages: Vec<&Document> =
-                hits.iter().filter_map(|h| self.docs.get(&h.id)).collect();
+                hits.iter().filter_map(|h| self.document(&h.id)).collect();
             let rewards = env.rewards(q, &passages)?;
             judged += rewards.len();
             reward_sum += rewards.iter().sum::<f32>();
@@ -437,8 +447,7 @@ impl R3Trainer {
         let passage_texts: Vec<String> = columns
             .iter()
             .map(|id| {
-                self.docs
-                    .get(id)
+                self.document(id)
                     .map(Document::full_text)
                     .unwrap_or_default()
             })

@@ -93,7 +93,8 @@ impl ModelKind {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// `sparse` or `dense` (manifests, output directories).
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Sparse => "sparse",
             Self::Dense => "dense",
@@ -306,6 +307,35 @@ pub fn primary(metrics: &Metrics) -> (&'static str, f64) {
         }
     }
     ("none", 0.0)
+}
+
+/// The model in `init` on `device`, owned for training, with its
+/// `tokenizer.json`; refused when its head is not of `kind`.
+pub(crate) fn load_trainable(
+    kind: ModelKind,
+    init: &Path,
+    overrides: SparseOverrides,
+    device: &burn::tensor::Device,
+) -> Result<(rlrag_encoder::Encoder, Vec<u8>), TrainError> {
+    let loaded = load_encoder(init, overrides, true, device)?;
+    let encoder = std::sync::Arc::try_unwrap(loaded.encoder)
+        .map_err(|_| setting("init", "the encoder is shared".to_owned()))?;
+    if (encoder.sparse_settings().is_some()) != (kind == ModelKind::Sparse) {
+        let other = match kind {
+            ModelKind::Sparse => ModelKind::Dense,
+            ModelKind::Dense => ModelKind::Sparse,
+        };
+        return Err(setting(
+            "init",
+            format!(
+                "{} is not a {} model: pass --model {}",
+                init.display(),
+                kind.name(),
+                other.name()
+            ),
+        ));
+    }
+    Ok((encoder, loaded.tokenizer))
 }
 
 /// BM25 (default settings) over `corpus` and its metrics on `questions`:
@@ -538,25 +568,12 @@ pub fn run(
         activation: config.activation,
         top_k: config.top_k,
     };
-    let loaded = load_encoder(&init, overrides, true, &config.device.device()?.autodiff())?;
-    let tokenizer = loaded.tokenizer;
-    let encoder = std::sync::Arc::try_unwrap(loaded.encoder)
-        .map_err(|_| setting("init", "the encoder is shared".to_owned()))?;
-    if (encoder.sparse_settings().is_some()) != (config.model == ModelKind::Sparse) {
-        return Err(setting(
-            "init",
-            format!(
-                "{} is not a {} model: pass --model {}",
-                init.display(),
-                config.model.name(),
-                if config.model == ModelKind::Sparse {
-                    "dense"
-                } else {
-                    "sparse"
-                }
-            ),
-        ));
-    }
+    let (encoder, tokenizer) = load_trainable(
+        config.model,
+        &init,
+        overrides,
+        &config.device.device()?.autodiff(),
+    )?;
     let search = config.search.unwrap_or(config.model.default_search());
     let r3 = R3Config {
         k: config.k,
@@ -636,6 +653,7 @@ pub fn run(
     let mut bar = progress.bar(config.steps as u64, "training");
     let mut running = None::<f64>;
     let mut skipped = 0usize;
+    let mut last_eval = None;
     for step in 1..=config.steps {
         let s = trainer.step(&train_q, env.as_mut())?;
         skipped += s.skipped;
@@ -647,6 +665,7 @@ pub fn run(
             let m = evaluate(&mut trainer, false)?;
             held_out.push((step, primary(&m).1));
             line["eval"] = serde_json::to_value(&m)?;
+            last_eval = (step == config.steps).then_some(m);
             manifest["steps"] = json!(step);
             save_model(
                 &config.out.join("checkpoints").join(format!("step-{step}")),
@@ -661,11 +680,10 @@ pub fn run(
     }
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();
-    let after = if eval_every > 0 && trainer.needs_refresh() {
-        // The last step's evaluation re-embedded the index already.
-        evaluate(&mut trainer, true)?
-    } else {
-        evaluate(&mut trainer, false)?
+    // The last step's evaluation, else one now (re-embedding the index).
+    let after = match last_eval {
+        Some(m) => m,
+        None => evaluate(&mut trainer, false)?,
     };
     let after_fused = fused_with_bm25(&trainer, &bm25, &eval_q, &by_id, progress)?;
     manifest["steps"] = json!(config.steps);

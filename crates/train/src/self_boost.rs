@@ -36,7 +36,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures_lite::future::block_on;
@@ -55,7 +54,9 @@ use serde_json::json;
 
 use crate::loss::Role;
 use crate::reranker_run::{io_err, setting};
-use crate::retriever_run::{Metrics, ModelKind, bm25_metrics, fused_with_bm25, primary};
+use crate::retriever_run::{
+    Metrics, ModelKind, bm25_metrics, fused_with_bm25, load_trainable, primary,
+};
 use crate::{PolicySearch, R3Config, R3Trainer, TrainError};
 
 /// The synthetic queries' cache in the output directory.
@@ -477,25 +478,20 @@ struct Student {
 
 impl Student {
     fn name(&self) -> &'static str {
-        match self.kind {
-            ModelKind::Sparse => "sparse",
-            ModelKind::Dense => "dense",
-        }
+        self.kind.name()
     }
 
     /// The retriever's score of `passage` for each text (a query, or a
     /// hypothetical document), with the current weights.
     fn similarity(&self, texts: &[&str], passage: &str) -> Result<Vec<f32>, TrainError> {
         let enc = self.trainer.inference_encoder();
+        let mut all: Vec<&str> = texts.to_vec();
+        all.push(passage);
         if enc.sparse_settings().is_some() {
-            let mut all: Vec<&str> = texts.to_vec();
-            all.push(passage);
             let mut v = enc.encode_sparse(&all)?;
             let p = v.pop().unwrap_or_default();
             return Ok(v.iter().map(|x| x.dot(&p)).collect());
         }
-        let mut all: Vec<&str> = texts.to_vec();
-        all.push(passage);
         let mut v = enc.encode_dense(&all)?;
         let p = v.pop().unwrap_or_default();
         Ok(v.iter()
@@ -687,15 +683,8 @@ pub fn run(
             ModelKind::Dense => config.dense_init.clone(),
         }
         .unwrap_or_else(|| kind.pretrained());
-        let loaded = load_encoder(&init, SparseOverrides::default(), true, &device)?;
-        let encoder = Arc::try_unwrap(loaded.encoder)
-            .map_err(|_| setting("init", "the encoder is shared"))?;
-        if (encoder.sparse_settings().is_some()) != (kind == ModelKind::Sparse) {
-            return Err(setting(
-                "init",
-                format!("{} is not a {kind:?} model", init.display()),
-            ));
-        }
+        let (encoder, tokenizer) =
+            load_trainable(kind, &init, SparseOverrides::default(), &device)?;
         progress.note(&format!(
             "{kind:?}: embedding {} passages with {}",
             corpus.len(),
@@ -715,7 +704,7 @@ pub fn run(
         students.push(Student {
             kind,
             trainer: R3Trainer::new(encoder, corpus, r3)?,
-            tokenizer: loaded.tokenizer,
+            tokenizer,
             init,
         });
     }

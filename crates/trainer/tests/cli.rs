@@ -440,7 +440,7 @@ fn train_retriever_trains_the_dense_model() {
     let dir = tempfile::tempdir().expect("tempdir");
     small_qa_set(dir.path(), 6);
     let out = dir.path().join("dense");
-    let o = trainer(&[
+    let base = [
         "train-retriever",
         "--model",
         "dense",
@@ -454,13 +454,13 @@ fn train_retriever_trains_the_dense_model() {
         "containment",
         "--out",
         out.to_str().expect("utf-8"),
-        "--steps",
-        "2",
-        "--batch-size",
-        "3",
-        "--eval-every",
-        "2",
-    ]);
+    ];
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        trainer(&a)
+    };
+    let o = with(&["--steps", "2", "--batch-size", "3", "--eval-every", "2"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_ok(&o);
     assert!(
@@ -487,33 +487,11 @@ fn train_retriever_trains_the_dense_model() {
 
     // A model of the other kind, or a bag of tokens for a dense model, is refused.
     let sparse = rlrag_encoder::models::pretrained("splade-tiny");
-    let base = [
-        "train-retriever",
-        "--model",
-        "dense",
-        "--data",
-        dir.path().to_str().expect("utf-8"),
-        "--split",
-        "all",
-        "--holdout",
-        "0.5",
-        "--env",
-        "containment",
-        "--out",
-        out.to_str().expect("utf-8"),
-        "--steps",
-        "1",
-    ];
-    let with = |extra: &[&str]| {
-        let mut a: Vec<&str> = base.to_vec();
-        a.extend_from_slice(extra);
-        trainer(&a)
-    };
     assert_clean_failure(
-        &with(&["--init", sparse.to_str().expect("utf-8")]),
+        &with(&["--steps", "1", "--init", sparse.to_str().expect("utf-8")]),
         "is not a dense model",
     );
-    assert_clean_failure(&with(&["--search", "bag"]), "its own index");
+    assert_clean_failure(&with(&["--steps", "1", "--search", "bag"]), "its own index");
 }
 
 /// `self-boost` refuses what cannot run before it asks the generator.
