@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::TrainError;
+use crate::cache::JsonlCache;
 use crate::retriever_run::{Metrics, QuestionSource, primary, split_questions, step_curve};
 
 /// The teacher's judgements file in the output directory (one JSON object
@@ -271,10 +272,7 @@ struct CachedJudgement {
 /// judgements arrive, so a stopped run resumes without judging again).
 struct Teacher {
     client: LlmClient,
-    cache: HashMap<(String, String), Option<f64>>,
-    file: std::io::BufWriter<std::fs::File>,
-    path: PathBuf,
-    judged: usize,
+    cache: JsonlCache<(String, String), Option<f64>>,
 }
 
 impl Teacher {
@@ -285,48 +283,24 @@ impl Teacher {
             timeout_ms: config.teacher_timeout_ms,
             ..LlmConfig::default()
         })?;
-        let path = config.out.join(TEACHER_FILE);
-        let mut cache = HashMap::new();
-        if path.exists() {
-            let file = std::fs::File::open(&path).map_err(io_err(&path))?;
-            for line in std::io::BufReader::new(file).lines() {
-                let line = line.map_err(io_err(&path))?;
-                // A line cut short by a killed run is skipped (judged again).
-                if let Ok(j) = serde_json::from_str::<CachedJudgement>(&line) {
-                    cache.insert((j.question, j.passage), j.p_yes);
-                }
-            }
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        Ok(Self {
-            client,
-            cache,
-            file: std::io::BufWriter::new(file),
-            path,
-            judged: 0,
-        })
+        let cache = JsonlCache::open(config.out.join(TEACHER_FILE), |j: CachedJudgement| {
+            ((j.question, j.passage), j.p_yes)
+        })?;
+        Ok(Self { client, cache })
     }
 
     fn p_yes(&mut self, q: &Query, doc: &Document) -> Result<Option<f64>, TrainError> {
         let key = (q.id.clone(), doc.id.clone());
         if let Some(p) = self.cache.get(&key) {
-            return Ok(*p);
+            return Ok(p);
         }
         let p = self.client.passage_verdict(&q.text, &doc.full_text())?;
-        let line = serde_json::to_string(&CachedJudgement {
+        let record = CachedJudgement {
             question: key.0.clone(),
             passage: key.1.clone(),
             p_yes: p,
-        })?;
-        writeln!(self.file, "{line}")
-            .and_then(|()| self.file.flush())
-            .map_err(io_err(&self.path))?;
-        self.cache.insert(key, p);
-        self.judged += 1;
+        };
+        self.cache.insert(key, p, &record)?;
         Ok(p)
     }
 }
@@ -743,7 +717,7 @@ pub fn run(
     let held_name = format!("held-out {metric_name}, reranked");
     let chart = step_curve(("loss (per step)", &losses), (&held_name, &held_out));
     std::fs::write(&svg_path, chart.to_svg()).map_err(io_err(&svg_path))?;
-    let judged = teacher.as_ref().map_or(0, |t| t.judged);
+    let judged = teacher.as_ref().map_or(0, |t| t.cache.made);
     Ok(RerankerRunReport {
         steps: config.steps,
         seconds,

@@ -34,7 +34,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -52,6 +52,7 @@ use rlrag_router::llm::{LlmClient, LlmConfig, borrows_from_examples};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::cache::JsonlCache;
 use crate::loss::Role;
 use crate::reranker_run::{io_err, setting};
 use crate::retriever_run::{
@@ -277,60 +278,6 @@ pub struct SyntheticQuery {
     pub doc: String,
     /// The query; `None` when the generator wrote nothing usable.
     pub query: Option<String>,
-}
-
-/// An append-only JSONL cache: every line a record, read at start, appended
-/// as records arrive, so a stopped run resumes where it was. A line cut
-/// short by a killed run is skipped (made again).
-struct JsonlCache<K, V> {
-    map: HashMap<K, V>,
-    file: std::io::BufWriter<std::fs::File>,
-    path: PathBuf,
-    made: usize,
-}
-
-impl<K: std::hash::Hash + Eq, V: Clone> JsonlCache<K, V> {
-    fn open<R: serde::de::DeserializeOwned>(
-        path: PathBuf,
-        key: impl Fn(R) -> (K, V),
-    ) -> Result<Self, TrainError> {
-        let mut map = HashMap::new();
-        if path.exists() {
-            let file = std::fs::File::open(&path).map_err(io_err(&path))?;
-            for line in std::io::BufReader::new(file).lines() {
-                let line = line.map_err(io_err(&path))?;
-                if let Ok(record) = serde_json::from_str::<R>(&line) {
-                    let (k, v) = key(record);
-                    map.insert(k, v);
-                }
-            }
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        Ok(Self {
-            map,
-            file: std::io::BufWriter::new(file),
-            path,
-            made: 0,
-        })
-    }
-
-    fn get(&self, key: &K) -> Option<V> {
-        self.map.get(key).cloned()
-    }
-
-    fn insert(&mut self, key: K, value: V, record: &impl Serialize) -> Result<(), TrainError> {
-        let line = serde_json::to_string(record)?;
-        writeln!(self.file, "{line}")
-            .and_then(|()| self.file.flush())
-            .map_err(io_err(&self.path))?;
-        self.map.insert(key, value);
-        self.made += 1;
-        Ok(())
-    }
 }
 
 /// A cached teacher score (a line of `teacher.jsonl`).
