@@ -14,7 +14,9 @@ use std::task::{Context, Poll, Waker};
 use burn::tensor::{Device, try_read_sync};
 use rlrag::encoder::Encoder;
 use rlrag::encoder::models::pretrained;
-use rlrag::retriever::engine::{Engine, EngineModels, EngineOptions, Progress, SearchMode};
+use rlrag::retriever::engine::{
+    Augmentation, Engine, EngineModels, EngineOptions, Progress, SearchMode,
+};
 use rlrag::retriever::hash::fingerprint;
 use rlrag::retriever::{
     Bm25Index, BotRetriever, Dataset, DenseSearch, Document, FlatIndex, Hit, HnswParams,
@@ -116,21 +118,22 @@ fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
     let mut dense = FlatIndex::new(dense_model.config().bert.hidden_size);
     let vectors = dense_model.encode_dense(&refs).expect("encodes");
     dense.add(&by_id(&docs, vectors)).expect("dense");
-    let reference = |mode: SearchMode, q: &str| -> Vec<Hit> {
+    let reference_k = |mode: SearchMode, q: &str, k: usize| -> Vec<Hit> {
         match mode {
-            SearchMode::Bm25 => bm25.search(q, 10).expect("bm25"),
+            SearchMode::Bm25 => bm25.search(q, k).expect("bm25"),
             SearchMode::Sparse => {
                 let v = sparse_model.encode_sparse(&[q]).expect("query").remove(0);
-                sparse.search(&v, 10)
+                sparse.search(&v, k)
             }
-            SearchMode::Bot => bot.search(q, 10).expect("bot"),
+            SearchMode::Bot => bot.search(q, k).expect("bot"),
             SearchMode::Dense => {
                 let v = dense_model.encode_dense(&[q]).expect("query").remove(0);
-                dense.search(&v, 10).expect("dense")
+                dense.search(&v, k).expect("dense")
             }
             SearchMode::Hybrid => unreachable!("not a reference"),
         }
     };
+    let reference = |mode: SearchMode, q: &str| reference_k(mode, q, 10);
     for q in QUERIES {
         for mode in [
             SearchMode::Bm25,
@@ -179,6 +182,87 @@ fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
             );
         }
     }
+
+    // Augmented queries (a hypothetical document mixed in at weight w):
+    // every hit scores (1 − w)·score(query) + w·score(document), in every
+    // retriever; weight 0 or an empty document is the plain search.
+    let q = QUERIES[1];
+    let score_of =
+        |hits: &[Hit], id: &str| hits.iter().find(|x| x.id == id).map_or(0.0, |x| x.score);
+    for mode in [SearchMode::Bm25, SearchMode::Sparse, SearchMode::Dense] {
+        // The document describes the plain search's sixth passage.
+        let plain = search(&engine, q, 10, mode);
+        let target = engine.document(&plain[5].id).expect("a hit's document");
+        let h = target.text.as_str();
+        let (by_q, by_h) = (reference_k(mode, q, 120), reference_k(mode, h, 120));
+        let augmented =
+            run(engine.search_augmented(q, Some(Augmentation::new(h)), 10, mode, false, 0))
+                .expect("searches");
+        assert_eq!(augmented.len(), 10, "{mode}");
+        for hit in &augmented {
+            let want = 0.8 * score_of(&by_q, &hit.id) + 0.2 * score_of(&by_h, &hit.id);
+            assert!(
+                (hit.score - want).abs() < 1e-3 * want.abs().max(1.0),
+                "{mode}: {hit:?} vs {want}"
+            );
+        }
+        // The passage the document was written from moves up.
+        let rank = |hits: &[Hit]| {
+            hits.iter()
+                .position(|x| x.id == target.id)
+                .unwrap_or(hits.len())
+        };
+        assert!(
+            rank(&augmented) < rank(&plain),
+            "{mode}: {} vs {}",
+            rank(&augmented),
+            rank(&plain)
+        );
+        for none in [
+            Augmentation {
+                document: h,
+                weight: 0.0,
+            },
+            Augmentation::new(" "),
+        ] {
+            let same =
+                run(engine.search_augmented(q, Some(none), 10, mode, false, 0)).expect("searches");
+            assert_eq!(ids(&same), ids(&plain), "{mode}");
+        }
+    }
+    let h = docs[7].text.as_str();
+    let hybrid = run(engine.search_augmented(
+        q,
+        Some(Augmentation::new(h)),
+        10,
+        SearchMode::Hybrid,
+        true,
+        0,
+    ))
+    .expect("searches");
+    assert_eq!(hybrid.len(), 10);
+    for weight in [-0.1, 1.5, f32::NAN] {
+        let bad = Augmentation {
+            document: h,
+            weight,
+        };
+        assert!(matches!(
+            run(engine.search_augmented(q, Some(bad), 10, SearchMode::Dense, false, 0)),
+            Err(RetrieverError::InvalidParameter { .. })
+        ));
+    }
+    let huge = "x ".repeat(40_000);
+    assert!(
+        run(engine.search_augmented(
+            q,
+            Some(Augmentation::new(&huge)),
+            10,
+            SearchMode::Bm25,
+            false,
+            0
+        ))
+        .is_err()
+    );
 }
 
 #[test]

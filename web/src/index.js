@@ -31,11 +31,16 @@ import { decodeRecord, encodeRecord } from './record.js';
  * @typedef {(request: {question: string, evidence: NetworkHit[]}) => Promise<string[] | string> | string[] | string} QueryWriter
  *   Writes up to three sub-queries for a `decompose` hop (an LLM in the page):
  *   a list, or one text with a query per line.
+ * @typedef {(request: {query: string}) => Promise<string> | string} Augmenter
+ *   Writes a hypothetical document for a local query (an LLM in the page),
+ *   mixed into the query at `augmentWeight` (Reinforced-IR's augmentation).
  * @typedef {'learned' | 'local' | 'network' | 'both' | 'multihop' | 'decompose'} RoutePolicy
  * @typedef {{
  *   policy?: RoutePolicy,
  *   network?: NetworkSearch,
  *   writeQueries?: QueryWriter,
+ *   augment?: Augmenter,
+ *   augmentWeight?: number,
  *   model?: RouterModel,
  *   timeoutMs?: number,
  *   k?: number,
@@ -48,11 +53,24 @@ import { decodeRecord, encodeRecord } from './record.js';
  */
 
 const MODEL_FILES = ['model.safetensors', 'config.json', 'tokenizer.json'];
-const ROUTE_OPTIONS = ['network', 'writeQueries', 'model', 'policy', 'timeoutMs', 'k', 'maxHops', 'localMode'];
+const ROUTE_OPTIONS = [
+  'network',
+  'writeQueries',
+  'augment',
+  'augmentWeight',
+  'model',
+  'policy',
+  'timeoutMs',
+  'k',
+  'maxHops',
+  'localMode',
+];
 const CREATE_OPTIONS = ['model', 'dense', 'device', 'sparseVectors', 'rerankM', 'onProgress', 'wasm', 'fetch'];
 const IMPORT_OPTIONS = ['model', 'dense', 'device', 'onProgress', 'wasm', 'fetch'];
 const LOAD_OPTIONS = ['device', 'onProgress', 'wasm'];
-const SEARCH_OPTIONS = ['k', 'mode', 'explain', 'rerank'];
+const SEARCH_OPTIONS = ['k', 'mode', 'explain', 'rerank', 'augment', 'augmentWeight'];
+/** The hypothetical document's share of an augmented query (Reinforced-IR). */
+const AUGMENT_WEIGHT = 0.2;
 const RERANKER_OPTIONS = ['fetch'];
 
 /** A TypeError naming the first key of `options` not in `allowed` (a typo
@@ -352,22 +370,32 @@ export class Rlrag {
    * matched (`explain: false`: no terms, and BM25 runs without the encoder).
    * `rerank: M` re-scores the first stage's top M with the reranker
    * (`loadReranker`): each passage is read together with the query, and
-   * their score becomes the cross-encoder's logit.
+   * their score becomes the cross-encoder's logit. `augment`: a
+   * hypothetical document written for the query (by an LLM: HyDE,
+   * Reinforced-IR), mixed into the first stage's query as
+   * `(1 - augmentWeight)·query + augmentWeight·document` (default 0.2)
+   * in every retriever; the reranker reads the query alone.
    * @param {string} query
-   * @param {{k?: number, mode?: SearchMode, explain?: boolean, rerank?: number}} [options]
+   * @param {{k?: number, mode?: SearchMode, explain?: boolean, rerank?: number, augment?: string, augmentWeight?: number}} [options]
    * @returns {Promise<SearchHit[]>}
    */
   search(query, options = {}) {
     const bad = unknownOption(options, SEARCH_OPTIONS, 'search');
     if (bad) return Promise.reject(bad);
-    const { k = 10, mode = 'hybrid', explain = true, rerank = 0 } = options;
+    const { k = 10, mode = 'hybrid', explain = true, rerank = 0, augment, augmentWeight = AUGMENT_WEIGHT } = options;
     if (typeof query !== 'string') return Promise.reject(new TypeError('search: the query must be a string'));
     if (!Number.isInteger(k) || k < 0) return Promise.reject(new RangeError('search: k must be a non-negative integer'));
     if (typeof explain !== 'boolean') return Promise.reject(new TypeError('search: explain must be a boolean'));
     if (!Number.isInteger(rerank) || rerank < 0) {
       return Promise.reject(new RangeError('search: rerank must be a non-negative integer'));
     }
-    return this.#run(() => this.#engine.search(query, k, mode, explain, rerank));
+    if (augment !== undefined && typeof augment !== 'string') {
+      return Promise.reject(new TypeError('search: augment must be a string (a hypothetical document)'));
+    }
+    if (typeof augmentWeight !== 'number' || !(augmentWeight >= 0 && augmentWeight <= 1)) {
+      return Promise.reject(new RangeError('search: augmentWeight must be a number from 0 to 1'));
+    }
+    return this.#run(() => this.#engine.search(query, k, mode, explain, rerank, augment, augmentWeight));
   }
 
   /**
@@ -412,7 +440,7 @@ export class Rlrag {
   route(question, routeOptions = {}) {
     const bad = unknownOption(routeOptions, ROUTE_OPTIONS, 'route');
     if (bad) return Promise.reject(bad);
-    const { network, writeQueries, model, ...options } = routeOptions;
+    const { network, writeQueries, augment, model, ...options } = routeOptions;
     if (typeof question !== 'string') return Promise.reject(new TypeError('route: the question must be a string'));
     if (network !== undefined && typeof network !== 'function') {
       return Promise.reject(new TypeError('route: network must be an async function ({queries, k}) => ({hits})'));
@@ -420,13 +448,16 @@ export class Rlrag {
     if (writeQueries !== undefined && typeof writeQueries !== 'function') {
       return Promise.reject(new TypeError('route: writeQueries must be an async function ({question, evidence}) => string[]'));
     }
+    if (augment !== undefined && typeof augment !== 'function') {
+      return Promise.reject(new TypeError('route: augment must be an async function ({query}) => string'));
+    }
     if (model !== undefined && !(model instanceof RouterModel)) {
       return Promise.reject(new TypeError('route: model must be a RouterModel'));
     }
     return this.#run(() =>
       model
-        ? this.#engine.routeLearned(question, model.wasm, network, writeQueries, options)
-        : this.#engine.route(question, network, writeQueries, options),
+        ? this.#engine.routeLearned(question, model.wasm, network, writeQueries, augment, options)
+        : this.#engine.route(question, network, writeQueries, augment, options),
     );
   }
 

@@ -167,7 +167,7 @@ export class RlragWorker {
 
   /**
    * @param {string} query
-   * @param {{k?: number, mode?: SearchMode, explain?: boolean, rerank?: number}} [options]
+   * @param {{k?: number, mode?: SearchMode, explain?: boolean, rerank?: number, augment?: string, augmentWeight?: number}} [options]
    * @returns {Promise<SearchHit[]>}
    */
   search(query, options = {}) {

@@ -186,6 +186,31 @@ test('remove, replace, export and import', async () => {
   await assert.rejects(Rlrag.importIndex(bytes, { model: otherTokenizer, device: 'cpu', wasm }), /another sparse model/);
 });
 
+test('a hypothetical document mixed into the query lifts the passage it describes', async () => {
+  const e = await engine();
+  await e.addDocuments(docs.slice(0, 30));
+  const q = golden.results[0].query;
+  const rank = (hits, id) => {
+    const i = hits.findIndex((h) => h.id === id);
+    return i < 0 ? hits.length : i;
+  };
+  for (const mode of ['bm25', 'sparse', 'bot', 'hybrid']) {
+    const plain = await e.search(q, { k: 10, mode });
+    // A passage outside the plain top 3, described by the "generator".
+    const target = docs.slice(0, 30).find((d) => rank(plain, d.id) >= 3);
+    const augmented = await e.search(q, { k: 10, mode, augment: target.text });
+    assert.ok(rank(augmented, target.id) < rank(plain, target.id), `${mode}: ${target.id}`);
+    // Weight 0, or an empty document, is the plain search.
+    for (const options of [{ augment: target.text, augmentWeight: 0 }, { augment: '' }]) {
+      const same = await e.search(q, { k: 10, mode, ...options });
+      assert.deepEqual(same.map((h) => h.id), plain.map((h) => h.id), mode);
+    }
+  }
+  await assert.rejects(e.search(q, { augment: 42 }), /augment must be a string/);
+  await assert.rejects(e.search(q, { augment: 'x', augmentWeight: 2 }), /augmentWeight must be a number from 0 to 1/);
+  await assert.rejects(e.search(q, { augment: 'x'.repeat((1 << 16) + 1) }), /hypothetical document has/);
+});
+
 test('every bad input is a rejected Promise with a message', async () => {
   await assert.rejects(Rlrag.create({ wasm }), /a model is required/);
   await assert.rejects(Rlrag.create({ model: { ...splade, weights: 42 }, wasm }), /model.weights: expected bytes/);
@@ -221,7 +246,7 @@ test('every bad input is a rejected Promise with a message', async () => {
   await assert.rejects(e.search(42), /must be a string/);
   await assert.rejects(e.search('capital', { k: -1 }), /non-negative/);
   await assert.rejects(e.search('capital', { k: 1e9 }), /at most 10000/);
-  await assert.rejects(e.search('capital', { K: 3 }), /search: unknown option `K` \(k, mode, explain, rerank\)/);
+  await assert.rejects(e.search('capital', { K: 3 }), /search: unknown option `K` \(k, mode, explain, rerank, augment, augmentWeight\)/);
   await assert.rejects(e.search('capital', { explain: 'no' }), /explain must be a boolean/);
   const plain = await e.search('capital', { mode: 'bm25', explain: false });
   const explained = await e.search('capital', { mode: 'bm25' });

@@ -95,6 +95,34 @@ test('network faults are recorded and the question completes locally', async () 
   web.free();
 });
 
+test('an augment callback mixes a hypothetical document into local queries', async () => {
+  const { local, web } = await engines();
+  const plain = await local.route(question, { policy: 'local' });
+  const plainIds = plain.evidence.map((h) => h.id);
+  // A local passage the plain route did not rank first, "written" by the callback.
+  const target = localDocs.find((d) => d.id !== plainIds[0]);
+  const asked = [];
+  const augment = async ({ query }) => {
+    asked.push(query);
+    return `${target.title} ${target.text}`;
+  };
+  const augmented = await local.route(question, { policy: 'local', augment, augmentWeight: 0.5 });
+  assert.ok(asked.length >= 1 && asked.every((q) => typeof q === 'string' && q.length > 0));
+  assert.equal(augmented.evidence[0].id, target.id);
+  // A failing callback costs the augmentation, not the search.
+  const failing = await local.route(question, {
+    policy: 'local',
+    augment: () => {
+      throw new Error('generator down');
+    },
+  });
+  assert.deepEqual(failing.evidence.map((h) => h.id), plainIds);
+  await assert.rejects(local.route(question, { augment: 'text' }), /augment must be an async function/);
+  await assert.rejects(local.route(question, { augment, augmentWeight: 2 }), /weight/);
+  local.free();
+  web.free();
+});
+
 const routerDir = process.env.RLRAG_ROUTER_DIR;
 test('a trained router decides in the browser build', { skip: routerDir && existsSync(routerDir) ? false : 'RLRAG_ROUTER_DIR is not set (the test command sets it)' }, async () => {
   const { local, web, network } = await engines();

@@ -66,11 +66,73 @@ impl SparseVector {
     pub fn l1(&self) -> f32 {
         self.terms.iter().map(|t| t.1).sum()
     }
+
+    /// `(1 − weight)·self + weight·other` (merge of two sorted lists): a
+    /// query with a hypothetical document mixed in. Its dot product with
+    /// any vector is the same mix of the two dot products.
+    pub fn mix(&self, other: &SparseVector, weight: f32) -> SparseVector {
+        let (a, b) = (&self.terms, &other.terms);
+        let (wa, wb) = (1.0 - weight, weight);
+        let mut terms = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let next = match (a.get(i), b.get(j)) {
+                (Some(x), Some(y)) if x.0 == y.0 => {
+                    i += 1;
+                    j += 1;
+                    (x.0, wa * x.1 + wb * y.1)
+                }
+                (Some(x), Some(y)) if x.0 < y.0 => {
+                    i += 1;
+                    (x.0, wa * x.1)
+                }
+                (Some(x), None) => {
+                    i += 1;
+                    (x.0, wa * x.1)
+                }
+                (_, Some(y)) => {
+                    j += 1;
+                    (y.0, wb * y.1)
+                }
+                (None, None) => break,
+            };
+            if next.1 > 0.0 {
+                terms.push(next);
+            }
+        }
+        SparseVector { terms }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mix_scores_as_the_mix_of_scores() {
+        let q = SparseVector {
+            terms: vec![(1, 2.0), (4, 1.0), (9, 0.5)],
+        };
+        let h = SparseVector {
+            terms: vec![(0, 1.0), (4, 3.0), (12, 2.0)],
+        };
+        let d = SparseVector {
+            terms: vec![(0, 0.5), (1, 1.0), (4, 2.0), (9, 4.0), (12, 1.5)],
+        };
+        let m = q.mix(&h, 0.2);
+        assert!(m.terms.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(m.terms.len(), 5);
+        let expected = 0.8 * q.dot(&d) + 0.2 * h.dot(&d);
+        assert!(
+            (m.dot(&d) - expected).abs() < 1e-5,
+            "{} vs {expected}",
+            m.dot(&d)
+        );
+        assert_eq!(q.mix(&h, 0.0), q);
+        assert_eq!(q.mix(&SparseVector::default(), 0.0), q);
+        // Weight 1: only the hypothetical document's terms remain.
+        assert_eq!(q.mix(&h, 1.0), h);
+    }
 
     #[test]
     fn activation_top_k_and_dot() {

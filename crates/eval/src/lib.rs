@@ -23,8 +23,10 @@
 //!
 //! Native only. Errors are [`EvalError`]; nothing here prints.
 
+pub mod augment;
 pub mod bench;
 pub mod bench_encoder;
+pub mod cache;
 pub mod chart;
 pub mod datasets;
 pub mod device;

@@ -10,13 +10,17 @@ use std::time::Instant;
 use futures_lite::future::block_on;
 
 use rlrag_retriever::engine::AnnProbe;
-use rlrag_retriever::{DatasetFormat, Document, Hit, Query, Reranker, SearchMode, Split};
+use rlrag_retriever::{
+    Augmentation, DatasetFormat, Document, Hit, Query, Reranker, SearchMode, Split,
+};
 use rlrag_reward::answer::NormalizedText;
 use rlrag_reward::latency::Latency;
 use rlrag_reward::retrieval::{Metric, all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
+use rlrag_router::llm::{LlmClient, LlmConfig};
 use serde::Serialize;
 
 use crate::EvalError;
+use crate::augment::{AugmentSettings, Hypotheticals, Sampling};
 use crate::error::{io, setting};
 use crate::progress::Progress;
 use crate::retrievers::{self, RetrieverSettings};
@@ -50,6 +54,16 @@ pub struct RetrievalEvalConfig {
     /// A cross-encoder model directory (`trainer train-reranker`).
     #[cfg_attr(feature = "clap", arg(long))]
     pub reranker: Option<PathBuf>,
+    /// How queries are augmented with a generator's hypothetical document.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub augment: AugmentSettings,
+    /// An OpenAI-compatible generator (`http://host:port/v1`, e.g.
+    /// scripts/llm-server.sh) that writes --augment's documents.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub generator: Option<String>,
+    /// The `model` field of generator requests.
+    #[cfg_attr(feature = "clap", arg(long, default_value = "smollm2-135m-instruct"))]
+    pub generator_model: String,
 }
 
 /// How an approximate index compares with exact search on the same query
@@ -130,6 +144,26 @@ pub struct ReportJson {
     /// Present when a cross-encoder re-scored the top candidates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerank: Option<RerankJson>,
+    /// Present when queries were augmented with hypothetical documents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment: Option<AugmentJson>,
+}
+
+/// How queries were augmented.
+#[derive(Debug, Serialize)]
+pub struct AugmentJson {
+    /// The hypothetical document's share of each query.
+    pub weight: f32,
+    /// The generator's `model` field.
+    pub generator_model: String,
+    /// The cache of hypothetical documents.
+    pub cache: String,
+    /// Documents the generator wrote in this run (the rest were cached).
+    pub generated: usize,
+    /// Queries whose document was empty (searched unaugmented).
+    pub empty: usize,
+    /// Mean seconds per generated document (0 when all were cached).
+    pub seconds_per_document: f64,
 }
 
 /// The second stage of a reranked evaluation.
@@ -220,6 +254,7 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
     if config.k == 0 {
         return Err(setting("--k", "--k must be at least 1"));
     }
+    config.augment.validate(config.generator.is_some())?;
     let ds = crate::datasets::load(&config.data, config.format, config.split.as_ref())?;
     let warnings = ds.report.warnings();
     for w in &warnings {
@@ -254,8 +289,67 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
         }
     });
 
-    let search = |q: &str, k: usize| Ok(block_on(engine.search_reranked(q, k, mode, false, m))?);
-    let (metrics, latencies) = score_queries(search, &ds.queries, &by_id, config.k, progress)?;
+    let (metrics, latencies, augment) = if config.augment.augment {
+        let a = &config.augment;
+        let client = config
+            .generator
+            .as_ref()
+            .map(|url| {
+                LlmClient::new(LlmConfig {
+                    base_url: url.clone(),
+                    model: config.generator_model.clone(),
+                    ..LlmConfig::default()
+                })
+            })
+            .transpose()?;
+        let path = a.cache_path(
+            &ds.name,
+            &config.generator_model,
+            config.settings.cache.as_deref(),
+        );
+        let mut hypotheticals =
+            Hypotheticals::open(path.clone(), client, Sampling::search(a.augment_tokens))?;
+        // Documents first (the slow part, with its own progress), so the
+        // latencies below are the search's alone.
+        let started = Instant::now();
+        let mut documents = HashMap::new();
+        let mut bar = progress.bar(ds.queries.len() as u64, "hypothetical documents");
+        for q in &ds.queries {
+            documents.insert(q.text.as_str(), hypotheticals.get(&q.text, 0)?);
+            bar.inc(1);
+        }
+        bar.finish();
+        let generated = hypotheticals.made();
+        let seconds = started.elapsed().as_secs_f64();
+        let search = |q: &str, k: usize| {
+            let augment = documents.get(q).map(|d| Augmentation {
+                document: d.as_str(),
+                weight: a.augment_weight,
+            });
+            Ok(block_on(
+                engine.search_augmented(q, augment, k, mode, false, m),
+            )?)
+        };
+        let (metrics, latencies) = score_queries(search, &ds.queries, &by_id, config.k, progress)?;
+        let json = AugmentJson {
+            weight: a.augment_weight,
+            generator_model: config.generator_model.clone(),
+            cache: path.display().to_string(),
+            generated,
+            empty: documents.values().filter(|d| d.trim().is_empty()).count(),
+            seconds_per_document: if generated == 0 {
+                0.0
+            } else {
+                seconds / generated as f64
+            },
+        };
+        (metrics, latencies, Some(json))
+    } else {
+        let search =
+            |q: &str, k: usize| Ok(block_on(engine.search_reranked(q, k, mode, false, m))?);
+        let (metrics, latencies) = score_queries(search, &ds.queries, &by_id, config.k, progress)?;
+        (metrics, latencies, None)
+    };
     let ann = engine
         .ann()
         .map(|probe| measure_ann(&probe, &ds.queries))
@@ -264,6 +358,16 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
     let mut settings = config.settings.describe(config.retriever);
     if let Some(r) = &rerank_json {
         let _ = write!(settings, "; top {} reranked by {}", r.m, r.model);
+    }
+    if let Some(a) = &augment {
+        let _ = write!(
+            settings,
+            "; queries augmented ({} hypothetical document share, {} generated, {} cached in {})",
+            a.weight,
+            a.generated,
+            ds.queries.len() - a.generated,
+            a.cache
+        );
     }
     Ok(Report {
         json: ReportJson {
@@ -278,6 +382,7 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
             warnings,
             ann,
             rerank: rerank_json,
+            augment,
         },
         format: ds.format,
         index_seconds,

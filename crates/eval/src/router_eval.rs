@@ -339,6 +339,12 @@ pub fn evaluate(
             setup.generator_failures()
         ));
     }
+    if setup.augment_failures() > 0 {
+        progress.note(&format!(
+            "{} local searches went without their hypothetical document (the generator failed)",
+            setup.augment_failures()
+        ));
+    }
     Ok(RouterEvalReport {
         dataset: setup.name.clone(),
         split: setup.split.clone(),

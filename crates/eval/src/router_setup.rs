@@ -25,6 +25,7 @@ use rlrag_router::policy::{LearnedDecider, LearnedPolicy, RouterConfig};
 use rlrag_router::{Decider, LocalSource, Outcome, PipelineConfig, Router, SystemClock};
 
 use crate::EvalError;
+use crate::augment::{AugmentSettings, CachedAugmenter, Hypotheticals, Sampling};
 use crate::datasets::{self, Fold, Role, keep_local};
 use crate::error::setting;
 use crate::models::{ModelDir, read_file};
@@ -116,6 +117,10 @@ pub struct RouterSetupConfig {
     /// `decompose` hops ask the generator for their sub-queries (RAG-R1).
     #[cfg_attr(feature = "clap", arg(long))]
     pub llm_sub_queries: bool,
+    /// Local searches mix the generator's hypothetical document into each
+    /// sub-query (Reinforced-IR's query augmentation).
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub augment: AugmentSettings,
 }
 
 impl RouterSetupConfig {
@@ -226,7 +231,31 @@ impl<'p> RouterSetup<'p> {
             .filter(|d| keep_local(config.seed, &d.id, config.local_fraction))
             .cloned()
             .collect();
-        let local = local_source(config, &local_docs, progress)?;
+        config.augment.validate(config.generator.is_some())?;
+        let generator = match &config.generator {
+            Some(url) => Some(LlmClient::new(LlmConfig {
+                base_url: url.clone(),
+                model: config.generator_model.clone(),
+                timeout_ms: config.generator_timeout_ms,
+                ..LlmConfig::default()
+            })?),
+            None => None,
+        };
+        let mut local = local_source(config, &local_docs, progress)?;
+        if config.augment.augment {
+            let path = config
+                .augment
+                .cache_path(&ds.name, &config.generator_model, None);
+            let hypotheticals = Hypotheticals::open(
+                path,
+                generator.clone(),
+                Sampling::search(config.augment.augment_tokens),
+            )?;
+            local = local.with_augmenter(
+                Box::new(CachedAugmenter::new(hypotheticals)),
+                config.augment.augment_weight,
+            )?;
+        }
         let (url, server) = match &config.network {
             Some(url) => (url.clone(), None),
             None => {
@@ -262,15 +291,6 @@ impl<'p> RouterSetup<'p> {
                 "--llm-sub-queries needs --generator",
             ));
         }
-        let generator = match &config.generator {
-            Some(url) => Some(LlmClient::new(LlmConfig {
-                base_url: url.clone(),
-                model: config.generator_model.clone(),
-                timeout_ms: config.generator_timeout_ms,
-                ..LlmConfig::default()
-            })?),
-            None => None,
-        };
         Ok(Self {
             name: ds.name.clone(),
             split,
@@ -296,6 +316,12 @@ impl<'p> RouterSetup<'p> {
     /// Times the generator failed so far (those answers scored 0).
     pub fn generator_failures(&self) -> u32 {
         self.generator_failures.get()
+    }
+
+    /// Local searches made without their hypothetical document because
+    /// the generator failed.
+    pub fn augment_failures(&self) -> u32 {
+        self.local.augment_failures()
     }
 
     /// The generator's answer to `q` from the outcome's top evidence; `None`

@@ -275,6 +275,25 @@ impl Bm25Index {
 
     /// The best `k` documents for `query`, best first; ties keep insertion order.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        self.search_mixed(&[(query, 1.0)], k)
+    }
+
+    /// The best `k` documents for a weighted mix of texts: each text's
+    /// query-term counts scaled by its weight, so a document scores
+    /// Σ weight·BM25(text) (a query with a hypothetical document mixed in:
+    /// `[(query, 0.8), (document, 0.2)]`). Weights must be finite and
+    /// non-negative.
+    pub fn search_mixed(
+        &self,
+        texts: &[(&str, f32)],
+        k: usize,
+    ) -> Result<Vec<Hit>, RetrieverError> {
+        if let Some((_, w)) = texts.iter().find(|(_, w)| !w.is_finite() || *w < 0.0) {
+            return Err(RetrieverError::InvalidParameter {
+                name: "weight",
+                reason: format!("a text's weight is {w} (finite, at least 0)"),
+            });
+        }
         if k == 0 || self.index.is_empty() {
             return Ok(Vec::new());
         }
@@ -284,27 +303,29 @@ impl Bm25Index {
         // Each distinct term walks its posting list once, weighted by how
         // often the query repeats it (a term repeated 800 times costs one
         // walk, not 800); first-occurrence order keeps the sums' order.
-        let mut terms: Vec<(u32, u32)> = Vec::new();
+        let mut terms: Vec<(u32, f32)> = Vec::new();
         let mut slot_of: FastMap<u32, usize> = FastMap::default();
-        self.analyzer.for_each_term(query, |term| {
-            let Some(&t) = self.vocab.get(term) else {
-                return;
-            };
-            match slot_of.get(&t) {
-                Some(&i) => terms[i].1 += 1,
-                None => {
-                    slot_of.insert(t, terms.len());
-                    terms.push((t, 1));
+        for &(text, weight) in texts {
+            self.analyzer.for_each_term(text, |term| {
+                let Some(&t) = self.vocab.get(term) else {
+                    return;
+                };
+                match slot_of.get(&t) {
+                    Some(&i) => terms[i].1 += weight,
+                    None => {
+                        slot_of.insert(t, terms.len());
+                        terms.push((t, weight));
+                    }
                 }
-            }
-        });
+            });
+        }
         for (t, qtf) in terms {
             let df = self.index.document_frequency(t) as f32;
-            if df == 0.0 {
+            if df == 0.0 || qtf <= 0.0 {
                 continue;
             }
             let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-            let weight = qtf as f32 * idf;
+            let weight = qtf * idf;
             self.index
                 .accumulate(t, &mut scores, &mut touched, |s, tf| {
                     let tf = tf as f32;
@@ -353,5 +374,44 @@ mod tests {
         POSTING_WALKS.with(|w| w.set(0));
         index.search("paris france paris france paris", 10).unwrap();
         assert_eq!(POSTING_WALKS.with(std::cell::Cell::get), 2);
+    }
+
+    /// A mix of texts scores every document as the same mix of the texts'
+    /// BM25 scores; bad weights are refused.
+    #[test]
+    fn a_weighted_mix_scores_as_the_mix_of_scores() {
+        let mut index = Bm25Index::new(Bm25Params::default(), AnalyzerConfig::default()).unwrap();
+        let texts = [
+            "paris is the capital of france",
+            "berlin is the capital of germany",
+            "the seine flows through paris",
+            "rivers of germany include the rhine",
+        ];
+        let docs: Vec<Document> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Document::new(format!("d{i}"), "", *t))
+            .collect();
+        index.add_documents(&docs).unwrap();
+        let score =
+            |hits: &[Hit], id: &str| hits.iter().find(|h| h.id == id).map_or(0.0, |h| h.score);
+        let (q, h) = ("capital of france", "the seine river in paris");
+        let plain = index.search(q, 10).unwrap();
+        let hypo = index.search(h, 10).unwrap();
+        let mixed = index.search_mixed(&[(q, 0.8), (h, 0.2)], 10).unwrap();
+        for d in &docs {
+            let expected = 0.8 * score(&plain, &d.id) + 0.2 * score(&hypo, &d.id);
+            assert!((score(&mixed, &d.id) - expected).abs() < 1e-5, "{}", d.id);
+        }
+        // The hypothetical document lifts the passage it describes.
+        assert_eq!(plain[0].id, "d0");
+        assert!(score(&mixed, "d2") > score(&plain, "d2"));
+        assert_eq!(index.search_mixed(&[(q, 1.0)], 10).unwrap(), plain);
+        for w in [f32::NAN, -0.5, f32::INFINITY] {
+            assert!(matches!(
+                index.search_mixed(&[(q, 1.0), (h, w)], 10),
+                Err(RetrieverError::InvalidParameter { name: "weight", .. })
+            ));
+        }
     }
 }

@@ -48,7 +48,7 @@ pub use analyzer::{Analyzer, AnalyzerConfig};
 pub use bm25::{Bm25Index, Bm25Params};
 pub use data::{Dataset, DatasetFormat, LoadReport, Split};
 pub use dense_index::{DenseSearch, FlatIndex, HnswIndex, HnswParams};
-pub use engine::{Engine, EngineModels, EngineOptions, SearchMode};
+pub use engine::{Augmentation, Engine, EngineModels, EngineOptions, SearchMode};
 pub use error::{IndexFileError, RetrieverError};
 pub use fusion::Fusion;
 pub use neural::BotRetriever;

@@ -116,8 +116,9 @@ pub fn parse_verdict(reply: &str) -> Option<bool> {
         })
 }
 
-/// A blocking client with a timeout and retries.
-#[derive(Debug)]
+/// A blocking client with a timeout and retries (clones share the
+/// connection pool).
+#[derive(Debug, Clone)]
 pub struct LlmClient {
     config: LlmConfig,
     agent: ureq::Agent,

@@ -6,9 +6,11 @@
 //! `{"hits": [[{"id", "title", "text", "score"}, ..], ..]}`, one list per
 //! query, best first. [`parse_reply`] checks an answer against its request.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 
+use rlrag_retriever::Augmentation;
 use rlrag_retriever::engine::{Engine, SearchMode};
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +122,17 @@ pub trait Source {
     fn search<'a>(&'a self, queries: &'a [String], k: usize) -> SourceFuture<'a>;
 }
 
+/// What an augmenter returns: the hypothetical document for a query.
+pub type AugmentFuture<'a> = Pin<Box<dyn Future<Output = Result<String, Fault>> + 'a>>;
+
+/// Writes the hypothetical document a local search mixes into its query
+/// (Reinforced-IR's query augmentation, HyDE): an LLM natively or in the
+/// page.
+pub trait Augmenter {
+    /// A passage that would answer `query` (empty: no augmentation).
+    fn document<'a>(&'a self, query: &'a str) -> AugmentFuture<'a>;
+}
+
 /// An engine the local source owns (native) or borrows (the browser
 /// binding, where the page's engine is shared).
 enum EngineRef<'e> {
@@ -127,10 +140,13 @@ enum EngineRef<'e> {
     Borrowed(&'e Engine),
 }
 
-/// The in-process index: an [`Engine`] searched in one mode.
+/// The in-process index: an [`Engine`] searched in one mode, each query
+/// optionally augmented with a hypothetical document.
 pub struct LocalSource<'e> {
     engine: EngineRef<'e>,
     mode: SearchMode,
+    augment: Option<(Box<dyn Augmenter + 'e>, f32)>,
+    augment_failures: Cell<u32>,
 }
 
 fn check_mode(engine: &Engine, mode: SearchMode) -> Result<(), crate::RouterError> {
@@ -151,6 +167,8 @@ impl LocalSource<'static> {
         Ok(Self {
             engine: EngineRef::Owned(Box::new(engine)),
             mode,
+            augment: None,
+            augment_failures: Cell::new(0),
         })
     }
 }
@@ -162,7 +180,34 @@ impl<'e> LocalSource<'e> {
         Ok(Self {
             engine: EngineRef::Borrowed(engine),
             mode,
+            augment: None,
+            augment_failures: Cell::new(0),
         })
+    }
+
+    /// Mix `augmenter`'s hypothetical document into every query at
+    /// `weight` (from 0 to 1; Reinforced-IR uses 0.2). A failed augmenter
+    /// costs the augmentation, not the search: that query is searched as
+    /// it is, and counted ([`LocalSource::augment_failures`]).
+    pub fn with_augmenter(
+        mut self,
+        augmenter: Box<dyn Augmenter + 'e>,
+        weight: f32,
+    ) -> Result<Self, crate::RouterError> {
+        if !(0.0..=1.0).contains(&weight) {
+            return Err(crate::error::invalid(
+                "augment weight",
+                format!("the weight is {weight} (from 0 to 1)"),
+            ));
+        }
+        self.augment = Some((augmenter, weight));
+        Ok(self)
+    }
+
+    /// Queries searched without their augmentation because the augmenter
+    /// failed.
+    pub fn augment_failures(&self) -> u32 {
+        self.augment_failures.get()
     }
 
     /// The engine (for background sensing in BM25 mode, and its corpus).
@@ -184,8 +229,22 @@ impl Source for LocalSource<'_> {
             let mut out = Vec::with_capacity(queries.len());
             let engine = self.engine();
             for q in queries {
+                let document = match &self.augment {
+                    Some((augmenter, weight)) => match augmenter.document(q).await {
+                        Ok(d) => Some((d, *weight)),
+                        Err(_) => {
+                            self.augment_failures.set(self.augment_failures.get() + 1);
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                let augmentation = document.as_ref().map(|(d, weight)| Augmentation {
+                    document: d,
+                    weight: *weight,
+                });
                 let hits = engine
-                    .search_with(q, k, self.mode, false)
+                    .search_augmented(q, augmentation, k, self.mode, false, 0)
                     .await
                     .map_err(|e| Fault::Transport {
                         detail: e.to_string(),

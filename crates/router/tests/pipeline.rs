@@ -697,3 +697,58 @@ fn the_reader_scores_the_evidence_into_the_state() {
     let n = next.features.len();
     assert_eq!(&next.features[n - 4..], &first.reader[..]);
 }
+
+/// Writes a fixed passage for every query (what an LLM's hypothetical
+/// document does to the search), or fails like a generator that is down.
+struct Passage(Option<&'static str>);
+
+impl rlrag_router::source::Augmenter for Passage {
+    fn document<'a>(&'a self, _query: &'a str) -> rlrag_router::source::AugmentFuture<'a> {
+        Box::pin(async move {
+            self.0
+                .map(str::to_string)
+                .ok_or(Fault::Timeout { limit_ms: 1 })
+        })
+    }
+}
+
+/// The local source mixes the augmenter's hypothetical document into each
+/// query (the passage it describes rises); a failed augmenter leaves the
+/// plain search, counted; a bad weight is refused.
+#[test]
+fn the_local_source_augments_its_queries() {
+    let docs = corpus();
+    let q = vec!["which river flows through the capital".to_string()];
+    let top = |source: &LocalSource<'_>| -> Vec<String> {
+        block_on(source.search(&q, 3)).expect("searches")[0]
+            .iter()
+            .map(|h| h.id.clone())
+            .collect()
+    };
+    let plain = LocalSource::new(engine(&docs), SearchMode::Bm25).expect("local");
+    let plain_top = top(&plain);
+    let ghana = Passage(Some(
+        "Ghana is a country in West Africa; its capital is Accra.",
+    ));
+    let augmented = LocalSource::new(engine(&docs), SearchMode::Bm25)
+        .expect("local")
+        .with_augmenter(Box::new(ghana), 0.5)
+        .expect("weight");
+    let augmented_top = top(&augmented);
+    assert_ne!(plain_top[0], "ghana");
+    assert_eq!(augmented_top[0], "ghana", "{augmented_top:?}");
+    assert_eq!(augmented.augment_failures(), 0);
+    let down = Passage(None);
+    let failing = LocalSource::new(engine(&docs), SearchMode::Bm25)
+        .expect("local")
+        .with_augmenter(Box::new(down), 0.2)
+        .expect("weight");
+    assert_eq!(top(&failing), plain_top);
+    assert_eq!(failing.augment_failures(), 1);
+    assert!(
+        LocalSource::new(engine(&docs), SearchMode::Bm25)
+            .expect("local")
+            .with_augmenter(Box::new(Passage(None)), 1.5)
+            .is_err()
+    );
+}

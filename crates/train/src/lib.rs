@@ -26,7 +26,6 @@
 //! Training runs on any burn autodiff device (`Device::flex().autodiff()` on
 //! the CPU); the same code serves GPUs ([`DeviceChoice`]: wgpu, CUDA).
 
-mod cache;
 pub mod cv;
 pub mod env;
 mod error;

@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::TrainError;
-use crate::cache::JsonlCache;
 use crate::retriever_run::{Metrics, QuestionSource, primary, split_questions, step_curve};
+use rlrag_eval::cache::JsonlCache;
 
 /// The teacher's judgements file in the output directory (one JSON object
 /// per line: question, passage, p_yes).

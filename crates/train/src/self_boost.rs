@@ -39,6 +39,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use futures_lite::future::block_on;
+use rlrag_eval::augment::{Hypotheticals, Sampling};
+use rlrag_eval::cache::JsonlCache;
 use rlrag_eval::datasets;
 use rlrag_eval::device::DeviceChoice;
 use rlrag_eval::models::{SparseOverrides, load_encoder, save_model};
@@ -52,7 +54,6 @@ use rlrag_router::llm::{LlmClient, LlmConfig, borrows_from_examples};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::cache::JsonlCache;
 use crate::loss::Role;
 use crate::reranker_run::{io_err, setting};
 use crate::retriever_run::{
@@ -287,14 +288,6 @@ struct TeacherScore {
     query: String,
     doc: String,
     score: Option<f32>,
-}
-
-/// A cached hypothetical document (a line of `hyde.jsonl`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Hypothetical {
-    query: String,
-    sample: usize,
-    text: String,
 }
 
 /// The teacher of RLGF with its cache.
@@ -602,10 +595,16 @@ pub fn run(
             ((s.query, s.doc), s.score)
         })?,
     };
-    let mut hyde_cache: JsonlCache<(String, usize), String> =
-        JsonlCache::open(config.out.join(HYDE_FILE), |h: Hypothetical| {
-            ((h.query, h.sample), h.text)
-        })?;
+    let mut hypotheticals = Hypotheticals::open(
+        config.out.join(HYDE_FILE),
+        Some(client.clone()),
+        Sampling {
+            temperature: 0.9,
+            top_p: 0.9,
+            max_tokens: config.hyde_max_tokens,
+            seed: config.seed,
+        },
+    )?;
     let teacher_temperature = config
         .teacher_temperature
         .unwrap_or(teacher_kind.default_temperature());
@@ -771,8 +770,7 @@ pub fn run(
                 round,
                 student,
                 &examples,
-                &client,
-                &mut hyde_cache,
+                &mut hypotheticals,
                 &by_id,
                 progress,
             )?;
@@ -952,8 +950,7 @@ fn rlrf(
     round: usize,
     student: &Student,
     examples: &[(String, String, Vec<String>)],
-    client: &LlmClient,
-    cache: &mut JsonlCache<(String, usize), String>,
+    hypotheticals: &mut Hypotheticals,
     by_id: &HashMap<&str, &Document>,
     progress: &dyn Progress,
 ) -> Result<usize, TrainError> {
@@ -972,26 +969,9 @@ fn rlrf(
         let Some(passage) = by_id.get(doc.as_str()) else {
             continue;
         };
-        let mut texts = Vec::with_capacity(config.hypotheticals);
-        for sample in 0..config.hypotheticals {
-            let key = (q.clone(), sample);
-            let text = match cache.get(&key) {
-                Some(t) => t,
-                None => {
-                    let seed = seed_from(&[config.seed, fnv1a_str(q), sample as u64]);
-                    let t =
-                        client.hypothetical_document(q, 0.9, 0.9, config.hyde_max_tokens, seed)?;
-                    let record = Hypothetical {
-                        query: q.clone(),
-                        sample,
-                        text: t.clone(),
-                    };
-                    cache.insert(key, t.clone(), &record)?;
-                    t
-                }
-            };
-            texts.push(text);
-        }
+        let texts = (0..config.hypotheticals)
+            .map(|sample| hypotheticals.get(q, sample))
+            .collect::<Result<Vec<_>, _>>()?;
         // Linear in the query vector: (0.8·q + 0.2·h)·p = 0.8·q·p + 0.2·h·p.
         let mut all: Vec<&str> = vec![q.as_str()];
         all.extend(texts.iter().map(String::as_str));

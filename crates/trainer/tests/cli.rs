@@ -251,6 +251,107 @@ fn every_neural_retriever_runs_and_finds_gold_passages() {
     }
 }
 
+/// `eval --augment`: hypothetical documents from the cache (a generator
+/// that wrote each question's first gold passage) lift the gold passages;
+/// weight 0 is the plain search; a query without a document and no
+/// generator is a clear failure.
+#[test]
+fn eval_augments_queries_with_cached_hypothetical_documents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 20);
+    let corpus: std::collections::HashMap<String, String> =
+        std::fs::read_to_string(dir.path().join("corpus.jsonl"))
+            .expect("corpus")
+            .lines()
+            .map(|l| {
+                let d: serde_json::Value = serde_json::from_str(l).expect("json");
+                (
+                    d["id"].as_str().expect("id").into(),
+                    d["text"].as_str().expect("text").into(),
+                )
+            })
+            .collect();
+    let mut cache = String::new();
+    for l in std::fs::read_to_string(dir.path().join("qa.jsonl"))
+        .expect("qa")
+        .lines()
+    {
+        let q: serde_json::Value = serde_json::from_str(l).expect("json");
+        let gold = q["gold_ids"][0].as_str().expect("gold");
+        cache += &serde_json::json!({"query": q["question"], "sample": 0, "text": corpus[gold]})
+            .to_string();
+        cache.push('\n');
+    }
+    let hyde = dir.path().join("hyde.jsonl");
+    std::fs::write(&hyde, &cache).expect("write");
+    let cache_arg = hyde.to_str().expect("utf-8");
+    let plain = eval_json(dir.path(), &["--retriever", "bm25"]);
+    let augmented = eval_json(
+        dir.path(),
+        &[
+            "--retriever",
+            "bm25",
+            "--augment",
+            "--augment-cache",
+            cache_arg,
+        ],
+    );
+    let metric = |r: &serde_json::Value, m: &str| r["metrics"][m].as_f64().expect("metric");
+    assert!(metric(&augmented, "mrr@10") > metric(&plain, "mrr@10"));
+    assert!(metric(&augmented, "all_gold@10") >= metric(&plain, "all_gold@10"));
+    assert_eq!(augmented["augment"]["generated"], 0);
+    assert_eq!(augmented["augment"]["empty"], 0);
+    let none = eval_json(
+        dir.path(),
+        &[
+            "--retriever",
+            "bm25",
+            "--augment",
+            "--augment-cache",
+            cache_arg,
+            "--augment-weight",
+            "0",
+        ],
+    );
+    assert_eq!(none["metrics"], plain["metrics"]);
+    // One question's document missing, no generator: a clear failure.
+    let cut: String = cache.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&hyde, cut).expect("write");
+    let data_arg = dir.path().to_str().expect("utf-8");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        data_arg,
+        "--retriever",
+        "bm25",
+        "--augment",
+        "--augment-cache",
+        cache_arg,
+    ]);
+    assert_clean_failure(&o, "no generator");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        data_arg,
+        "--retriever",
+        "bm25",
+        "--augment",
+        "--augment-weight",
+        "1.5",
+    ]);
+    assert_clean_failure(&o, "--augment-weight");
+    let o = trainer(&[
+        "eval",
+        "--data",
+        data_arg,
+        "--retriever",
+        "bm25",
+        "--augment-cache",
+        cache_arg,
+    ]);
+    assert_clean_failure(&o, "only with --augment");
+}
+
 #[test]
 fn index_cache_is_reused_and_a_damaged_entry_is_rebuilt() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1198,6 +1299,9 @@ fn fake_generator() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
                 "yes".to_owned()
             } else if prompt.ends_with("Queries:") {
                 "1. first written query\n2. second written query".to_owned()
+            } else if prompt.ends_with("\nPassage:") {
+                // A hypothetical document (query augmentation).
+                "Kiss and Tell is a 1945 comedy film starring Shirley Temple.".to_owned()
             } else if prompt.contains("Passage") {
                 prompt
                     .lines()
@@ -1262,9 +1366,13 @@ fn the_router_with_a_generator_scores_answers_judges_them_and_exports_rlag_pairs
     }
 
     let pairs = case.out.path().join("rlag.jsonl");
+    let hyde = case.out.path().join("hyde.jsonl");
     let (o, report) = case.eval(&[
         "--generator",
         &url,
+        "--augment",
+        "--augment-cache",
+        hyde.to_str().expect("utf-8"),
         "--judge",
         "--rlag-out",
         pairs.to_str().expect("utf-8"),
@@ -1281,6 +1389,22 @@ fn the_router_with_a_generator_scores_answers_judges_them_and_exports_rlag_pairs
     );
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("| EM | F1 | judge |"), "{table}");
+    // Every local search was augmented: its sub-query's document cached.
+    let documents = std::fs::read_to_string(&hyde).expect("hypothetical documents cached");
+    assert!(
+        documents.lines().count() >= 1
+            && documents
+                .lines()
+                .all(|l| l.contains("Kiss and Tell is a 1945")),
+        "{documents}"
+    );
+    assert!(
+        prompts
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|p| p.starts_with("Write a short passage"))
+    );
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("json")).expect("valid");
     for (name, p) in r["policies"].as_object().expect("policies") {

@@ -16,7 +16,7 @@ use burn::tensor::Device;
 use rlrag_encoder::{Encoder, Prepared};
 use rlrag_retriever::engine::{self, EngineModels, EngineOptions, SearchMode};
 use rlrag_retriever::hash::fingerprint;
-use rlrag_retriever::{Document, Reranker, TermWeight};
+use rlrag_retriever::{Augmentation, Document, Reranker, TermWeight};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
@@ -403,8 +403,11 @@ impl Engine {
     /// [{term, weight}]}]`; `explain` false leaves `terms` empty (and spares
     /// BM25 and dense the query's sparse encoding); `rerank` > 0 re-scores
     /// the top `rerank` with the reranker (`setReranker`), whose logit
-    /// becomes their score.
+    /// becomes their score; `augment`, a hypothetical document written for
+    /// the query, is mixed into the first stage's query at `augment_weight`
+    /// (Reinforced-IR's query augmentation).
     #[allow(clippy::await_holding_refcell_ref)] // as in `add_documents`
+    #[allow(clippy::too_many_arguments)] // the binding's flat signature
     pub fn search(
         &self,
         query: String,
@@ -412,13 +415,19 @@ impl Engine {
         mode: String,
         explain: bool,
         rerank: usize,
+        augment: Option<String>,
+        augment_weight: f32,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mode: SearchMode = mode.parse().map_err(js_error)?;
             let engine = inner.try_borrow().map_err(|_| busy())?;
+            let augmentation = augment.as_deref().map(|document| Augmentation {
+                document,
+                weight: augment_weight,
+            });
             let hits = engine
-                .search_reranked(&query, k, mode, explain, rerank)
+                .search_augmented(&query, augmentation, k, mode, explain, rerank)
                 .await
                 .map_err(js_error)?;
             let page: Vec<JsHit<'_>> = hits
@@ -444,17 +453,24 @@ impl Engine {
     /// score}]]})`; options `{policy: 'local' | 'network' | 'both' |
     /// 'multihop', localMode, timeoutMs, k, maxHops}`; `writer` an optional
     /// async callback `({question, evidence}) => string[] | string` that
-    /// writes `decompose` sub-queries (an LLM). Resolves to
-    /// `{evidence, trace, cost}`.
+    /// writes `decompose` sub-queries (an LLM); `augment` an optional async
+    /// callback `({query}) => string` that writes a hypothetical document
+    /// mixed into every local query at option `augmentWeight` (default
+    /// 0.2). Resolves to `{evidence, trace, cost}`.
     pub fn route(
         &self,
         question: String,
         network: Option<js_sys::Function>,
         writer: Option<js_sys::Function>,
+        augment: Option<js_sys::Function>,
         options: JsValue,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
-        let callbacks = route::Callbacks { network, writer };
+        let callbacks = route::Callbacks {
+            network,
+            writer,
+            augment,
+        };
         wasm_bindgen_futures::future_to_promise(route::route(
             inner, question, callbacks, None, options,
         ))
@@ -468,11 +484,16 @@ impl Engine {
         model: &RouterModel,
         network: Option<js_sys::Function>,
         writer: Option<js_sys::Function>,
+        augment: Option<js_sys::Function>,
         options: JsValue,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
         let model = Some(model.shared());
-        let callbacks = route::Callbacks { network, writer };
+        let callbacks = route::Callbacks {
+            network,
+            writer,
+            augment,
+        };
         wasm_bindgen_futures::future_to_promise(route::route(
             inner, question, callbacks, model, options,
         ))

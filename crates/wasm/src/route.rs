@@ -12,7 +12,9 @@ use rlrag_retriever::engine::{self, SearchMode};
 use rlrag_router::error::Fault;
 use rlrag_router::memory::Confidence;
 use rlrag_router::policy::{LearnedDecider, LearnedPolicy, RouterConfig};
-use rlrag_router::source::{SearchRequest, SearchResponse, SourceFuture, check_reply};
+use rlrag_router::source::{
+    AugmentFuture, Augmenter, SearchRequest, SearchResponse, SourceFuture, check_reply,
+};
 use rlrag_router::writer::{QueryWriter, WriterFuture, parse_sub_queries};
 use rlrag_router::{
     Clock, Decider, FixedPolicy, LocalSource, PipelineConfig, Router, Source, SourceKind,
@@ -56,6 +58,8 @@ struct RouteOptions {
     k: Option<usize>,
     /// Hop limit (default 3).
     max_hops: Option<u32>,
+    /// The augmenter's document's share of each local query (default 0.2).
+    augment_weight: Option<f32>,
 }
 
 /// The JS callbacks of a route call.
@@ -64,6 +68,8 @@ pub(crate) struct Callbacks {
     pub network: Option<Function>,
     /// The sub-query writer.
     pub writer: Option<Function>,
+    /// The writer of hypothetical documents for local queries.
+    pub augment: Option<Function>,
 }
 
 /// The network as a JS async callback.
@@ -74,6 +80,13 @@ struct JsSource {
 
 /// The `decompose` sub-query writer as a JS async callback.
 struct JsWriter {
+    callback: Function,
+    timeout_ms: u32,
+}
+
+/// The local queries' hypothetical documents as a JS async callback
+/// (`({query}) => string`).
+struct JsAugmenter {
     callback: Function,
     timeout_ms: u32,
 }
@@ -216,6 +229,29 @@ impl QueryWriter for JsWriter {
     }
 }
 
+/// What the augment callback is given.
+#[derive(serde::Serialize)]
+struct AugmentRequest<'a> {
+    query: &'a str,
+}
+
+impl Augmenter for JsAugmenter {
+    fn document<'a>(&'a self, query: &'a str) -> AugmentFuture<'a> {
+        Box::pin(async move {
+            let value = call_limited(
+                &self.callback,
+                &AugmentRequest { query },
+                self.timeout_ms,
+                "augment",
+            )
+            .await?;
+            value.as_string().ok_or_else(|| Fault::Malformed {
+                detail: "the augment callback must answer a string".into(),
+            })
+        })
+    }
+}
+
 /// `Date.now()`: the browser's wall clock.
 struct JsClock;
 
@@ -260,7 +296,19 @@ pub(crate) async fn route(
         timeout_ms,
     });
     let engine = inner.try_borrow().map_err(|_| busy())?;
-    let local = LocalSource::borrowed(&engine, mode).map_err(js_error)?;
+    let mut local = LocalSource::borrowed(&engine, mode).map_err(js_error)?;
+    if let Some(callback) = callbacks.augment {
+        let weight = options.augment_weight.unwrap_or(engine::AUGMENT_WEIGHT);
+        local = local
+            .with_augmenter(
+                Box::new(JsAugmenter {
+                    callback,
+                    timeout_ms,
+                }),
+                weight,
+            )
+            .map_err(js_error)?;
+    }
     let (mut pipeline, confidence) = match (&model, policy) {
         (Some(m), "learned") => (m.1.pipeline.clone(), m.1.confidence.clone()),
         (None, "learned") => {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use rlrag_encoder::{Encoder, SparseVector};
 use serde::{Deserialize, Serialize};
 
-pub use search::AnnProbe;
+pub use search::{AUGMENT_WEIGHT, AnnProbe, Augmentation};
 
 use crate::analyzer::AnalyzerConfig;
 use crate::dense_index::{DenseSearch, HnswIndex};

@@ -9,6 +9,55 @@ use crate::fusion::fuse;
 use crate::neural::matched_terms;
 use crate::{Document, FlatIndex, Hit, Reranker, RetrieverError, TermWeight};
 
+/// The hypothetical document's share of an augmented query (Reinforced-IR:
+/// `0.8·e(query) + 0.2·e(document)`).
+pub const AUGMENT_WEIGHT: f32 = 0.2;
+
+/// A query augmentation (Reinforced-IR's RLRF, HyDE): a hypothetical
+/// document a generator wrote for the query, mixed into the query as
+/// `(1 − weight)·e(query) + weight·e(document)` in every retriever that
+/// embeds (dense, learned-sparse, bag of tokens) and as the same mix of
+/// BM25 scores. A reranker still reads the query alone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Augmentation<'a> {
+    /// The hypothetical document.
+    pub document: &'a str,
+    /// Its share, in [0, 1].
+    pub weight: f32,
+}
+
+impl<'a> Augmentation<'a> {
+    /// `document` mixed in at [`AUGMENT_WEIGHT`].
+    pub fn new(document: &'a str) -> Self {
+        Self {
+            document,
+            weight: AUGMENT_WEIGHT,
+        }
+    }
+
+    /// `None` for an empty document (a generator that wrote nothing adds
+    /// nothing); an error for a weight outside [0, 1] or a document longer
+    /// than a query may be.
+    fn checked(self) -> Result<Option<Self>, RetrieverError> {
+        if !(0.0..=1.0).contains(&self.weight) {
+            return Err(invalid(
+                "augment weight",
+                format!("the weight is {} (from 0 to 1)", self.weight),
+            ));
+        }
+        if self.document.len() > MAX_QUERY_BYTES {
+            return Err(invalid(
+                "augment",
+                format!(
+                    "the hypothetical document has {} bytes (at most {MAX_QUERY_BYTES})",
+                    self.document.len()
+                ),
+            ));
+        }
+        Ok((!self.document.trim().is_empty()).then_some(self))
+    }
+}
+
 impl Engine {
     /// The top `k` documents for `query` in `mode`, with the learned-sparse
     /// terms each matched (title and text: [`Engine::document`]).
@@ -32,6 +81,20 @@ impl Engine {
         mode: SearchMode,
         explain: bool,
     ) -> Result<Vec<Hit>, RetrieverError> {
+        self.first_stage(query, None, k, mode, explain).await
+    }
+
+    /// The first stage of every search: `query` (with `augment` mixed in)
+    /// ranked in `mode`.
+    async fn first_stage(
+        &self,
+        query: &str,
+        augment: Option<Augmentation<'_>>,
+        k: usize,
+        mode: SearchMode,
+        explain: bool,
+    ) -> Result<Vec<Hit>, RetrieverError> {
+        let augment = augment.map(Augmentation::checked).transpose()?.flatten();
         if query.trim().is_empty() {
             return Err(invalid("query", "the query is empty"));
         }
@@ -69,12 +132,15 @@ impl Engine {
             m => !lexical_only(m),
         };
         let q = if explain || needs_sparse {
-            self.models
-                .sparse
-                .encode_sparse_async(&[query])
-                .await?
-                .pop()
-                .unwrap_or_default()
+            let mut texts = vec![query];
+            texts.extend(augment.map(|a| a.document));
+            let mut v = self.models.sparse.encode_sparse_async(&texts).await?;
+            let h = (v.len() > 1).then(|| v.pop().unwrap_or_default());
+            let q = v.pop().unwrap_or_default();
+            match (h, augment) {
+                (Some(h), Some(a)) => q.mix(&h, a.weight),
+                _ => q,
+            }
         } else {
             SparseVector::default()
         };
@@ -83,12 +149,12 @@ impl Engine {
                 let depth = k.max(HYBRID_DEPTH);
                 let mut lists = Vec::with_capacity(parts.len());
                 for m in &parts {
-                    lists.push(self.ranked(query, &q, depth, *m).await?);
+                    lists.push(self.ranked(query, augment, &q, depth, *m).await?);
                 }
                 let weights = vec![1.0; lists.len()];
                 fuse(&lists, &weights, self.options.fusion, k)
             }
-            m => self.ranked(query, &q, k, m).await?,
+            m => self.ranked(query, augment, &q, k, m).await?,
         };
         Ok(hits
             .into_iter()
@@ -124,8 +190,24 @@ impl Engine {
         explain: bool,
         rerank: usize,
     ) -> Result<Vec<Hit>, RetrieverError> {
+        self.search_augmented(query, None, k, mode, explain, rerank)
+            .await
+    }
+
+    /// As [`Engine::search_reranked`], with the first stage searching
+    /// `query` augmented by a hypothetical document ([`Augmentation`]);
+    /// the reranker reads `query` alone.
+    pub async fn search_augmented(
+        &self,
+        query: &str,
+        augment: Option<Augmentation<'_>>,
+        k: usize,
+        mode: SearchMode,
+        explain: bool,
+        rerank: usize,
+    ) -> Result<Vec<Hit>, RetrieverError> {
         if rerank == 0 {
-            return self.search_with(query, k, mode, explain).await;
+            return self.first_stage(query, augment, k, mode, explain).await;
         }
         let Some(reranker) = &self.reranker else {
             return Err(invalid(
@@ -140,7 +222,7 @@ impl Engine {
             ));
         }
         let first = self
-            .search_with(query, k.max(rerank), mode, explain)
+            .first_stage(query, augment, k.max(rerank), mode, explain)
             .await?;
         let mut hits = reranker
             .rerank(query, first, rerank, |id| {
@@ -168,10 +250,12 @@ impl Engine {
         parts
     }
 
-    /// One mode's ranking (not hybrid): `q` is the query's sparse vector.
+    /// One mode's ranking (not hybrid): `q` is the query's sparse vector
+    /// (with the augmentation mixed in).
     async fn ranked(
         &self,
         query: &str,
+        augment: Option<Augmentation<'_>>,
         q: &SparseVector,
         k: usize,
         mode: SearchMode,
@@ -179,8 +263,13 @@ impl Engine {
         Ok(match mode {
             SearchMode::Sparse => self.sparse_hits(q, k),
             SearchMode::Bot => self.bot_hits(q, k).await?,
-            SearchMode::Dense => self.dense_hits(query, k).await?,
-            SearchMode::Bm25 => self.bm25.search(query, k)?,
+            SearchMode::Dense => self.dense_hits(query, augment, k).await?,
+            SearchMode::Bm25 => match augment {
+                Some(a) => self
+                    .bm25
+                    .search_mixed(&[(query, 1.0 - a.weight), (a.document, a.weight)], k)?,
+                None => self.bm25.search(query, k)?,
+            },
             SearchMode::Hybrid => {
                 return Err(invalid("hybrid", "a hybrid cannot fuse itself"));
             }
@@ -215,15 +304,24 @@ impl Engine {
         Ok(crate::neural::rerank(candidates, &vectors, q, k))
     }
 
-    async fn dense_hits(&self, query: &str, k: usize) -> Result<Vec<Hit>, RetrieverError> {
+    async fn dense_hits(
+        &self,
+        query: &str,
+        augment: Option<Augmentation<'_>>,
+        k: usize,
+    ) -> Result<Vec<Hit>, RetrieverError> {
         let (Some(flat), Some((encoder, _))) = (&self.dense, &self.models.dense) else {
             return Ok(Vec::new());
         };
-        let q = encoder
-            .encode_dense_async(&[query])
-            .await?
-            .pop()
-            .unwrap_or_default();
+        let mut texts = vec![query];
+        texts.extend(augment.map(|a| a.document));
+        let mut vectors = encoder.encode_dense_async(&texts).await?.into_iter();
+        let mut q = vectors.next().unwrap_or_default();
+        if let (Some(h), Some(a)) = (vectors.next(), augment) {
+            for (x, y) in q.iter_mut().zip(&h) {
+                *x = (1.0 - a.weight) * *x + a.weight * y;
+            }
+        }
         match &self.hnsw {
             Some(h) => h.search(&q, k),
             None => flat.search(&q, k),

@@ -8,32 +8,32 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::TrainError;
-use crate::reranker_run::io_err;
+use crate::EvalError;
+use crate::error::io;
 
 /// An append-only JSONL cache: every line a record, read at start, appended
 /// as records arrive, so a stopped run resumes where it was. A line cut
 /// short by a killed run is skipped (made again).
-pub(crate) struct JsonlCache<K, V> {
+pub struct JsonlCache<K, V> {
     map: HashMap<K, V>,
     file: std::io::BufWriter<std::fs::File>,
     path: PathBuf,
     /// Records made (inserted) since the cache was opened.
-    pub(crate) made: usize,
+    pub made: usize,
 }
 
 impl<K: std::hash::Hash + Eq, V: Clone> JsonlCache<K, V> {
     /// The cache in `path` (created when missing); `key` maps a record to
     /// its entry.
-    pub(crate) fn open<R: serde::de::DeserializeOwned>(
+    pub fn open<R: serde::de::DeserializeOwned>(
         path: PathBuf,
         key: impl Fn(R) -> (K, V),
-    ) -> Result<Self, TrainError> {
+    ) -> Result<Self, EvalError> {
         let mut map = HashMap::new();
         if path.exists() {
-            let file = std::fs::File::open(&path).map_err(io_err(&path))?;
+            let file = std::fs::File::open(&path).map_err(io("read", &path))?;
             for line in std::io::BufReader::new(file).lines() {
-                let line = line.map_err(io_err(&path))?;
+                let line = line.map_err(io("read", &path))?;
                 if let Ok(record) = serde_json::from_str::<R>(&line) {
                     let (k, v) = key(record);
                     map.insert(k, v);
@@ -44,7 +44,7 @@ impl<K: std::hash::Hash + Eq, V: Clone> JsonlCache<K, V> {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(io_err(&path))?;
+            .map_err(io("write", &path))?;
         Ok(Self {
             map,
             file: std::io::BufWriter::new(file),
@@ -54,21 +54,16 @@ impl<K: std::hash::Hash + Eq, V: Clone> JsonlCache<K, V> {
     }
 
     /// A cached value.
-    pub(crate) fn get(&self, key: &K) -> Option<V> {
+    pub fn get(&self, key: &K) -> Option<V> {
         self.map.get(key).cloned()
     }
 
     /// Remember `value` under `key`, appending `record` to the file.
-    pub(crate) fn insert(
-        &mut self,
-        key: K,
-        value: V,
-        record: &impl Serialize,
-    ) -> Result<(), TrainError> {
+    pub fn insert(&mut self, key: K, value: V, record: &impl Serialize) -> Result<(), EvalError> {
         let line = serde_json::to_string(record)?;
         writeln!(self.file, "{line}")
             .and_then(|()| self.file.flush())
-            .map_err(io_err(&self.path))?;
+            .map_err(io("write", &self.path))?;
         self.map.insert(key, value);
         self.made += 1;
         Ok(())
