@@ -242,17 +242,18 @@ impl LlmClient {
     }
 
     /// A search query that `passage` answers, sampled at `temperature`
-    /// with `seed` ([`query_writer_prompt`], one line); `None` when the
+    /// with `seed` ([`QueryPrompt`], one line); `None` when the
     /// model wrote nothing usable.
     pub fn write_query(
         &self,
+        prompt: &QueryPrompt,
         passage: &str,
         temperature: f32,
         seed: u64,
     ) -> Result<Option<String>, RouterError> {
         let body = json!({
             "model": self.config.model,
-            "prompt": query_writer_prompt(passage),
+            "prompt": prompt.prompt(passage),
             "temperature": temperature,
             "max_tokens": 40,
             "stop": ["\n"],
@@ -293,12 +294,17 @@ impl LlmClient {
     }
 
     /// Mean log-probability per token of `query` written after `passage`
-    /// ([`query_writer_prompt`]; UPR's unsupervised passage re-ranking: the
+    /// ([`QueryPrompt`]; UPR's unsupervised passage re-ranking: the
     /// passage that makes the query likely answers it), from the prompt's
     /// echoed log-probabilities in one forward pass; `None` when the server
     /// does not return them.
-    pub fn query_likelihood(&self, query: &str, passage: &str) -> Result<Option<f64>, RouterError> {
-        let prefix = query_writer_prompt(passage);
+    pub fn query_likelihood(
+        &self,
+        prompt: &QueryPrompt,
+        query: &str,
+        passage: &str,
+    ) -> Result<Option<f64>, RouterError> {
+        let prefix = prompt.prompt(passage);
         let body = json!({
             "model": self.config.model,
             "prompt": format!("{prefix} {query}"),
@@ -410,49 +416,147 @@ pub fn parse_yes_probability(reply: &Value) -> Option<f64> {
     (yes + no > 0.0).then(|| yes / (yes + no))
 }
 
-/// Two generic examples (not from any bundled set) that show a small
-/// model the form of a search query, InPars-style.
-const QUERY_SHOTS: &str = "Passage: The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It was designed by the company of engineer Gustave Eiffel and completed in 1889.\nQuery: who designed the eiffel tower\n\nPassage: Vitamin D deficiency is associated with an increased risk of bone fractures in older adults, and supplementation reduces the incidence of hip fractures.\nQuery: does vitamin d supplementation prevent hip fractures in elderly people\n\n";
-
-/// The few-shot completion prompt of [`LlmClient::write_query`] and
-/// [`LlmClient::query_likelihood`]: the query follows it after a space.
-/// Plain text, not a chat: small instruct models (SmolLM2-135M) follow the
-/// pattern where they ignore the instruction.
-pub fn query_writer_prompt(passage: &str) -> String {
-    let passage: String = passage
-        .chars()
-        .take(MAX_PASSAGE_CHARS)
-        .map(|c| if c == '\n' { ' ' } else { c })
-        .collect();
-    format!("{QUERY_SHOTS}Passage: {passage}\nQuery:")
+/// The few-shot examples that show a generator the form of a search query
+/// (InPars, Promptagator): the prompt of [`LlmClient::write_query`] and
+/// [`LlmClient::query_likelihood`]. The default is two generic examples
+/// (not from any bundled set); a user whose queries look otherwise (claims,
+/// keywords, another language) gives their own, written for passages like
+/// theirs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryPrompt {
+    /// `(passage, query)` pairs, in prompt order.
+    examples: Vec<(String, String)>,
 }
 
-/// Whether `query` copies the few-shot examples of [`query_writer_prompt`]
-/// instead of its passage: two or more of its content words come from the
-/// examples' queries and are absent from `passage` (a small model's failure
-/// mode: "what is the origin of the eiffel tower" for a paper on myelin).
-pub fn borrows_from_examples(query: &str, passage: &str) -> bool {
-    const FUNCTION_WORDS: [&str; 10] = [
-        "does", "what", "which", "when", "where", "with", "from", "that", "this", "have",
-    ];
-    let words = |t: &str| -> std::collections::BTreeSet<String> {
-        t.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.chars().count() >= 4)
-            .map(str::to_lowercase)
-            .filter(|w| !FUNCTION_WORDS.contains(&w.as_str()))
-            .collect()
-    };
-    let examples: String = QUERY_SHOTS
-        .lines()
-        .filter_map(|l| l.strip_prefix("Query: "))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let (shots, in_passage) = (words(&examples), words(passage));
-    words(query)
-        .iter()
-        .filter(|w| shots.contains(*w) && !in_passage.contains(*w))
-        .count()
-        >= 2
+impl Default for QueryPrompt {
+    fn default() -> Self {
+        Self {
+            examples: vec![
+                (
+                    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It was designed by the company of engineer Gustave Eiffel and completed in 1889.".into(),
+                    "who designed the eiffel tower".into(),
+                ),
+                (
+                    "Vitamin D deficiency is associated with an increased risk of bone fractures in older adults, and supplementation reduces the incidence of hip fractures.".into(),
+                    "does vitamin d supplementation prevent hip fractures in elderly people".into(),
+                ),
+            ],
+        }
+    }
+}
+
+/// An example line of a query-examples file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryExample {
+    passage: String,
+    query: String,
+}
+
+impl QueryPrompt {
+    /// The most examples a prompt holds (a small model's context is short).
+    pub const MAX_EXAMPLES: usize = 8;
+
+    /// A prompt from `(passage, query)` examples: 1 to
+    /// [`QueryPrompt::MAX_EXAMPLES`], each passage at most
+    /// [`MAX_PASSAGE_CHARS`] characters, each query one non-empty line.
+    pub fn new(examples: Vec<(String, String)>) -> Result<Self, RouterError> {
+        let bad = |reason: String| RouterError::InvalidConfig {
+            field: "query examples",
+            reason,
+        };
+        if examples.is_empty() || examples.len() > Self::MAX_EXAMPLES {
+            return Err(bad(format!(
+                "{} examples (1 to {})",
+                examples.len(),
+                Self::MAX_EXAMPLES
+            )));
+        }
+        for (i, (passage, query)) in examples.iter().enumerate() {
+            if passage.trim().is_empty() || passage.chars().count() > MAX_PASSAGE_CHARS {
+                return Err(bad(format!(
+                    "example {}: the passage must have 1 to {MAX_PASSAGE_CHARS} characters",
+                    i + 1
+                )));
+            }
+            if query.trim().is_empty() || query.contains('\n') {
+                return Err(bad(format!(
+                    "example {}: the query must be one non-empty line",
+                    i + 1
+                )));
+            }
+        }
+        Ok(Self { examples })
+    }
+
+    /// A prompt from JSONL, one `{"passage": …, "query": …}` per line
+    /// (blank lines skipped).
+    pub fn from_jsonl(text: &str) -> Result<Self, RouterError> {
+        let mut examples = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let e: QueryExample =
+                serde_json::from_str(line).map_err(|e| RouterError::InvalidConfig {
+                    field: "query examples",
+                    reason: format!("line {}: {e}", i + 1),
+                })?;
+            examples.push((e.passage, e.query));
+        }
+        Self::new(examples)
+    }
+
+    /// The examples, `(passage, query)`.
+    pub fn examples(&self) -> &[(String, String)] {
+        &self.examples
+    }
+
+    /// The completion prompt for `passage`: the query follows it after a
+    /// space. Plain text, not a chat: small instruct models (SmolLM2-135M)
+    /// follow the pattern where they ignore an instruction.
+    pub fn prompt(&self, passage: &str) -> String {
+        let one_line = |p: &str| -> String {
+            p.chars()
+                .take(MAX_PASSAGE_CHARS)
+                .map(|c| if c == '\n' { ' ' } else { c })
+                .collect()
+        };
+        let mut out = String::new();
+        for (p, q) in &self.examples {
+            out += &format!("Passage: {}\nQuery: {q}\n\n", one_line(p));
+        }
+        out + &format!("Passage: {}\nQuery:", one_line(passage))
+    }
+
+    /// Whether `query` copies the examples instead of its passage: two or
+    /// more of its content words come from the examples' queries and are
+    /// absent from `passage` (a small model's failure mode: "what is the
+    /// origin of the eiffel tower" for a paper on myelin).
+    pub fn borrows(&self, query: &str, passage: &str) -> bool {
+        const FUNCTION_WORDS: [&str; 10] = [
+            "does", "what", "which", "when", "where", "with", "from", "that", "this", "have",
+        ];
+        let words = |t: &str| -> std::collections::BTreeSet<String> {
+            t.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| w.chars().count() >= 4)
+                .map(str::to_lowercase)
+                .filter(|w| !FUNCTION_WORDS.contains(&w.as_str()))
+                .collect()
+        };
+        let examples: String = self
+            .examples
+            .iter()
+            .map(|(_, q)| q.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (shots, in_passage) = (words(&examples), words(passage));
+        words(query)
+            .iter()
+            .filter(|w| shots.contains(*w) && !in_passage.contains(*w))
+            .count()
+            >= 2
+    }
 }
 
 /// The prompt of [`LlmClient::hypothetical_document`]: a passage follows.
@@ -528,21 +632,59 @@ mod tests {
         assert_eq!(clean_query("   "), None);
         assert_eq!(clean_query("tower"), None);
         assert_eq!(clean_query(&"word ".repeat(41)), None);
-        assert!(borrows_from_examples(
+        let generic = QueryPrompt::default();
+        assert!(generic.borrows(
             "what is the origin of the eiffel tower",
             "Myelin basic protein is expressed in oligodendrocytes."
         ));
         // The same words are the passage's own: a fair query.
-        assert!(!borrows_from_examples(
+        assert!(!generic.borrows(
             "does vitamin d supplementation prevent fractures",
             "Vitamin D supplementation and the risk of fractures in older people."
         ));
-        assert!(!borrows_from_examples(
+        assert!(!generic.borrows(
             "who directed the no mercy man",
             "The No Mercy Man is a 1973 film."
         ));
-        let p = query_writer_prompt("line one\nline two");
+        let p = generic.prompt("line one\nline two");
+        assert!(p.starts_with("Passage: The Eiffel Tower"), "{p}");
         assert!(p.ends_with("Passage: line one line two\nQuery:"), "{p}");
+    }
+
+    /// A user's examples replace the generic ones in the prompt and in the
+    /// copy check; bad files are refused with the line.
+    #[test]
+    fn query_examples_come_from_a_file_and_are_checked() {
+        let claims = QueryPrompt::from_jsonl(
+            "{\"passage\": \"Statins lowered LDL cholesterol by 40% in a trial of 2,000 adults.\", \"query\": \"Statins reduce LDL cholesterol.\"}\n\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let p = claims.prompt("Aspirin use was linked to fewer colorectal cancers.");
+        assert!(p.starts_with("Passage: Statins lowered"), "{p}");
+        assert!(!p.contains("Eiffel"));
+        assert!(claims.borrows(
+            "statins reduce cholesterol in mice",
+            "A mouse model of obesity."
+        ));
+        assert!(!claims.borrows("what is the origin of the eiffel tower", "Myelin."));
+        for (text, needle) in [
+            ("", "0 examples"),
+            ("{\"passage\": \"p\"}", "line 1"),
+            ("{\"passage\": \"p\", \"query\": \"q\", \"x\": 1}", "line 1"),
+            ("{\"passage\": \" \", \"query\": \"q\"}", "example 1"),
+            (
+                "{\"passage\": \"p\", \"query\": \"a\\nb\"}",
+                "one non-empty line",
+            ),
+        ] {
+            let e = QueryPrompt::from_jsonl(text).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|m| m.contains(needle)),
+                "{text}: {e:?}"
+            );
+        }
+        let nine = "{\"passage\": \"p\", \"query\": \"q\"}\n".repeat(9);
+        assert!(QueryPrompt::from_jsonl(&nine).is_err());
     }
 
     #[test]

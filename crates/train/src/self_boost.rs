@@ -50,7 +50,7 @@ use rlrag_retriever::hash::{fnv1a_str, seed_from};
 use rlrag_retriever::rng::SplitMix64;
 use rlrag_retriever::{Bm25Index, DatasetFormat, Document, Hit, Query, Reranker, Split};
 use rlrag_reward::retrieval::{Qrels, mrr_at_k, recall_at_k};
-use rlrag_router::llm::{LlmClient, LlmConfig, borrows_from_examples};
+use rlrag_router::llm::{LlmClient, LlmConfig, QueryPrompt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -175,6 +175,12 @@ pub struct SelfBoostConfig {
     /// Sampling temperature of query writing.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.5))]
     pub query_temperature: f32,
+    /// Few-shot examples of the queries your users type, JSONL
+    /// `{"passage": …, "query": …}` per line (1 to 8; passages like your
+    /// corpus's, not from it); default: two generic questions. The query
+    /// writer and the likelihood teacher both read them.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub query_examples: Option<PathBuf>,
     /// Round-trip filter: the source passage must be in this many top hits.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 20))]
     pub round_trip_k: usize,
@@ -293,6 +299,7 @@ struct TeacherScore {
 /// The teacher of RLGF with its cache.
 struct Teacher {
     kind: TeacherKind,
+    prompt: QueryPrompt,
     reranker: Option<Reranker>,
     cache: JsonlCache<(String, String), Option<f32>>,
 }
@@ -324,7 +331,9 @@ impl Teacher {
             }
             let text = d.full_text();
             let score = match self.kind {
-                TeacherKind::Likelihood => client.query_likelihood(query, &text)?.map(|x| x as f32),
+                TeacherKind::Likelihood => client
+                    .query_likelihood(&self.prompt, query, &text)?
+                    .map(|x| x as f32),
                 TeacherKind::Judge => client.passage_verdict(query, &text)?.map(|p| {
                     let p = p.clamp(1e-4, 1.0 - 1e-4);
                     (p / (1.0 - p)).ln() as f32
@@ -564,6 +573,12 @@ pub fn run(
     }
     let corpus = &ds.corpus;
     let by_id: HashMap<&str, &Document> = corpus.iter().map(|d| (d.id.as_str(), d)).collect();
+    let prompt = match &config.query_examples {
+        Some(path) => {
+            QueryPrompt::from_jsonl(&std::fs::read_to_string(path).map_err(io_err(path))?)?
+        }
+        None => QueryPrompt::default(),
+    };
     std::fs::create_dir_all(&config.out).map_err(io_err(&config.out))?;
 
     let client = LlmClient::new(LlmConfig {
@@ -579,6 +594,7 @@ pub fn run(
     let teacher_kind = config.teacher;
     let mut teacher = Teacher {
         kind: teacher_kind,
+        prompt: prompt.clone(),
         reranker: match (&config.teacher_reranker, teacher_kind) {
             (Some(dir), TeacherKind::Reranker) => Some(Reranker::new(
                 load_encoder(
@@ -615,7 +631,14 @@ pub fn run(
     SplitMix64::new(seed_from(&[config.seed, 0x7175_6572])).shuffle(&mut order);
     // The probe: queries of the first passages, held out in every round.
     let probe_docs: Vec<&Document> = order.iter().take(config.probe_queries).copied().collect();
-    let probe_written = write_queries(config, &client, &mut queries_cache, &probe_docs, progress)?;
+    let probe_written = write_queries(
+        config,
+        &client,
+        &prompt,
+        &mut queries_cache,
+        &probe_docs,
+        progress,
+    )?;
     let mut seen = BTreeSet::new();
     let held = deduplicate(&probe_written, &mut seen);
     let mut written = probe_written.len();
@@ -684,7 +707,14 @@ pub fn run(
         if slice.is_empty() {
             progress.note(&format!("round {round}: no passages left for new queries"));
         }
-        let batch_written = write_queries(config, &client, &mut queries_cache, &slice, progress)?;
+        let batch_written = write_queries(
+            config,
+            &client,
+            &prompt,
+            &mut queries_cache,
+            &slice,
+            progress,
+        )?;
         written += batch_written.len();
         let train = deduplicate(&batch_written, &mut seen);
         kept += train.len();
@@ -843,6 +873,7 @@ pub fn run(
 fn write_queries(
     config: &SelfBoostConfig,
     client: &LlmClient,
+    prompt: &QueryPrompt,
     cache: &mut JsonlCache<String, Option<String>>,
     docs: &[&Document],
     progress: &dyn Progress,
@@ -854,7 +885,8 @@ fn write_queries(
             Some(q) => q,
             None => {
                 let seed = seed_from(&[config.seed, fnv1a_str(&d.id)]);
-                let q = client.write_query(&d.full_text(), config.query_temperature, seed)?;
+                let q =
+                    client.write_query(prompt, &d.full_text(), config.query_temperature, seed)?;
                 let record = SyntheticQuery {
                     doc: d.id.clone(),
                     query: q.clone(),
@@ -864,7 +896,7 @@ fn write_queries(
             }
         };
         // A query that copies the prompt's examples is not about its passage.
-        let query = query.filter(|q| !borrows_from_examples(q, &d.full_text()));
+        let query = query.filter(|q| !prompt.borrows(q, &d.full_text()));
         out.push(SyntheticQuery {
             doc: d.id.clone(),
             query,

@@ -38,6 +38,7 @@ fn config(out: &Path, generator: &str) -> SelfBoostConfig {
         queries: 40,
         probe_queries: 20,
         query_temperature: 0.5,
+        query_examples: None,
         round_trip_k: 20,
         negatives: 3,
         negative_from: 30,
@@ -192,7 +193,12 @@ fn a_live_round_with_a_real_generator_writes_new_queries() {
     })
     .expect("client");
     if probe
-        .write_query("Paris is the capital of France.", 0.0, 1)
+        .write_query(
+            &rlrag_router::llm::QueryPrompt::default(),
+            "Paris is the capital of France.",
+            0.0,
+            1,
+        )
         .is_err()
     {
         println!("skipped: no generator at {url} (start one with scripts/llm-server.sh)");

@@ -648,6 +648,19 @@ fn self_boost_errors_are_clear() {
         ]),
         "127.0.0.1:9",
     );
+    // Query examples: a missing file and a malformed line, before any call.
+    let examples = dir.path().join("examples.jsonl");
+    let examples_arg = examples.to_str().expect("utf-8");
+    let generator = ["--generator", "http://127.0.0.1:9/v1"];
+    assert_clean_failure(
+        &with(&[&generator[..], &["--query-examples", examples_arg]].concat()),
+        "examples.jsonl",
+    );
+    std::fs::write(&examples, "{\"passage\": \"p\"}\n").expect("write");
+    assert_clean_failure(
+        &with(&[&generator[..], &["--query-examples", examples_arg]].concat()),
+        "line 1",
+    );
 }
 
 /// `train-reranker` writes a cross-encoder directory (checkpoints, log,
