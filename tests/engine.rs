@@ -189,7 +189,12 @@ fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
     let q = QUERIES[1];
     let score_of =
         |hits: &[Hit], id: &str| hits.iter().find(|x| x.id == id).map_or(0.0, |x| x.score);
-    for mode in [SearchMode::Bm25, SearchMode::Sparse, SearchMode::Dense] {
+    for mode in [
+        SearchMode::Bm25,
+        SearchMode::Sparse,
+        SearchMode::Bot,
+        SearchMode::Dense,
+    ] {
         // The document describes the plain search's sixth passage.
         let plain = search(&engine, q, 10, mode);
         let target = engine.document(&plain[5].id).expect("a hit's document");
@@ -252,7 +257,7 @@ fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
         ));
     }
     let huge = "x ".repeat(40_000);
-    assert!(
+    assert!(matches!(
         run(engine.search_augmented(
             q,
             Some(Augmentation::new(&huge)),
@@ -260,9 +265,12 @@ fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
             SearchMode::Bm25,
             false,
             0
-        ))
-        .is_err()
-    );
+        )),
+        Err(RetrieverError::InvalidParameter {
+            name: "augment",
+            ..
+        })
+    ));
 }
 
 #[test]

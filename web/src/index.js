@@ -451,6 +451,10 @@ export class Rlrag {
     if (augment !== undefined && typeof augment !== 'function') {
       return Promise.reject(new TypeError('route: augment must be an async function ({query}) => string'));
     }
+    const { augmentWeight } = options;
+    if (augmentWeight !== undefined && (typeof augmentWeight !== 'number' || !(augmentWeight >= 0 && augmentWeight <= 1))) {
+      return Promise.reject(new RangeError('route: augmentWeight must be a number from 0 to 1'));
+    }
     if (model !== undefined && !(model instanceof RouterModel)) {
       return Promise.reject(new TypeError('route: model must be a RouterModel'));
     }

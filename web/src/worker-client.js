@@ -199,7 +199,7 @@ export class RlragWorker {
    * function cannot cross into a worker): `'none'` or `{kind: 'wikipedia',
    * lang?}`; `policy: 'learned'` uses the model from `loadRouter`.
    * @param {string} question
-   * @param {Omit<import('./index.js').RouteOptions, 'network' | 'model'> & {network?: 'none' | {kind: 'wikipedia', lang?: string}}} [options]
+   * @param {Omit<import('./index.js').RouteOptions, 'network' | 'model' | 'writeQueries' | 'augment'> & {network?: 'none' | {kind: 'wikipedia', lang?: string}}} [options]
    * @returns {Promise<import('./index.js').RouteOutcome>}
    */
   route(question, options = {}) {

@@ -135,11 +135,25 @@ impl Sampling {
     }
 }
 
-/// A cached hypothetical document (a line of the cache file).
+impl Sampling {
+    /// The settings a document depends on, as a cache record stores them
+    /// (the seed is derived per query and sample).
+    fn tag(&self) -> String {
+        format!(
+            "temperature {} top_p {} max_tokens {} seed {}",
+            self.temperature, self.top_p, self.max_tokens, self.seed
+        )
+    }
+}
+
+/// A cached hypothetical document (a line of the cache file), with the
+/// sampling it came from: records of other settings are not served.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Hypothetical {
     query: String,
     sample: usize,
+    #[serde(default)]
+    sampling: String,
     text: String,
 }
 
@@ -147,14 +161,14 @@ struct Hypothetical {
 /// file, else from the generator (then appended to the cache).
 pub struct Hypotheticals {
     client: Option<LlmClient>,
-    cache: JsonlCache<(String, usize), String>,
+    cache: JsonlCache<(String, usize, String), String>,
     sampling: Sampling,
 }
 
 impl Hypotheticals {
-    /// The documents cached in `path` (created when missing); misses are
-    /// asked of `client` with `sampling`. Without a client only cached
-    /// documents can be had.
+    /// The documents cached in `path` (created when missing) that were
+    /// sampled with `sampling`; misses are asked of `client`. Without a
+    /// client only cached documents can be had.
     pub fn open(
         path: PathBuf,
         client: Option<LlmClient>,
@@ -165,7 +179,9 @@ impl Hypotheticals {
         }
         Ok(Self {
             client,
-            cache: JsonlCache::open(path, |h: Hypothetical| ((h.query, h.sample), h.text))?,
+            cache: JsonlCache::open(path, |h: Hypothetical| {
+                ((h.query, h.sample, h.sampling), h.text)
+            })?,
             sampling,
         })
     }
@@ -173,7 +189,7 @@ impl Hypotheticals {
     /// The `sample`-th hypothetical document for `query` (empty when the
     /// generator wrote nothing).
     pub fn get(&mut self, query: &str, sample: usize) -> Result<String, EvalError> {
-        let key = (query.to_string(), sample);
+        let key = (query.to_string(), sample, self.sampling.tag());
         if let Some(text) = self.cache.get(&key) {
             return Ok(text);
         }
@@ -192,6 +208,7 @@ impl Hypotheticals {
         let record = Hypothetical {
             query: query.to_string(),
             sample,
+            sampling: key.2.clone(),
             text: text.clone(),
         };
         self.cache.insert(key, text.clone(), &record)?;
@@ -239,9 +256,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rlrag-hyde-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let path = dir.join("hyde.jsonl");
+        let tag = Sampling::search(64).tag();
         std::fs::write(
             &path,
-            "{\"query\":\"q one\",\"sample\":0,\"text\":\"a passage\"}\n{\"query\":\"q two\",\"sam",
+            format!(
+                "{{\"query\":\"q one\",\"sample\":0,\"sampling\":\"{tag}\",\"text\":\"a passage\"}}\n\
+                 {{\"query\":\"q three\",\"sample\":0,\"sampling\":\"temperature 0.9 top_p 0.9 max_tokens 64 seed 0\",\"text\":\"hot\"}}\n\
+                 {{\"query\":\"q two\",\"sam"
+            ),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let mut h =
@@ -250,11 +272,14 @@ mod tests {
             h.get("q one", 0).unwrap_or_else(|e| panic!("{e}")),
             "a passage"
         );
-        let miss = h.get("q two", 0).err().map(|e| e.to_string());
-        assert!(
-            miss.as_deref().is_some_and(|m| m.contains("no generator")),
-            "{miss:?}"
-        );
+        // A line cut short, and a document sampled otherwise, are misses.
+        for query in ["q two", "q three"] {
+            let miss = h.get(query, 0).err().map(|e| e.to_string());
+            assert!(
+                miss.as_deref().is_some_and(|m| m.contains("no generator")),
+                "{miss:?}"
+            );
+        }
         assert_eq!(h.made(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -158,9 +158,11 @@ pub struct AugmentJson {
     pub generator_model: String,
     /// The cache of hypothetical documents.
     pub cache: String,
-    /// Documents the generator wrote in this run (the rest were cached).
+    /// Documents the generator wrote in this run.
     pub generated: usize,
-    /// Queries whose document was empty (searched unaugmented).
+    /// Documents served from the cache (one per distinct query text).
+    pub cached: usize,
+    /// Distinct queries whose document was empty (searched unaugmented).
     pub empty: usize,
     /// Mean seconds per generated document (0 when all were cached).
     pub seconds_per_document: f64,
@@ -336,6 +338,7 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
             generator_model: config.generator_model.clone(),
             cache: path.display().to_string(),
             generated,
+            cached: documents.len() - generated,
             empty: documents.values().filter(|d| d.trim().is_empty()).count(),
             seconds_per_document: if generated == 0 {
                 0.0
@@ -363,10 +366,7 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
         let _ = write!(
             settings,
             "; queries augmented ({} hypothetical document share, {} generated, {} cached in {})",
-            a.weight,
-            a.generated,
-            ds.queries.len() - a.generated,
-            a.cache
+            a.weight, a.generated, a.cached, a.cache
         );
     }
     Ok(Report {

@@ -479,7 +479,7 @@ impl QueryPrompt {
                     i + 1
                 )));
             }
-            if query.trim().is_empty() || query.contains('\n') {
+            if query.trim().is_empty() || query.contains(['\n', '\r']) {
                 return Err(bad(format!(
                     "example {}: the query must be one non-empty line",
                     i + 1
@@ -674,6 +674,10 @@ mod tests {
             ("{\"passage\": \" \", \"query\": \"q\"}", "example 1"),
             (
                 "{\"passage\": \"p\", \"query\": \"a\\nb\"}",
+                "one non-empty line",
+            ),
+            (
+                "{\"passage\": \"p\", \"query\": \"a\\rb\"}",
                 "one non-empty line",
             ),
         ] {

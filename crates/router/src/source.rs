@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use rlrag_retriever::Augmentation;
-use rlrag_retriever::engine::{Engine, SearchMode};
+use rlrag_retriever::engine::{Engine, MAX_QUERY_BYTES, SearchMode};
 use serde::{Deserialize, Serialize};
 
 use crate::SourceKind;
@@ -133,6 +133,18 @@ pub trait Augmenter {
     fn document<'a>(&'a self, query: &'a str) -> AugmentFuture<'a>;
 }
 
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut_to(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// An engine the local source owns (native) or borrows (the browser
 /// binding, where the page's engine is shared).
 enum EngineRef<'e> {
@@ -231,7 +243,9 @@ impl Source for LocalSource<'_> {
             for q in queries {
                 let document = match &self.augment {
                     Some((augmenter, weight)) => match augmenter.document(q).await {
-                        Ok(d) => Some((d, *weight)),
+                        // A longer document than a query may be keeps its
+                        // start (encoders read only the start anyway).
+                        Ok(d) => Some((cut_to(d, MAX_QUERY_BYTES), *weight)),
                         Err(_) => {
                             self.augment_failures.set(self.augment_failures.get() + 1);
                             None

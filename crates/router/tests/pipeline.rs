@@ -751,4 +751,18 @@ fn the_local_source_augments_its_queries() {
             .with_augmenter(Box::new(Passage(None)), 1.5)
             .is_err()
     );
+    // A document longer than a query may be is cut, not fatal; an empty
+    // one is no augmentation.
+    let long: &'static str = "Ghana Accra ".repeat(10_000).leak();
+    let cut = LocalSource::new(engine(&docs), SearchMode::Bm25)
+        .expect("local")
+        .with_augmenter(Box::new(Passage(Some(long))), 0.5)
+        .expect("weight");
+    assert_eq!(top(&cut)[0], "ghana");
+    let empty = LocalSource::new(engine(&docs), SearchMode::Bm25)
+        .expect("local")
+        .with_augmenter(Box::new(Passage(Some(""))), 0.5)
+        .expect("weight");
+    assert_eq!(top(&empty), plain_top);
+    assert_eq!(empty.augment_failures(), 0);
 }

