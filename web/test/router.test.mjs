@@ -118,7 +118,7 @@ test('an augment callback mixes a hypothetical document into local queries', asy
   });
   assert.deepEqual(failing.evidence.map((h) => h.id), plainIds);
   await assert.rejects(local.route(question, { augment: 'text' }), /augment must be an async function/);
-  await assert.rejects(local.route(question, { augment, augmentWeight: 2 }), /weight/);
+  await assert.rejects(local.route(question, { augment, augmentWeight: 2 }), /augmentWeight must be a number from 0 to 1/);
   await assert.rejects(local.route(question, { augmentWeight: Number.NaN }), /augmentWeight must be a number from 0 to 1/);
   local.free();
   web.free();
