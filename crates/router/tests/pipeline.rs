@@ -632,7 +632,6 @@ fn decompose_puts_written_sub_queries_first_and_survives_a_failed_writer() {
 /// directly; without one they stay 0.
 #[test]
 fn the_reader_scores_the_evidence_into_the_state() {
-    use rlrag_encoder::{CrossEncoderInit, Encoder, ModelFiles};
     use rlrag_retriever::Reranker;
     let docs = corpus();
     let cfg = PipelineConfig {
@@ -645,27 +644,7 @@ fn the_reader_scores_the_evidence_into_the_state() {
     let out = run(&router, Q, &mut FixedPolicy::Local);
     assert!(out.trace.decisions.iter().all(|d| d.reader == [0.0; 4]));
 
-    let dir = rlrag_encoder::models::pretrained("minilm");
-    let read = |f: &str| std::fs::read(dir.join(f)).expect("run scripts/fetch-models.sh");
-    let (w, c, t) = (
-        read("model.safetensors"),
-        read("config.json"),
-        read("tokenizer.json"),
-    );
-    let files = ModelFiles {
-        weights: &w,
-        config: &c,
-        tokenizer: &t,
-    };
-    let init = CrossEncoderInit {
-        layers: Some(1),
-        max_length: 128,
-        max_question_tokens: 48,
-        seed: 3,
-    };
-    let cross = Arc::new(
-        Encoder::new_cross_encoder(files, init, &burn::tensor::Device::flex()).expect("cross"),
-    );
+    let cross = cross_encoder();
     let reranker = Reranker::new(cross.clone()).expect("reranker");
     let mut engine = engine(&docs);
     engine.set_reranker(Some(reranker.clone()));
@@ -765,4 +744,60 @@ fn the_local_source_augments_its_queries() {
         .expect("weight");
     assert_eq!(top(&empty), plain_top);
     assert_eq!(empty.augment_failures(), 0);
+}
+
+/// An augmented search with a reranker: the first stage searches the
+/// augmented query, the cross-encoder reads the question alone (its
+/// scores are the logits of the plain question with each passage).
+#[test]
+fn the_reranker_reads_the_query_not_its_augmentation() {
+    use rlrag_retriever::{Augmentation, Reranker};
+    let docs = corpus();
+    let cross = cross_encoder();
+    let mut engine = engine(&docs);
+    engine.set_reranker(Some(Reranker::new(cross.clone()).expect("reranker")));
+    let augment = Augmentation::new("Ghana is a country in West Africa; its capital is Accra.");
+    let hits = block_on(engine.search_augmented(Q, Some(augment), 4, SearchMode::Bm25, false, 4))
+        .expect("searches");
+    assert_eq!(hits.len(), 4);
+    // The augmentation reached the first stage.
+    assert!(hits.iter().any(|h| h.id == "ghana"), "{hits:?}");
+    let texts: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            engine
+                .document(&h.id)
+                .expect("a hit's document")
+                .full_text()
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let want = cross.score_pairs(Q, &refs).expect("scores");
+    for (h, w) in hits.iter().zip(&want) {
+        assert!((h.score - w).abs() < 1e-4, "{}: {} vs {w}", h.id, h.score);
+    }
+}
+
+/// A one-layer cross-encoder from all-MiniLM-L6-v2's weights (seeded head).
+fn cross_encoder() -> Arc<rlrag_encoder::Encoder> {
+    use rlrag_encoder::{CrossEncoderInit, Encoder, ModelFiles};
+    let dir = rlrag_encoder::models::pretrained("minilm");
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("run scripts/fetch-models.sh");
+    let (w, c, t) = (
+        read("model.safetensors"),
+        read("config.json"),
+        read("tokenizer.json"),
+    );
+    let files = ModelFiles {
+        weights: &w,
+        config: &c,
+        tokenizer: &t,
+    };
+    let init = CrossEncoderInit {
+        layers: Some(1),
+        max_length: 128,
+        max_question_tokens: 48,
+        seed: 3,
+    };
+    Arc::new(Encoder::new_cross_encoder(files, init, &burn::tensor::Device::flex()).expect("cross"))
 }
