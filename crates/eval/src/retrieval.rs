@@ -291,7 +291,11 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
         }
     });
 
-    let (metrics, latencies, augment) = if config.augment.augment {
+    // Each query's hypothetical document (none without --augment): written
+    // first (the slow part, with its own progress), so the latencies below
+    // are the search's alone.
+    let mut documents: HashMap<&str, String> = HashMap::new();
+    let augment = if config.augment.augment {
         let a = &config.augment;
         let client = config
             .generator
@@ -311,10 +315,7 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
         );
         let mut hypotheticals =
             Hypotheticals::open(path.clone(), client, Sampling::search(a.augment_tokens))?;
-        // Documents first (the slow part, with its own progress), so the
-        // latencies below are the search's alone.
         let started = Instant::now();
-        let mut documents = HashMap::new();
         let mut bar = progress.bar(ds.queries.len() as u64, "hypothetical documents");
         for q in &ds.queries {
             documents.insert(q.text.as_str(), hypotheticals.get(&q.text, 0)?);
@@ -323,17 +324,7 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
         bar.finish();
         let generated = hypotheticals.made();
         let seconds = started.elapsed().as_secs_f64();
-        let search = |q: &str, k: usize| {
-            let augment = documents.get(q).map(|d| Augmentation {
-                document: d.as_str(),
-                weight: a.augment_weight,
-            });
-            Ok(block_on(
-                engine.search_augmented(q, augment, k, mode, false, m),
-            )?)
-        };
-        let (metrics, latencies) = score_queries(search, &ds.queries, &by_id, config.k, progress)?;
-        let json = AugmentJson {
+        Some(AugmentJson {
             weight: a.augment_weight,
             generator_model: config.generator_model.clone(),
             cache: path.display().to_string(),
@@ -345,14 +336,21 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
             } else {
                 seconds / generated as f64
             },
-        };
-        (metrics, latencies, Some(json))
+        })
     } else {
-        let search =
-            |q: &str, k: usize| Ok(block_on(engine.search_reranked(q, k, mode, false, m))?);
-        let (metrics, latencies) = score_queries(search, &ds.queries, &by_id, config.k, progress)?;
-        (metrics, latencies, None)
+        None
     };
+    let weight = config.augment.augment_weight;
+    let search = |q: &str, k: usize| {
+        let augment = documents.get(q).map(|d| Augmentation {
+            document: d.as_str(),
+            weight,
+        });
+        Ok(block_on(
+            engine.search_augmented(q, augment, k, mode, false, m),
+        )?)
+    };
+    let (metrics, latencies) = score_queries(search, &ds.queries, &by_id, config.k, progress)?;
     let ann = engine
         .ann()
         .map(|probe| measure_ann(&probe, &ds.queries))
