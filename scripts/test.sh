@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, CI): sets up its prerequisites (wasm tools, a
 # Vulkan driver for the wgpu backend, the models), then formatting, lints,
-# every test of the workspace, the wasm32 builds (library crates, the npm
+# every test of the workspace (the OpenSearch one against osmem-server), the wasm32 builds (library crates, the npm
 # package's module) with the package's Node tests, and the native/wasm
 # parity test in Node.
 set -euo pipefail
@@ -16,6 +16,9 @@ scripts/setup-browser.sh
 # The wgpu tests run on lavapipe where there is no GPU; never skip them here.
 export RLRAG_REQUIRE_WGPU=1
 scripts/fetch-models.sh >/dev/null
+# osmem-server (the OpenSearch 3.x API in memory) for the cluster test; never skip it here.
+RLRAG_OSMEM_BIN="$(scripts/setup-opensearch.sh)"
+export RLRAG_OSMEM_BIN RLRAG_REQUIRE_OPENSEARCH=1
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 (cd fuzz && cargo fmt -- --check)

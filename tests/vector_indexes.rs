@@ -7,11 +7,12 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use rlrag::encoder::SparseVector;
+use rlrag::retriever::block_max::{BlockMaxIndex, Ordering};
 use rlrag::retriever::dense_index::recall_against_exact;
 use rlrag::retriever::rng::SplitMix64;
 use rlrag::retriever::{
-    FlatIndex, Hit, HnswIndex, HnswParams, IndexFileError, RetrieverError, SavedIndex, SparseIndex,
-    Weighting,
+    FlatIndex, Hit, HnswIndex, HnswParams, IndexFileError, LiveHnsw, RetrieverError, SavedIndex,
+    SparseIndex, Weighting,
 };
 
 const VOCAB: u32 = 40;
@@ -118,6 +119,146 @@ proptest! {
         }
         let reloaded = FlatIndex::from_bytes(&index.to_bytes().expect("saves")).expect("loads");
         prop_assert_eq!(reloaded.search(&q, k).expect("search"), hits);
+    }
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 60, ..config() })]
+
+    /// Adds, replacements and removals go to the exact segment and the
+    /// tombstones beside the graph; every search equals a graph rebuilt
+    /// over the live vectors (small sets: both searches are exhaustive).
+    #[test]
+    fn live_hnsw_equals_a_rebuild(
+        seed in any::<u64>(),
+        ops in prop::collection::vec((0u8..3, 0usize..30), 1..30),
+        merge_at in 1usize..10,
+        k in 1usize..12,
+    ) {
+        let mut rng = SplitMix64::new(seed);
+        let dim = 8;
+        let params = HnswParams::default();
+        let mut flat = FlatIndex::new(dim);
+        let initial: Vec<(String, Vec<f32>)> = unit_vectors(&mut rng, 15, dim)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("d{i}"), v))
+            .collect();
+        flat.add(&initial).expect("adds");
+        let mut live = LiveHnsw::build(&flat, params, merge_at);
+        for (op, n) in ops {
+            let id = format!("d{n}");
+            if op < 2 {
+                let v = unit_vectors(&mut rng, 1, dim).remove(0);
+                flat.remove(&[&id]);
+                flat.add(&[(id.clone(), v.clone())]).expect("adds");
+                live.add(&[(id, v)]).expect("adds");
+            } else {
+                flat.remove(&[&id]);
+                live.remove(&[&id]);
+            }
+            if live.needs_merge() {
+                live.merge(&flat);
+            }
+            let (fresh, tombstones) = live.pending();
+            prop_assert!(fresh + tombstones <= merge_at);
+            let q = unit_vectors(&mut rng, 1, dim).remove(0);
+            let got = live.search(&q, k).expect("search");
+            let rebuilt = if flat.is_empty() {
+                Vec::new()
+            } else {
+                HnswIndex::build(&flat, params).search(&q, k).expect("search")
+            };
+            prop_assert_eq!(got.len(), rebuilt.len());
+            for (g, r) in got.iter().zip(&rebuilt) {
+                prop_assert_eq!(&g.id, &r.id);
+                prop_assert!((g.score - r.score).abs() < 1e-5);
+            }
+        }
+    }
+}
+
+/// Weights from a few values, so scores tie often.
+fn tied_vec() -> impl Strategy<Value = SparseVector> {
+    prop::collection::btree_map(0..VOCAB, prop::sample::select(vec![0.5f32, 1.0, 1.5]), 0..8)
+        .prop_map(|m| SparseVector {
+            terms: m.into_iter().collect(),
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Block-max pruning at alpha 1 returns exactly the exhaustive search's
+    /// hits (ids, scores, order; ties on the earlier document), whatever the
+    /// block size and layout; below 1 it returns true scores, best first.
+    #[test]
+    fn block_max_pruning_is_exact_at_alpha_one(
+        docs in prop::collection::vec(prop_oneof![sparse_vec(), tied_vec()], 0..120),
+        removed in prop::collection::vec(0usize..120, 0..10),
+        queries in prop::collection::vec(prop_oneof![sparse_vec(), tied_vec()], 1..6),
+        block_size in 1usize..12,
+        k in 1usize..15,
+        heaviest in any::<bool>(),
+        weighting in prop_oneof![Just(Weighting::Learned), Just(Weighting::Binary)],
+    ) {
+        let mut index = SparseIndex::new(weighting, VOCAB).expect("index");
+        let named: Vec<(String, SparseVector)> = docs
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("d{i}"), v))
+            .collect();
+        index.add(&named).expect("adds");
+        let gone: Vec<String> = removed.iter().map(|i| format!("d{i}")).collect();
+        index.remove(&gone);
+        let ordering = if heaviest { Ordering::HeaviestTerm } else { Ordering::Original };
+        let bmp = BlockMaxIndex::build(index.documents(), VOCAB, block_size, ordering)
+            .expect("builds");
+        prop_assert_eq!(bmp.len(), index.len());
+        for q in &queries {
+            let exact = index.search(q, k);
+            prop_assert_eq!(bmp.search(q, k, 1.0).expect("search"), exact.clone());
+            let approx = bmp.search(q, k, 0.5).expect("search");
+            prop_assert!(approx.len() <= k);
+            for h in &approx {
+                let d = index.vector(&h.id).expect("live");
+                let truth: f32 = d.terms.iter().filter_map(|(t, w)| {
+                    q.terms.iter().find(|(qt, _)| qt == t).map(|(_, qw)| qw * w)
+                }).sum();
+                prop_assert!((truth - h.score).abs() <= 1e-4 * truth.max(1.0));
+            }
+            for w in approx.windows(2) {
+                prop_assert!(w[0].score >= w[1].score);
+            }
+        }
+    }
+}
+
+#[test]
+fn block_max_refuses_bad_settings_and_vectors() {
+    let docs = [("a", &[(1u32, 0.5f32), (3, 1.0)][..])];
+    assert!(BlockMaxIndex::build(docs, VOCAB, 0, Ordering::Original).is_err());
+    let bmp = BlockMaxIndex::build(docs, VOCAB, 4, Ordering::Original).expect("builds");
+    let q = SparseVector {
+        terms: vec![(1, 1.0)],
+    };
+    for alpha in [0.0, -1.0, 1.5, f32::NAN] {
+        assert!(bmp.search(&q, 3, alpha).is_err(), "alpha {alpha}");
+    }
+    let outside = SparseVector {
+        terms: vec![(VOCAB, 1.0)],
+    };
+    assert!(bmp.search(&outside, 3, 1.0).is_err());
+    for bad in [
+        &[(3u32, 1.0f32), (1, 1.0)][..],
+        &[(VOCAB, 1.0)],
+        &[(2, f32::NAN)],
+        &[(2, 0.0)],
+    ] {
+        assert!(
+            BlockMaxIndex::build([("b", bad)], VOCAB, 4, Ordering::Original).is_err(),
+            "{bad:?}"
+        );
     }
 }
 

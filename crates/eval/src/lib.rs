@@ -33,12 +33,14 @@ pub mod device;
 mod error;
 pub mod gate_frontier;
 pub mod models;
+pub mod opensearch;
 pub mod progress;
 pub mod retrieval;
 pub mod retrievers;
 pub mod rlag;
 pub mod router_eval;
 pub mod router_setup;
+pub mod scale;
 pub mod server;
 pub mod teacher;
 

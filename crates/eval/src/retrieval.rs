@@ -16,12 +16,14 @@ use rlrag_retriever::{
 use rlrag_reward::answer::NormalizedText;
 use rlrag_reward::latency::Latency;
 use rlrag_reward::retrieval::{Metric, all_gold_at_k, mrr_at_k, ndcg_at_k, recall_at_k};
+use rlrag_router::Source;
 use rlrag_router::llm::{LlmClient, LlmConfig};
 use serde::Serialize;
 
 use crate::EvalError;
 use crate::augment::{AugmentSettings, Hypotheticals, Sampling};
 use crate::error::{io, setting};
+use crate::opensearch::ClusterArgs;
 use crate::progress::Progress;
 use crate::retrievers::{self, RetrieverSettings};
 
@@ -38,9 +40,23 @@ pub struct RetrievalEvalConfig {
     /// Split: BEIR qrels file name (default `test`); `all` (default), `train` or `test` otherwise.
     #[cfg_attr(feature = "clap", arg(long))]
     pub split: Option<Split>,
-    /// Which retriever to evaluate: the engine's search mode.
+    /// Which retriever to evaluate: one of the engine's search modes, or
+    /// an index on an OpenSearch / Elasticsearch cluster (`trainer
+    /// index-opensearch`; --url, --index, --opensearch-mode).
     #[cfg_attr(feature = "clap", arg(long, value_enum))]
-    pub retriever: SearchMode,
+    pub retriever: EvalRetriever,
+    /// How `--retriever opensearch` searches: bm25, sparse (the query's
+    /// sparse vector as term weights) or hybrid (both, fused as --fusion).
+    #[cfg_attr(feature = "clap", arg(long, default_value = "hybrid"))]
+    pub opensearch_mode: SearchMode,
+    /// The cluster and index of `--retriever opensearch`.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub cluster: ClusterArgs,
+    /// With `--retriever opensearch`: also search the local engine in the
+    /// same mode and report how the two rankings agree (overlap@10, the
+    /// same first hit).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub agreement: bool,
     /// Retrieval depth per query.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 100))]
     pub k: usize,
@@ -64,6 +80,50 @@ pub struct RetrievalEvalConfig {
     /// The `model` field of generator requests.
     #[cfg_attr(feature = "clap", arg(long, default_value = "smollm2-135m-instruct"))]
     pub generator_model: String,
+}
+
+/// What `eval --retriever` evaluates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum EvalRetriever {
+    /// Learned-sparse vectors.
+    Sparse,
+    /// The sparse-encoded query against bags of tokens.
+    Bot,
+    /// Dense embeddings.
+    Dense,
+    /// Okapi BM25.
+    Bm25,
+    /// Fusion of other modes (--hybrid).
+    Hybrid,
+    /// An index on an OpenSearch / Elasticsearch cluster.
+    Opensearch,
+}
+
+impl EvalRetriever {
+    /// The local engine's mode (`None` for a cluster).
+    pub fn mode(self) -> Option<SearchMode> {
+        match self {
+            Self::Sparse => Some(SearchMode::Sparse),
+            Self::Bot => Some(SearchMode::Bot),
+            Self::Dense => Some(SearchMode::Dense),
+            Self::Bm25 => Some(SearchMode::Bm25),
+            Self::Hybrid => Some(SearchMode::Hybrid),
+            Self::Opensearch => None,
+        }
+    }
+}
+
+/// How a cluster's rankings agree with the local engine's in the same mode.
+#[derive(Debug, Serialize)]
+pub struct AgreementJson {
+    /// The mode both searched.
+    pub mode: String,
+    /// Mean share of the local top 10 that the cluster's top 10 holds.
+    #[serde(rename = "overlap@10")]
+    pub overlap_at_10: f64,
+    /// Share of queries whose first hit is the same.
+    pub same_first: f64,
 }
 
 /// How an approximate index compares with exact search on the same query
@@ -147,6 +207,37 @@ pub struct ReportJson {
     /// Present when queries were augmented with hypothetical documents.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment: Option<AugmentJson>,
+    /// Present for a cluster searched with --agreement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<AgreementJson>,
+}
+
+impl ReportJson {
+    /// The report of `retriever` on `ds` without the optional sections.
+    fn new(
+        ds: &rlrag_retriever::Dataset,
+        retriever: &str,
+        metrics: BTreeMap<&'static str, f64>,
+        latencies: Vec<f64>,
+        k: usize,
+        warnings: Vec<String>,
+    ) -> Self {
+        Self {
+            dataset: ds.name.clone(),
+            retriever: retriever.to_owned(),
+            queries: ds.queries.len(),
+            metrics,
+            latency_ms: Latency::of(latencies),
+            split: ds.split.to_string(),
+            k,
+            documents: ds.corpus.len(),
+            warnings,
+            ann: None,
+            rerank: None,
+            augment: None,
+            agreement: None,
+        }
+    }
 }
 
 /// How queries were augmented.
@@ -263,6 +354,9 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
         progress.note(&format!("warning: {w}"));
     }
 
+    let Some(mode) = config.retriever.mode() else {
+        return run_cluster(config, &ds, warnings, progress);
+    };
     let rerank = match (config.rerank, &config.reranker) {
         (0, _) => None,
         (m, Some(dir)) => {
@@ -278,7 +372,6 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
         }
     };
     let started = Instant::now();
-    let mode = config.retriever;
     let mut engine = retrievers::build(mode, &config.settings, &ds.corpus, progress)?;
     let index_seconds = started.elapsed().as_secs_f64();
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
@@ -356,7 +449,7 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
         .map(|probe| measure_ann(&probe, &ds.queries))
         .transpose()?;
 
-    let mut settings = config.settings.describe(config.retriever);
+    let mut settings = config.settings.describe(mode);
     if let Some(r) = &rerank_json {
         let _ = write!(settings, "; top {} reranked by {}", r.m, r.model);
     }
@@ -369,22 +462,123 @@ pub fn run(config: &RetrievalEvalConfig, progress: &dyn Progress) -> Result<Repo
     }
     Ok(Report {
         json: ReportJson {
-            dataset: ds.name.clone(),
-            retriever: mode.name().to_string(),
-            queries: ds.queries.len(),
-            metrics,
-            latency_ms: Latency::of(latencies),
-            split: ds.split.to_string(),
-            k: config.k,
-            documents: ds.corpus.len(),
-            warnings,
             ann,
             rerank: rerank_json,
             augment,
+            ..ReportJson::new(&ds, mode.name(), metrics, latencies, config.k, warnings)
         },
         format: ds.format,
         index_seconds,
         settings,
+    })
+}
+
+/// `eval --retriever opensearch`: the queries searched on the cluster,
+/// optionally beside the local engine in the same mode.
+fn run_cluster(
+    config: &RetrievalEvalConfig,
+    ds: &rlrag_retriever::Dataset,
+    warnings: Vec<String>,
+    progress: &dyn Progress,
+) -> Result<Report, EvalError> {
+    if config.rerank > 0 {
+        return Err(setting(
+            "--rerank",
+            "--rerank re-scores a local engine's candidates: not with --retriever opensearch",
+        ));
+    }
+    if config.augment.augment {
+        return Err(setting(
+            "--augment",
+            "--augment mixes documents into a local engine's queries: not with --retriever opensearch",
+        ));
+    }
+    let mode = config.opensearch_mode;
+    let fusion = config.settings.fusion();
+    let started = Instant::now();
+    let source = crate::opensearch::source(
+        &config.cluster,
+        mode,
+        config.settings.weights.as_ref(),
+        fusion,
+        &config.settings.device,
+    )?;
+    let index_seconds = started.elapsed().as_secs_f64();
+    let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut tops: Vec<Vec<String>> = Vec::with_capacity(ds.queries.len());
+    let search = |q: &str, k: usize| -> Result<Vec<Hit>, EvalError> {
+        let lists = block_on(source.search(&[q.to_owned()], k)).map_err(|fault| {
+            rlrag_router::RouterError::Source {
+                source_kind: rlrag_router::SourceKind::Network,
+                fault,
+            }
+        })?;
+        let hits: Vec<Hit> = lists
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| Hit::new(h.id, h.score))
+            .collect();
+        tops.push(hits.iter().take(10).map(|h| h.id.clone()).collect());
+        Ok(hits)
+    };
+    let (metrics, latencies) = score_queries(search, &ds.queries, &by_id, config.k, progress)?;
+    let agreement = if config.agreement {
+        Some(agree(config, mode, ds, &tops, progress)?)
+    } else {
+        None
+    };
+    let cluster = source.cluster().config();
+    let settings = format!(
+        "{} index `{}` on {}, {mode}",
+        match cluster.flavour {
+            rlrag_router::opensearch::Flavour::OpenSearch => "OpenSearch",
+            rlrag_router::opensearch::Flavour::Elasticsearch => "Elasticsearch",
+        },
+        cluster.index,
+        cluster.url
+    );
+    let name = format!("opensearch-{mode}");
+    Ok(Report {
+        json: ReportJson {
+            agreement,
+            ..ReportJson::new(ds, &name, metrics, latencies, config.k, warnings)
+        },
+        format: ds.format,
+        index_seconds,
+        settings,
+    })
+}
+
+/// The cluster's top 10s (`tops`, in query order) against the local
+/// engine's in `mode` (a hybrid fuses BM25 and sparse, as the cluster's).
+fn agree(
+    config: &RetrievalEvalConfig,
+    mode: SearchMode,
+    ds: &rlrag_retriever::Dataset,
+    tops: &[Vec<String>],
+    progress: &dyn Progress,
+) -> Result<AgreementJson, EvalError> {
+    let mut settings = config.settings.clone();
+    settings.hybrid = vec![SearchMode::Bm25, SearchMode::Sparse];
+    let engine = retrievers::build(mode, &settings, &ds.corpus, progress)?;
+    let (mut overlap, mut same_first) = (0.0, 0.0);
+    for (q, theirs) in ds.queries.iter().zip(tops) {
+        let ours = block_on(engine.search_with(&q.text, 10, mode, false))?;
+        let shared = ours.iter().filter(|h| theirs.contains(&h.id)).count();
+        overlap += if ours.is_empty() {
+            f64::from(u8::from(theirs.is_empty()))
+        } else {
+            shared as f64 / ours.len() as f64
+        };
+        same_first += f64::from(u8::from(ours.first().map(|h| &h.id) == theirs.first()));
+    }
+    let n = tops.len().max(1) as f64;
+    Ok(AgreementJson {
+        mode: mode.name().to_owned(),
+        overlap_at_10: overlap / n,
+        same_first: same_first / n,
     })
 }
 
@@ -419,6 +613,10 @@ impl Report {
         }
         let _ = writeln!(out, "| latency p50 ms | {:>7.3} |", j.latency_ms.p50);
         let _ = writeln!(out, "| latency p95 ms | {:>7.3} |", j.latency_ms.p95);
+        if let Some(a) = &j.agreement {
+            let _ = writeln!(out, "| local overlap  | {:>7.4} |", a.overlap_at_10);
+            let _ = writeln!(out, "| same 1st hit   | {:>7.4} |", a.same_first);
+        }
         if let Some(ann) = &j.ann {
             let _ = writeln!(out, "| ann recall@10  | {:>7.4} |", ann.recall_at_10);
             let _ = writeln!(out, "| ann q/s        | {:>7.0} |", ann.queries_per_s);

@@ -208,11 +208,16 @@ impl RetrieverSettings {
             } else {
                 Vec::new()
             },
-            fusion: match self.fusion {
-                FusionKind::Rrf => Fusion::default(),
-                FusionKind::Weighted => Fusion::Weighted,
-            },
+            fusion: self.fusion(),
         })
+    }
+
+    /// How the hybrid's lists combine.
+    pub fn fusion(&self) -> Fusion {
+        match self.fusion {
+            FusionKind::Rrf => Fusion::default(),
+            FusionKind::Weighted => Fusion::Weighted,
+        }
     }
 }
 

@@ -12,23 +12,26 @@ use std::time::Duration;
 use burn::tensor::Device;
 use futures_lite::future::block_on;
 use rlrag_encoder::models::pretrained;
-use rlrag_retriever::Reranker;
 use rlrag_retriever::engine::{Engine, EngineModels, EngineOptions, SearchMode};
 use rlrag_retriever::{DatasetFormat, Document, Query, Split};
+use rlrag_retriever::{Fusion, Reranker};
 use rlrag_reward::composite::{Correctness, RewardConfig};
 use rlrag_reward::cost::CostWeights;
 use rlrag_router::eval::{QuestionScore, score, summarize};
 use rlrag_router::http::HttpSource;
 use rlrag_router::llm::{LlmClient, LlmConfig};
 use rlrag_router::memory::Confidence;
+use rlrag_router::opensearch::Flavour;
 use rlrag_router::policy::{LearnedDecider, LearnedPolicy, RouterConfig};
-use rlrag_router::{Decider, LocalSource, Outcome, PipelineConfig, Router, SystemClock};
+use rlrag_router::{Decider, LocalSource, Outcome, PipelineConfig, Router, Source, SystemClock};
 
 use crate::EvalError;
 use crate::augment::{AugmentSettings, CachedAugmenter, Hypotheticals, Sampling};
 use crate::datasets::{self, Fold, Role, keep_local};
+use crate::device::DeviceChoice;
 use crate::error::setting;
 use crate::models::{ModelDir, read_file};
+use crate::opensearch::ClusterArgs;
 use crate::progress::Progress;
 use crate::rlag::preference_pair;
 use crate::server::{self, Background};
@@ -62,6 +65,21 @@ pub struct RouterSetupConfig {
     /// corpus served in-process on 127.0.0.1.
     #[cfg_attr(feature = "clap", arg(long))]
     pub network: Option<String>,
+    /// With --network naming an OpenSearch / Elasticsearch cluster
+    /// (`http://host:9200`): the rlrag index there (`trainer
+    /// index-opensearch`) is the network source.
+    #[cfg_attr(feature = "clap", arg(long, requires = "network"))]
+    pub network_index: Option<String>,
+    /// How the network index is searched: bm25, sparse or hybrid.
+    #[cfg_attr(feature = "clap", arg(long, default_value = "hybrid"))]
+    pub network_mode: SearchMode,
+    /// The network cluster's engine.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = Flavour::OpenSearch))]
+    pub network_flavour: Flavour,
+    /// The sparse model that encoded the network index (its queries are
+    /// encoded by it; default the pretrained SPLADE-tiny).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub network_weights: Option<PathBuf>,
     /// Network time limit per request.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 5000))]
     pub timeout_ms: u64,
@@ -153,8 +171,10 @@ pub struct RouterSetup<'p> {
     pub questions: Vec<Query>,
     /// The local index.
     pub local: LocalSource<'static>,
-    /// The network source.
-    pub network: HttpSource,
+    /// The network source: a search endpoint or a cluster's index.
+    pub network: Box<dyn Source>,
+    /// Where the network source is (its URL, and the index of a cluster).
+    pub network_name: String,
     _server: Option<Background>,
     /// The reward.
     pub reward: RewardConfig,
@@ -264,7 +284,30 @@ impl<'p> RouterSetup<'p> {
                 (bg.url.clone(), Some(bg))
             }
         };
-        let network = HttpSource::new(&url, Duration::from_millis(config.timeout_ms.max(1)))?;
+        let timeout = Duration::from_millis(config.timeout_ms.max(1));
+        let (network, network_name): (Box<dyn Source>, String) = match &config.network_index {
+            Some(index) => {
+                let cluster = ClusterArgs {
+                    url: Some(url.clone()),
+                    index: Some(index.clone()),
+                    flavour: config.network_flavour,
+                    cluster_timeout_ms: config.timeout_ms.max(1),
+                    ..ClusterArgs::default()
+                };
+                let source = crate::opensearch::source(
+                    &cluster,
+                    config.network_mode,
+                    config.network_weights.as_ref(),
+                    Fusion::default(),
+                    &DeviceChoice::Cpu,
+                )?;
+                (
+                    Box::new(source),
+                    format!("{url} index `{index}` ({})", config.network_mode),
+                )
+            }
+            None => (Box::new(HttpSource::new(&url, timeout)?), url.clone()),
+        };
         let reward = RewardConfig {
             lambda: config.lambda,
             cost: CostWeights {
@@ -297,6 +340,7 @@ impl<'p> RouterSetup<'p> {
             questions,
             local,
             network,
+            network_name,
             _server: server,
             reward,
             local_docs: local_docs.len(),
@@ -354,7 +398,12 @@ impl<'p> RouterSetup<'p> {
         pipeline: PipelineConfig,
         confidence: Confidence,
     ) -> Result<Router<'_>, EvalError> {
-        let router = Router::new(&self.local, Some(&self.network), pipeline, confidence)?;
+        let router = Router::new(
+            &self.local,
+            Some(self.network.as_ref()),
+            pipeline,
+            confidence,
+        )?;
         Ok(match &self.generator {
             Some(g) if self.llm_sub_queries => router.with_writer(g),
             _ => router,

@@ -309,6 +309,117 @@ impl HnswIndex {
     }
 }
 
+/// Changes a [`LiveHnsw`] holds beside its graph before it rebuilds it.
+pub const MERGE_AT: usize = 1024;
+
+/// HNSW search over a corpus that changes: the graph is a snapshot, and
+/// what changed since sits beside it. Vectors added since are searched
+/// exactly in a small segment; ids removed or replaced since are
+/// tombstones the graph's hits skip. A search merges both lists, so it
+/// returns what a graph rebuilt over the live vectors would (exactly so
+/// wherever the graph's search is exact). When the segment and the
+/// tombstones outgrow their bounds ([`MERGE_AT`] changes; tombstones past
+/// half of `ef_search`, which would crowd the graph's candidates) the
+/// graph is rebuilt over the live vectors and both are emptied.
+#[derive(Debug)]
+pub struct LiveHnsw {
+    graph: Option<HnswIndex>,
+    /// Ids the graph holds (tombstoned or not).
+    in_graph: std::collections::HashSet<String>,
+    fresh: FlatIndex,
+    tombstones: std::collections::HashSet<String>,
+    params: HnswParams,
+    merge_at: usize,
+}
+
+impl LiveHnsw {
+    /// A graph over every vector of `live`, rebuilt after `merge_at`
+    /// changes (at least 1).
+    pub fn build(live: &FlatIndex, params: HnswParams, merge_at: usize) -> Self {
+        let mut index = Self {
+            graph: None,
+            in_graph: std::collections::HashSet::new(),
+            fresh: FlatIndex::new(live.dim),
+            tombstones: std::collections::HashSet::new(),
+            params,
+            merge_at: merge_at.max(1),
+        };
+        index.merge(live);
+        index
+    }
+
+    /// Rebuild the graph over `live` (every vector now searchable) and
+    /// empty the segment and the tombstones.
+    pub fn merge(&mut self, live: &FlatIndex) {
+        self.graph = (!live.is_empty()).then(|| HnswIndex::build(live, self.params));
+        self.in_graph = live.ids.iter().cloned().collect();
+        self.fresh = FlatIndex::new(live.dim);
+        self.tombstones.clear();
+    }
+
+    /// The settings of the graph.
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// Vectors added since the graph was built, and tombstones.
+    pub fn pending(&self) -> (usize, usize) {
+        (self.fresh.len(), self.tombstones.len())
+    }
+
+    /// Whether the changes outgrew their bounds (then [`LiveHnsw::merge`]).
+    pub fn needs_merge(&self) -> bool {
+        self.fresh.len() + self.tombstones.len() > self.merge_at
+            || self.tombstones.len() > self.params.ef_search / 2
+    }
+
+    /// Add (or replace) documents' vectors: into the exact segment, the
+    /// graph's old copies tombstoned. All or nothing, as [`FlatIndex::add`].
+    pub fn add(&mut self, docs: &[(String, Vec<f32>)]) -> Result<(), RetrieverError> {
+        // Checked on their own first (dimension, values, repeats), so that
+        // the segment changes only when the whole batch goes in.
+        FlatIndex::new(self.fresh.dim).add(docs)?;
+        let replaced: Vec<&str> = docs
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .filter(|id| self.fresh.contains(id))
+            .collect();
+        self.fresh.remove(&replaced);
+        self.fresh.add(docs)?;
+        for (id, _) in docs {
+            if self.in_graph.contains(id) {
+                self.tombstones.insert(id.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove documents (unknown ids are ignored).
+    pub fn remove<S: AsRef<str>>(&mut self, ids: &[S]) {
+        self.fresh.remove(ids);
+        for id in ids {
+            if self.in_graph.contains(id.as_ref()) {
+                self.tombstones.insert(id.as_ref().to_owned());
+            }
+        }
+    }
+
+    /// The best `k` live documents: the graph's (less tombstones) and the
+    /// segment's exact hits, merged by score.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, RetrieverError> {
+        let mut hits = match &self.graph {
+            Some(g) => g.search(query, k + self.tombstones.len())?,
+            None => Vec::new(),
+        };
+        hits.retain(|h| !self.tombstones.contains(&h.id));
+        hits.truncate(k);
+        hits.extend(self.fresh.search(query, k)?);
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(k);
+        Ok(hits)
+    }
+}
+
 /// Mean recall@k of `approx` against exact results for the same queries.
 pub fn recall_against_exact(exact: &[Vec<Hit>], approx: &[Vec<Hit>], k: usize) -> f64 {
     if exact.is_empty() {

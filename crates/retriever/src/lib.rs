@@ -28,6 +28,7 @@
 //! ```
 
 pub mod analyzer;
+pub mod block_max;
 pub mod bm25;
 pub mod data;
 pub mod dense_index;
@@ -45,9 +46,10 @@ pub mod sparse_index;
 mod types;
 
 pub use analyzer::{Analyzer, AnalyzerConfig};
+pub use block_max::BlockMaxIndex;
 pub use bm25::{Bm25Index, Bm25Params};
 pub use data::{Dataset, DatasetFormat, LoadReport, Split};
-pub use dense_index::{DenseSearch, FlatIndex, HnswIndex, HnswParams};
+pub use dense_index::{DenseSearch, FlatIndex, HnswIndex, HnswParams, LiveHnsw};
 pub use engine::{Augmentation, Engine, EngineModels, EngineOptions, SearchMode};
 pub use error::{IndexFileError, RetrieverError};
 pub use fusion::Fusion;

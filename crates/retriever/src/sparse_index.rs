@@ -151,6 +151,14 @@ impl SparseIndex {
         self.index.top_k(&scores, touched, k)
     }
 
+    /// Live documents in index order (the order ties break on), each with
+    /// its stored terms: what [`crate::block_max::BlockMaxIndex::build`] takes.
+    pub fn documents(&self) -> impl Iterator<Item = (&str, &[(u32, f32)])> {
+        self.index
+            .entries()
+            .map(|(_, e)| (e.id.as_str(), e.terms.as_slice()))
+    }
+
     /// The stored vector of a document.
     pub fn vector(&self, id: &str) -> Option<SparseVector> {
         self.index.entry_by_id(id).map(|e| SparseVector {

@@ -83,6 +83,20 @@ pub enum RouterError {
         /// What went wrong.
         reason: String,
     },
+    /// An OpenSearch / Elasticsearch cluster failed or refused a request.
+    #[error("cluster {url}, index `{index}`: {what} failed: {fault}{}", if reason.is_empty() { String::new() } else { format!(" ({reason})") })]
+    Cluster {
+        /// The cluster's URL.
+        url: String,
+        /// The index.
+        index: String,
+        /// What was being done.
+        what: &'static str,
+        /// How it failed.
+        fault: Fault,
+        /// The cluster's own words (`type: reason`), where it sent any.
+        reason: String,
+    },
     /// The local retriever failed.
     #[error(transparent)]
     Retriever(#[from] rlrag_retriever::RetrieverError),

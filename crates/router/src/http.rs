@@ -114,7 +114,7 @@ struct Slot<T> {
 
 /// Runs `f` on a new thread; the future completes with its result (`None`
 /// if the thread panicked or could not start).
-fn on_thread<T: Send + 'static>(
+pub(crate) fn on_thread<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> impl Future<Output = Option<T>> {
     let slot = Arc::new(Mutex::new(Slot {

@@ -26,6 +26,8 @@ pub mod http;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod llm;
 pub mod memory;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod opensearch;
 pub mod pipeline;
 pub mod policy;
 pub mod queries;

@@ -210,7 +210,7 @@ pub fn run(
         setup.questions.len(),
         setup.local_docs,
         setup.corpus_docs,
-        setup.network.url()
+        setup.network_name
     ));
     let (confidence, ece, samples) = fit_confidence(&setup, &config.setup)?;
     progress.note(&format!(

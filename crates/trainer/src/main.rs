@@ -59,8 +59,17 @@ enum Command {
     BenchEngine(BenchEngineArgs),
     /// Encoder throughput on real passages (the burn side of scripts/bench-encoder.sh).
     BenchEncoder(EncoderBenchConfig),
+    /// The indexes at scale: build time, memory and query latency of BM25 and
+    /// the bag-of-tokens index (exhaustive and block-max pruned) on prefixes
+    /// of a large corpus (scripts/build-scale-corpus.sh, scripts/bench-scale.sh).
+    BenchScale(BenchScaleArgs),
     /// Serve a corpus as a network search source (POST /search {queries, k}).
     Serve(serve::ServeArgs),
+    /// Load a corpus into an OpenSearch / Elasticsearch index: title and text
+    /// (the engine's BM25) and the learned-sparse vectors (`rank_features`),
+    /// in batches; resumable and idempotent (`eval --retriever opensearch` and
+    /// the router's `--network-index` search it).
+    IndexOpensearch(IndexOpensearchArgs),
     /// Train the routing policy by RL (local / network / both / decompose / answer).
     TrainRouter(RouterRunConfig),
     /// Compare the learned router with fixed routing policies on a QA set.
@@ -143,6 +152,15 @@ struct ReportTableArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct IndexOpensearchArgs {
+    #[command(flatten)]
+    config: rlrag_eval::opensearch::IndexConfig,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
 struct EvalArgs {
     #[command(flatten)]
     config: RetrievalEvalConfig,
@@ -156,6 +174,15 @@ struct BenchEngineArgs {
     #[command(flatten)]
     config: EngineBenchConfig,
     /// Write the report (with the query texts, for the browser run) here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchScaleArgs {
+    #[command(flatten)]
+    config: rlrag_eval::scale::ScaleBenchConfig,
+    /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -209,6 +236,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {}", report.out.display());
         }
         Command::Serve(args) => serve::run(&args)?,
+        Command::IndexOpensearch(args) => {
+            let report = rlrag_eval::opensearch::index(&args.config, &Terminal)?;
+            print!("{}", report.table());
+            if let Some(path) = args.json {
+                write_json(&path, &report)?;
+            }
+        }
         Command::TrainRouter(config) => {
             let report = router_run::run(&config, &Terminal)?;
             eprintln!(
@@ -265,6 +299,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match &args.json {
                 Some(path) => write_json(path, &report)?,
                 None => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+        }
+        Command::BenchScale(args) => {
+            let report = rlrag_eval::scale::run(&args.config, &Terminal)?;
+            print!("{}", report.table());
+            if let Some(path) = args.json {
+                write_json(&path, &report)?;
             }
         }
         Command::BenchEncoder(config) => {

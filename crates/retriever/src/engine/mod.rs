@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use search::{AUGMENT_WEIGHT, AnnProbe, Augmentation};
 
 use crate::analyzer::AnalyzerConfig;
-use crate::dense_index::{DenseSearch, HnswIndex};
+use crate::dense_index::{DenseSearch, LiveHnsw, MERGE_AT};
 use crate::failpoint;
 use crate::fusion::Fusion;
 use crate::neural::{ENCODE_CHUNK, vocab_size};
@@ -236,8 +236,9 @@ pub struct Engine {
     bags: SparseIndex,
     learned: Option<SparseIndex>,
     dense: Option<FlatIndex>,
-    /// The graph over `dense` when [`EngineOptions::dense_search`] is HNSW.
-    hnsw: Option<HnswIndex>,
+    /// The graph over `dense` when [`EngineOptions::dense_search`] is HNSW,
+    /// with the changes since it was built beside it.
+    hnsw: Option<LiveHnsw>,
     /// The second stage of [`Engine::search_reranked`] (not saved with the
     /// indexes: it reads passages, not vectors).
     reranker: Option<Reranker>,
@@ -438,7 +439,8 @@ impl Engine {
             self.rebuild_hnsw();
             return Err(e);
         }
-        self.rebuild_hnsw();
+        let added: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+        self.update_hnsw(&added, &[]);
         Ok(())
     }
 
@@ -560,10 +562,33 @@ impl Engine {
     fn rebuild_hnsw(&mut self) {
         self.hnsw = match (self.options.dense_search, &self.dense) {
             (DenseSearch::Hnsw(p), Some(flat)) if !flat.is_empty() => {
-                Some(HnswIndex::build(flat, p))
+                Some(LiveHnsw::build(flat, p, MERGE_AT))
             }
             _ => None,
         };
+    }
+
+    /// Tell the HNSW side what changed: `added` (or replaced) ids, whose
+    /// vectors the flat index now holds, and `removed` ids. The graph is
+    /// rebuilt only when the changes outgrow their bounds.
+    fn update_hnsw(&mut self, added: &[&str], removed: &[&str]) {
+        let (Some(live), Some(flat)) = (&mut self.hnsw, &self.dense) else {
+            self.rebuild_hnsw();
+            return;
+        };
+        live.remove(removed);
+        let vectors: Vec<(String, Vec<f32>)> = added
+            .iter()
+            .filter_map(|id| flat.vector(id).map(|v| ((*id).to_owned(), v.to_vec())))
+            .collect();
+        if live.add(&vectors).is_err() {
+            // Only a bug gets here (the flat index took the same vectors).
+            self.rebuild_hnsw();
+            return;
+        }
+        if live.needs_merge() {
+            live.merge(flat);
+        }
     }
 
     /// Remove documents by id from every index; returns how many went
@@ -576,7 +601,7 @@ impl Engine {
             .collect();
         self.purge(&present);
         if !present.is_empty() && self.hnsw.is_some() {
-            self.rebuild_hnsw();
+            self.update_hnsw(&[], &present);
         }
         present.len()
     }

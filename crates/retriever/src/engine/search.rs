@@ -4,7 +4,7 @@
 use rlrag_encoder::{Encoder, SparseVector};
 
 use super::{Engine, HYBRID_DEPTH, MAX_K, MAX_QUERY_BYTES, MAX_RERANK_M, SearchMode, invalid};
-use crate::dense_index::HnswIndex;
+use crate::dense_index::LiveHnsw;
 use crate::fusion::fuse;
 use crate::neural::matched_terms;
 use crate::{Document, FlatIndex, Hit, Reranker, RetrieverError, TermWeight};
@@ -363,7 +363,7 @@ impl Engine {
 /// against exact search ([`Engine::ann`]).
 pub struct AnnProbe<'e> {
     encoder: &'e Encoder,
-    hnsw: &'e HnswIndex,
+    hnsw: &'e LiveHnsw,
     flat: &'e FlatIndex,
 }
 
