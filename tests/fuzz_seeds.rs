@@ -223,6 +223,14 @@ fn write_all() {
         r#"{"Paris": ["Paris is the capital of France."], "Berlin": ["Berlin is in Germany."]}"#,
     ];
     write("datasets", "hotpotqa", Some(2), &files(&hotpot));
+    let cluster = json!({"hits": {"hits": [{"_id": "a", "_score": 1.5,
+        "_source": {"title": "Paris", "text": "Paris is the capital."}}]}});
+    write(
+        "router_replies",
+        "cluster-search",
+        Some(4),
+        &serde_json::to_vec(&cluster).unwrap_or_default(),
+    );
     write("router_replies", "sub-queries", Some(0),
         b"Here are the queries:\n1. Who directed Jaws?\n2) \"Spielberg birthplace\"\n- Query: Jaws year\nyes");
 }
@@ -319,7 +327,11 @@ fn every_seed_decodes() {
         assert!(!ds.queries.is_empty() && !ds.corpus.is_empty(), "{name}");
     }
     for (name, seed) in files("router_replies") {
-        if name.ends_with("search") {
+        if name.ends_with("cluster-search") {
+            let hits = rlrag_router::opensearch::parse_search(&seed[1..], 10)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(hits.len(), 1, "{name}");
+        } else if name.ends_with("search") {
             rlrag_router::source::parse_reply(&seed[1..], 1, 10)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }

@@ -148,8 +148,9 @@ struct Reply {
     body: Vec<u8>,
 }
 
-/// The cluster's own words about a refusal: `error.type: error.reason`.
-fn cluster_reason(body: &[u8]) -> String {
+/// The cluster's own words about a refusal: `error.type: error.reason`
+/// (the body's start when it is not the cluster's error JSON).
+pub fn cluster_reason(body: &[u8]) -> String {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     match error {
@@ -401,25 +402,7 @@ impl Cluster {
             return Ok(IndexState::Missing);
         }
         let mapping = self.success(what, reply)?;
-        // Keyed by the concrete index (the name may be an alias).
-        let meta = mapping
-            .as_object()
-            .and_then(|m| m.values().next())
-            .and_then(|i| i.pointer("/mappings/_meta/rlrag"));
-        match meta {
-            None => Ok(IndexState::Foreign),
-            Some(m) => serde_json::from_value(m.clone())
-                .map(IndexState::Rlrag)
-                .map_err(|e| {
-                    self.error(
-                        what,
-                        Fault::Malformed {
-                            detail: format!("_meta.rlrag is not rlrag's record: {e}"),
-                        },
-                        String::new(),
-                    )
-                }),
-        }
+        parse_state(&mapping).map_err(|fault| self.error(what, fault, String::new()))
     }
 
     /// The body that creates rlrag's index for `meta`.
@@ -689,29 +672,7 @@ impl Cluster {
                 status: reply.status,
             });
         }
-        let answer: SearchAnswer =
-            serde_json::from_slice(&reply.body).map_err(|e| Fault::Malformed {
-                detail: format!("not a search answer: {e}"),
-            })?;
-        let hits = answer
-            .hits
-            .hits
-            .into_iter()
-            .map(|h| {
-                let score = h.score.ok_or_else(|| Fault::Malformed {
-                    detail: format!("hit `{}` has no score", h.id),
-                })?;
-                let source = h.source.unwrap_or_default();
-                Ok(Hit {
-                    id: h.id,
-                    title: source.title,
-                    text: source.text,
-                    score,
-                })
-            })
-            .collect::<Result<Vec<_>, Fault>>()?;
-        let mut lists = check_reply(SearchResponse { hits: vec![hits] }, 1, k)?;
-        Ok(lists.pop().unwrap_or_default())
+        parse_search(&reply.body, k)
     }
 
     /// The top `k` passages for `query` by the engine's BM25.
@@ -729,6 +690,52 @@ impl Cluster {
             _ => Ok(Vec::new()),
         }
     }
+}
+
+/// What a `GET <index>/_mapping` answer says the index is (never
+/// [`IndexState::Missing`]: that is the 404).
+pub fn parse_state(mapping: &Value) -> Result<IndexState, Fault> {
+    // Keyed by the concrete index (the name may be an alias).
+    let meta = mapping
+        .as_object()
+        .and_then(|m| m.values().next())
+        .and_then(|i| i.pointer("/mappings/_meta/rlrag"));
+    match meta {
+        None => Ok(IndexState::Foreign),
+        Some(m) => serde_json::from_value(m.clone())
+            .map(IndexState::Rlrag)
+            .map_err(|e| Fault::Malformed {
+                detail: format!("_meta.rlrag is not rlrag's record: {e}"),
+            }),
+    }
+}
+
+/// The hits of a `_search` answer, checked like any source's answer
+/// ([`check_reply`]: non-empty ids, finite scores, bounded text, at most
+/// `k`, no repeats).
+pub fn parse_search(body: &[u8], k: usize) -> Result<Vec<Hit>, Fault> {
+    let answer: SearchAnswer = serde_json::from_slice(body).map_err(|e| Fault::Malformed {
+        detail: format!("not a search answer: {e}"),
+    })?;
+    let hits = answer
+        .hits
+        .hits
+        .into_iter()
+        .map(|h| {
+            let score = h.score.ok_or_else(|| Fault::Malformed {
+                detail: format!("hit `{}` has no score", h.id),
+            })?;
+            let source = h.source.unwrap_or_default();
+            Ok(Hit {
+                id: h.id,
+                title: source.title,
+                text: source.text,
+                score,
+            })
+        })
+        .collect::<Result<Vec<_>, Fault>>()?;
+    let mut lists = check_reply(SearchResponse { hits: vec![hits] }, 1, k)?;
+    Ok(lists.pop().unwrap_or_default())
 }
 
 /// A sparse vector as feature name (vocabulary id) → weight.
@@ -1094,6 +1101,43 @@ mod tests {
             "zero weights are not features"
         );
         assert!(lines[3].get("sparse").is_none());
+    }
+
+    #[test]
+    fn cluster_answers_are_checked() {
+        let ok = br#"{"hits": {"hits": [{"_id": "a", "_score": 2.5, "_source": {"title": "T", "text": "x"}},
+            {"_id": "a", "_score": 1.0, "_source": {"text": "again"}}, {"_id": "b", "_score": 0.5}]}}"#;
+        let hits = parse_search(ok, 10).expect("valid");
+        let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"], "repeats dropped");
+        assert_eq!((hits[0].title.as_str(), hits[1].text.as_str()), ("T", ""));
+        assert_eq!(parse_search(ok, 1).expect("valid").len(), 1);
+        for (bad, why) in [
+            (
+                &br#"{"hits": {"hits": [{"_id": "a", "_score": null}]}}"#[..],
+                "no score",
+            ),
+            (
+                br#"{"hits": {"hits": [{"_id": "", "_score": 1}]}}"#,
+                "empty id",
+            ),
+            (br#"{"took": 1}"#, "not a search answer"),
+            (b"<html>", "not a search answer"),
+        ] {
+            let err = parse_search(bad, 10).expect_err(why);
+            assert!(err.to_string().contains(why), "{err}");
+        }
+        let mapping = json!({"docs-v1": {"mappings": {"_meta": {"rlrag": {
+            "format": 1, "sparse_model": null, "bm25": {"k1": 1.5, "b": 0.75}}}}}});
+        assert!(
+            matches!(parse_state(&mapping), Ok(IndexState::Rlrag(m)) if m.sparse_model.is_none())
+        );
+        assert_eq!(
+            parse_state(&json!({"x": {"mappings": {}}})),
+            Ok(IndexState::Foreign)
+        );
+        let lying = json!({"x": {"mappings": {"_meta": {"rlrag": {"format": "one"}}}}});
+        assert!(parse_state(&lying).is_err());
     }
 
     #[test]
