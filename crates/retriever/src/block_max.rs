@@ -1,7 +1,9 @@
 //! Block-max pruning (BMP; Mallia, Suel and Tonellotto, SIGIR 2024) for
 //! learned-sparse search over large corpora: documents sit in a forward
 //! index cut into fixed-size blocks, each term keeps the largest weight it
-//! has in every block, and a query visits blocks by their upper bound
+//! has in every block (as `(block, max)` pairs for a term in few blocks, as
+//! one byte per block, rounded up, for a term in many: those sum over all
+//! blocks in one vectorised pass), and a query visits blocks by their upper bound
 //! (`Σ q_t · max_t(block)`), best first, scoring the documents of a block
 //! exactly, until no unvisited block can beat the k-th score found.
 //!
@@ -68,8 +70,28 @@ pub struct BlockMaxIndex {
     offsets: Vec<usize>,
     terms: Vec<u32>,
     weights: Vec<f32>,
-    /// Per term: `(block, largest weight in the block)`, by block.
-    block_max: Vec<Vec<(u32, f32)>>,
+    /// Per term: its largest weight in every block that holds it.
+    block_max: Vec<TermBlocks>,
+}
+
+/// A term's block maxima: pairs for a term in few blocks, a dense array of
+/// maxima quantised to 8 bits (rounded up, so bounds stay bounds) for a
+/// term in many, summed over all blocks in one vectorised pass.
+#[derive(Debug, Clone)]
+enum TermBlocks {
+    /// `(block, largest weight in the block)`, by block.
+    Sparse(Vec<(u32, f32)>),
+    /// One byte per block: the block's maximum is at most `scale · q / 255`.
+    Dense { scale: f32, max: Vec<u8> },
+}
+
+impl TermBlocks {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Sparse(l) => l.capacity() * 8 + 32,
+            Self::Dense { max, .. } => max.capacity() + 32,
+        }
+    }
 }
 
 /// A scored document in the top-k heap: the worst on top.
@@ -157,6 +179,7 @@ impl BlockMaxIndex {
             order.sort_by_key(|&i| (keys[i as usize], i));
         }
         let total: usize = docs.iter().map(|(_, t)| t.len()).sum();
+        let mut pairs: Vec<Vec<(u32, f32)>> = Vec::new();
         let mut index = Self {
             block_size,
             vocab_size,
@@ -173,10 +196,10 @@ impl BlockMaxIndex {
             let block = (pos / block_size) as u32;
             for &(t, w) in terms {
                 let t = t as usize;
-                if t >= index.block_max.len() {
-                    index.block_max.resize_with(t + 1, Vec::new);
+                if t >= pairs.len() {
+                    pairs.resize_with(t + 1, Vec::new);
                 }
-                let list = &mut index.block_max[t];
+                let list = &mut pairs[t];
                 match list.last_mut() {
                     Some((b, m)) if *b == block => *m = m.max(w),
                     _ => list.push((block, w)),
@@ -188,6 +211,24 @@ impl BlockMaxIndex {
             index.origin.push(i);
             index.offsets.push(index.terms.len());
         }
+        let blocks = docs.len().div_ceil(block_size);
+        index.block_max = pairs
+            .into_iter()
+            .map(|list| {
+                // Dense once it is smaller: a byte per block against eight
+                // per pair.
+                if list.len() * 8 <= blocks {
+                    return TermBlocks::Sparse(list);
+                }
+                let scale = list.iter().fold(0f32, |m, (_, w)| m.max(*w));
+                let mut max = vec![0u8; blocks];
+                for (b, w) in list {
+                    let q = (w / scale * 255.0).ceil().clamp(1.0, 255.0);
+                    max[b as usize] = q as u8;
+                }
+                TermBlocks::Dense { scale, max }
+            })
+            .collect();
         Ok(index)
     }
 
@@ -209,7 +250,7 @@ impl BlockMaxIndex {
     /// Bytes the index holds (forward index, block maxima, ids).
     pub fn heap_bytes(&self) -> usize {
         let ids: usize = self.ids.iter().map(|s| s.capacity() + 24).sum();
-        let block_max: usize = self.block_max.iter().map(|l| l.capacity() * 8 + 24).sum();
+        let block_max: usize = self.block_max.iter().map(TermBlocks::heap_bytes).sum();
         ids + block_max
             + self.origin.capacity() * 4
             + self.offsets.capacity() * 8
@@ -263,17 +304,25 @@ impl BlockMaxIndex {
         }
         let blocks = self.ids.len().div_ceil(self.block_size);
         let mut bound = vec![0f32; blocks];
-        let mut candidates: Vec<u32> = Vec::new();
         for &t in &present {
             let w = q[t as usize];
-            for &(b, m) in &self.block_max[t as usize] {
-                let slot = &mut bound[b as usize];
-                if *slot == 0.0 {
-                    candidates.push(b);
+            match &self.block_max[t as usize] {
+                TermBlocks::Sparse(list) => {
+                    for &(b, m) in list {
+                        bound[b as usize] += w * m;
+                    }
                 }
-                *slot += w * m;
+                TermBlocks::Dense { scale, max } => {
+                    let f = w * scale / 255.0;
+                    for (u, &m) in bound.iter_mut().zip(max) {
+                        *u += f * f32::from(m);
+                    }
+                }
             }
         }
+        let mut candidates: Vec<u32> = (0..blocks as u32)
+            .filter(|&b| bound[b as usize] > 0.0)
+            .collect();
         stats.candidate_blocks = candidates.len();
         let by_bound = |a: &u32, b: &u32| {
             bound[*b as usize]
