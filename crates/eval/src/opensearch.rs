@@ -5,7 +5,6 @@
 //! source search it ([`rlrag_router::opensearch`]).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future::block_on;
@@ -20,7 +19,7 @@ use serde::Serialize;
 use crate::EvalError;
 use crate::device::DeviceChoice;
 use crate::error::setting;
-use crate::models::{SparseOverrides, load_encoder};
+use crate::models::{LoadedEncoder, SparseOverrides, load_encoder};
 use crate::progress::Progress;
 
 /// The environment variable whose value is sent as every cluster request's
@@ -185,26 +184,14 @@ pub fn index(config: &IndexConfig, progress: &dyn Progress) -> Result<IndexRepor
         k1: config.k1,
         b: config.b,
     };
-    rlrag_retriever::Bm25Index::new(bm25, Default::default())?;
+    bm25.validate()?;
     let started = Instant::now();
     let cluster = config.cluster.cluster()?;
     let ds = crate::datasets::load(&config.data, config.format, None)?;
     let encoder = if config.bm25_only {
         None
     } else {
-        let dir = config
-            .weights
-            .clone()
-            .unwrap_or_else(|| pretrained("splade-tiny"));
-        let device = config.device.device()?;
-        let loaded = load_encoder(&dir, SparseOverrides::default(), true, &device)?;
-        if loaded.encoder.sparse_settings().is_none() {
-            return Err(setting(
-                "--weights",
-                format!("{} is not a sparse model", dir.display()),
-            ));
-        }
-        Some(loaded)
+        Some(sparse_encoder(config.weights.as_ref(), config.device)?)
     };
     let meta = IndexMeta::new(encoder.as_ref().map(|e| e.fingerprint), bm25);
     if config.recreate {
@@ -298,6 +285,25 @@ fn describe(meta: &IndexMeta) -> String {
     )
 }
 
+/// The sparse model of an index (`weights`, default the pretrained
+/// SPLADE-tiny) on `device`: what encodes its documents and its queries.
+fn sparse_encoder(
+    weights: Option<&PathBuf>,
+    device: DeviceChoice,
+) -> Result<LoadedEncoder, EvalError> {
+    let dir = weights
+        .cloned()
+        .unwrap_or_else(|| pretrained("splade-tiny"));
+    let loaded = load_encoder(&dir, SparseOverrides::default(), true, &device.device()?)?;
+    if loaded.encoder.sparse_settings().is_none() {
+        return Err(setting(
+            "--weights",
+            format!("{} is not a sparse model", dir.display()),
+        ));
+    }
+    Ok(loaded)
+}
+
 /// The source searching `cluster` in `mode`, its sparse queries encoded by
 /// `weights` (default the pretrained SPLADE-tiny) on `device`.
 pub fn source(
@@ -311,11 +317,8 @@ pub fn source(
     let encoder = if mode == SearchMode::Bm25 {
         None
     } else {
-        let dir = weights
-            .cloned()
-            .unwrap_or_else(|| pretrained("splade-tiny"));
-        let loaded = load_encoder(&dir, SparseOverrides::default(), true, &device.device()?)?;
-        Some((Arc::clone(&loaded.encoder), loaded.fingerprint))
+        let loaded = sparse_encoder(weights, *device)?;
+        Some((loaded.encoder, loaded.fingerprint))
     };
     Ok(OpenSearchSource::connect(cluster, mode, encoder, fusion)?)
 }

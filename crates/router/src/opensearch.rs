@@ -295,35 +295,16 @@ impl Cluster {
                 detail: other.to_string(),
             },
         };
-        let auth = self.config.authorization.as_deref();
         let mut response = match (method, body) {
-            (Method::Get, None) => {
-                let r = self.agent.get(url);
-                match auth {
-                    Some(a) => r.header("Authorization", a),
-                    None => r,
-                }
-                .call()
-            }
-            (Method::Delete, None) => {
-                let r = self.agent.delete(url);
-                match auth {
-                    Some(a) => r.header("Authorization", a),
-                    None => r,
-                }
-                .call()
-            }
+            (Method::Get, None) => self.authorized(self.agent.get(url)).call(),
+            (Method::Delete, None) => self.authorized(self.agent.delete(url)).call(),
             (m, body) => {
                 let r = match m {
                     Method::Put => self.agent.put(url),
                     _ => self.agent.post(url),
                 };
-                let r = match auth {
-                    Some(a) => r.header("Authorization", a),
-                    None => r,
-                };
                 let (kind, bytes) = body.unwrap_or(("application/json", b"{}"));
-                r.header("Content-Type", kind).send(bytes)
+                self.authorized(r).header("Content-Type", kind).send(bytes)
             }
         }
         .map_err(failed)?;
@@ -335,6 +316,14 @@ impl Cluster {
             .read_to_vec()
             .map_err(failed)?;
         Ok(Reply { status, body })
+    }
+
+    /// `request` with the configured `Authorization` header, if any.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.config.authorization {
+            Some(a) => request.header("Authorization", a),
+            None => request,
+        }
     }
 
     /// A request whose answer must be a success with a JSON body.
