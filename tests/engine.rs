@@ -84,17 +84,18 @@ const QUERIES: [&str; 3] = [
 
 #[test]
 fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
-    let docs = corpus(120);
+    // Past one tokenizing chunk (64) and two encoding chunks (32 each).
+    let docs = corpus(72);
     let mut engine = Engine::new(models(true), EngineOptions::default()).expect("engine");
     let progress = add(&mut engine, &docs);
-    assert_eq!(engine.len(), 120);
+    assert_eq!(engine.len(), 72);
     // Progress counts up to the total for tokenizing, then for each encoder.
     assert_eq!(progress.first().map(|p| p.stage), Some("tokens"));
     for stage in ["tokens", "sparse", "dense"] {
         let steps: Vec<&Progress> = progress.iter().filter(|p| p.stage == stage).collect();
         assert!(steps.len() >= 2, "{stage}: {progress:?}");
         assert!(steps.windows(2).all(|w| w[0].done < w[1].done));
-        assert_eq!(steps.last().map(|p| (p.done, p.total)), Some((120, 120)));
+        assert_eq!(steps.last().map(|p| (p.done, p.total)), Some((72, 72)));
     }
     assert_eq!(engine.modes(), SearchMode::ALL.to_vec());
 
@@ -199,7 +200,7 @@ fn every_mode_ranks_as_its_retriever_and_explains_its_hits() {
         let plain = search(&engine, q, 10, mode);
         let target = engine.document(&plain[5].id).expect("a hit's document");
         let h = target.text.as_str();
-        let (by_q, by_h) = (reference_k(mode, q, 120), reference_k(mode, h, 120));
+        let (by_q, by_h) = (reference_k(mode, q, 72), reference_k(mode, h, 72));
         let augmented =
             run(engine.search_augmented(q, Some(Augmentation::new(h)), 10, mode, false, 0))
                 .expect("searches");

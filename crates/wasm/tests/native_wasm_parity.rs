@@ -8,7 +8,7 @@
 //! and BM25 reranked by a cross-encoder made from MiniLM). The native run is checked
 //! against `tests/golden/native-outputs.json` (regenerate it with
 //! `RLRAG_BLESS=1 cargo test --test native_wasm_parity`); the wasm run
-//! (`cargo test --target wasm32-unknown-unknown -p rlrag-retriever --test
+//! (`cargo test --target wasm32-unknown-unknown -p rlrag-wasm --test
 //! native_wasm_parity`, runner `wasm-bindgen-test-runner`) against the same
 //! file. Models come from `scripts/fetch-models.sh`.
 #![allow(missing_docs, clippy::expect_used, clippy::panic)]
