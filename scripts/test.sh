@@ -41,9 +41,10 @@ cargo build --locked --target wasm32-unknown-unknown -p rlrag-reward
 scripts/build-web.sh
 stage "the npm package: generated declarations, type-checked usage, Node tests"
 (cd web && npx tsc -p tsconfig.json && npx tsc -p test-types/tsconfig.json)
-# A small trained router for the package's `learned` routing test.
+# A small trained router for the package's `learned` routing test (two CPU
+# workers: the data-parallel update through the command line).
 target/debug/trainer train-router --data data/hotpotqa100 --split train --limit 16 \
-  --epochs 1 --rollouts 2 --batch-size 8 --out target/test-router
+  --epochs 1 --rollouts 2 --batch-size 8 --devices cpu:0,cpu:1 --out target/test-router
 # A small trained reranker for the package's reranking test.
 target/debug/trainer train-reranker --data data/hotpotqa100 --split train --holdout 0.1 \
   --layers 1 --max-length 96 --candidates 6 --group 3 --batch-size 2 --steps 2 --rerank 5 \

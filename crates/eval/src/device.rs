@@ -63,6 +63,66 @@ impl DeviceChoice {
     }
 }
 
+/// The devices of data-parallel training, as the command line spells them:
+/// comma-separated [`DeviceChoice`]s, the first holding the model and the
+/// optimizer. `cpu:N` is a CPU worker (burn-flex has one device; each entry
+/// is one more worker thread on it), as is a repeated `wgpu` on the one
+/// adapter; `cuda:N` is GPU N.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceList(Vec<DeviceChoice>);
+
+/// The most devices a run may name.
+pub const MAX_DEVICES: usize = 64;
+
+impl DeviceList {
+    /// The choices, in order.
+    pub fn choices(&self) -> &[DeviceChoice] {
+        &self.0
+    }
+
+    /// The burn devices (without autodiff), in order.
+    pub fn devices(&self) -> Result<Vec<Device>, EvalError> {
+        self.0.iter().map(|d| d.device()).collect()
+    }
+}
+
+impl FromStr for DeviceList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let choices = s
+            .split(',')
+            .map(|d| {
+                let d = d.trim();
+                match d.strip_prefix("cpu:").map(str::parse::<usize>) {
+                    Some(Ok(_)) => Ok(DeviceChoice::Cpu),
+                    Some(Err(_)) => Err(format!("unknown device `{d}`: expected cpu:N")),
+                    None => d.parse(),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if choices.len() > MAX_DEVICES {
+            return Err(format!(
+                "{} devices named; at most {MAX_DEVICES}",
+                choices.len()
+            ));
+        }
+        Ok(Self(choices))
+    }
+}
+
+impl fmt::Display for DeviceList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The default wgpu device, initialised once per process (burn refuses a
 /// second initialisation of the same runtime, so later calls share it).
 #[cfg(feature = "wgpu")]
@@ -110,7 +170,7 @@ fn cuda_device(index: usize) -> Result<Device, EvalError> {
 
 #[cfg(test)]
 mod tests {
-    use super::DeviceChoice;
+    use super::{DeviceChoice, DeviceList, MAX_DEVICES};
 
     #[test]
     fn parses_and_prints_the_command_line_spelling() {
@@ -126,6 +186,24 @@ mod tests {
         for bad in ["gpu", "cuda:", "cuda:x", "CPU", ""] {
             assert!(bad.parse::<DeviceChoice>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn device_lists_parse_workers_and_refuse_nonsense() {
+        let list: DeviceList = "cpu:0,cpu:1".parse().expect("two CPU workers");
+        assert_eq!(list.choices(), [DeviceChoice::Cpu, DeviceChoice::Cpu]);
+        assert_eq!(list.to_string(), "cpu,cpu");
+        assert_eq!(list.devices().expect("the CPU").len(), 2);
+        let list: DeviceList = "cuda:0, cuda:1".parse().expect("two GPUs");
+        assert_eq!(
+            list.choices(),
+            [DeviceChoice::Cuda(0), DeviceChoice::Cuda(1)]
+        );
+        for bad in ["", "cpu,", "cpu:x", "gpu", "cpu:-1"] {
+            assert!(bad.parse::<DeviceList>().is_err(), "{bad}");
+        }
+        let many = vec!["cpu"; MAX_DEVICES + 1].join(",");
+        assert!(many.parse::<DeviceList>().is_err());
     }
 
     #[test]

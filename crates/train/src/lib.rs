@@ -21,7 +21,9 @@
 //! - [`self_boost`]: Reinforced-IR self-boosting on an unlabeled corpus
 //!   (synthetic queries, RLGF distillation into the retrievers, RLRF
 //!   preference pairs for the generator), in rounds;
-//! - [`cv`]: K-fold cross-validation of the router, pooled.
+//! - [`cv`]: K-fold cross-validation of the router, pooled;
+//! - [`parallel`]: data-parallel steps across devices (shards of the batch,
+//!   gradients gathered on the first device).
 //!
 //! Training runs on any burn autodiff device (`Device::flex().autodiff()` on
 //! the CPU); the same code serves GPUs ([`DeviceChoice`]: wgpu, CUDA).
@@ -30,6 +32,7 @@ pub mod cv;
 pub mod env;
 mod error;
 pub mod loss;
+pub mod parallel;
 pub mod r3;
 pub mod reranker_run;
 pub mod retriever_run;

@@ -110,10 +110,89 @@ pub fn listwise_kl(scores: Tensor<2>, teacher: &[Vec<Option<f32>>]) -> Option<Te
     Some(cross.add_scalar(entropy).div_scalar(k as f32))
 }
 
+/// How many (question, positive) pairs [`reinforced_infonce`] averages over
+/// for `scores` of `[b, m]`: a shard's share of the batch's pairs is what
+/// its loss is scaled by in a data-parallel step.
+pub fn positive_pairs(roles: &[Vec<Role>], b: usize, m: usize) -> usize {
+    roles
+        .iter()
+        .take(b)
+        .map(|r| r.iter().take(m).filter(|x| **x == Role::Positive).count())
+        .sum()
+}
+
+/// How many questions [`listwise_kl`] averages over for `scores` of `[b, m]`
+/// (those with at least two finite teacher logits).
+pub fn distilled_questions(teacher: &[Vec<Option<f32>>], b: usize, m: usize) -> usize {
+    teacher
+        .iter()
+        .take(b)
+        .filter(|t| {
+            (0..m)
+                .filter(|&j| t.get(j).copied().flatten().is_some_and(f32::is_finite))
+                .count()
+                >= 2
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::tensor::Device;
+
+    /// Split the questions anywhere: the shards' losses, each scaled by its
+    /// share of what the loss averages over, add up to the whole batch's.
+    #[test]
+    fn shard_losses_scaled_by_their_share_sum_to_the_batch_loss() {
+        use Role::{Negative as N, Positive as P};
+        let device = Device::flex();
+        let (b, m) = (5, 4);
+        let raw: Vec<f32> = (0..b * m)
+            .map(|i| ((i * 7919) % 13) as f32 / 4.0 - 1.5)
+            .collect();
+        let scores = |rows: std::ops::Range<usize>| {
+            Tensor::<2>::from_data(
+                TensorData::new(raw[rows.start * m..rows.end * m].to_vec(), [rows.len(), m]),
+                &device,
+            )
+        };
+        let roles = vec![
+            vec![P, N, N, N],
+            vec![N, N, N, N],
+            vec![P, P, N, N],
+            vec![N, N, N, P],
+            vec![N, P, N, N],
+        ];
+        let teacher = vec![
+            vec![Some(1.0), Some(0.0), None, Some(2.0)],
+            vec![Some(1.0), None, None, None],
+            vec![Some(0.5), Some(-1.0), Some(3.0), Some(0.0)],
+            vec![],
+            vec![None, Some(2.0), Some(1.0), None],
+        ];
+        let whole_c = value(reinforced_infonce(scores(0..b), &roles).expect("positives"));
+        let whole_d = value(listwise_kl(scores(0..b), &teacher).expect("candidates"));
+        let (pairs, questions) = (
+            positive_pairs(&roles, b, m),
+            distilled_questions(&teacher, b, m),
+        );
+        assert_eq!((pairs, questions), (5, 3));
+        for cut in 0..=b {
+            let (mut c, mut d) = (0.0, 0.0);
+            for r in [0..cut, cut..b] {
+                let (ro, te) = (&roles[r.clone()], &teacher[r.clone()]);
+                if let Some(l) = reinforced_infonce(scores(r.clone()), ro) {
+                    c += value(l) * positive_pairs(ro, r.len(), m) as f32 / pairs as f32;
+                }
+                if let Some(l) = listwise_kl(scores(r.clone()), te) {
+                    d += value(l) * distilled_questions(te, r.len(), m) as f32 / questions as f32;
+                }
+            }
+            assert!((c - whole_c).abs() < 1e-5, "cut {cut}: {c} vs {whole_c}");
+            assert!((d - whole_d).abs() < 1e-5, "cut {cut}: {d} vs {whole_d}");
+        }
+    }
 
     fn value(t: Tensor<1>) -> f32 {
         t.into_scalar::<f32>()

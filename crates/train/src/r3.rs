@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
+use rlrag_encoder::bert::BertModel;
 use rlrag_encoder::{Encoder, Head};
 use rlrag_retriever::rng::SplitMix64;
 use rlrag_retriever::{
@@ -28,7 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::env::RewardEnv;
-use crate::loss::{Role, listwise_kl, reinforced_infonce};
+use crate::loss::{Role, distilled_questions, listwise_kl, positive_pairs, reinforced_infonce};
+use crate::parallel::{check_devices, gather_gradients, materialize, shard_ranges};
 
 /// How passages are represented in the training loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +204,8 @@ pub struct R3Trainer {
     order: Vec<usize>,
     cursor: usize,
     step: usize,
+    /// Data-parallel devices (the first is the encoder's); empty: one device.
+    devices: Vec<Device>,
 }
 
 impl std::fmt::Debug for R3Trainer {
@@ -278,7 +283,31 @@ impl R3Trainer {
             order: Vec::new(),
             cursor: 0,
             step: 0,
+            devices: Vec::new(),
         })
+    }
+
+    /// Train data-parallel across `devices` (autodiff; the first must be the
+    /// encoder's): each step's questions are split into one shard per
+    /// device, each device runs its shard's forward and backward pass on a
+    /// replica against all of the batch's passages, and the gradients are
+    /// summed on the first device before the one optimizer step: the step a
+    /// single device takes on the whole batch ([`crate::parallel`]). One
+    /// device is the plain path.
+    pub fn set_devices(&mut self, devices: Vec<Device>) -> Result<(), TrainError> {
+        check_devices(&devices)?;
+        if devices.first() != Some(self.encoder.device()) {
+            return Err(TrainError::Config {
+                name: "devices",
+                reason: "the first device must be the one the model was loaded on".into(),
+            });
+        }
+        self.devices = if devices.len() > 1 {
+            devices
+        } else {
+            Vec::new()
+        };
+        Ok(())
     }
 
     /// A corpus passage by id.
@@ -465,32 +494,7 @@ impl R3Trainer {
         queries: &[&str],
         passages: &[&str],
     ) -> Result<Tensor<2>, TrainError> {
-        if encoder.sparse_settings().is_none() {
-            let q = encoder.dense_embeddings(queries, self.config.max_query_tokens)?;
-            let p = encoder.dense_embeddings(passages, self.config.max_passage_tokens)?;
-            return Ok(q.matmul(p.transpose()).div_scalar(self.config.temperature));
-        }
-        let q = encoder.sparse_activations(queries, self.config.max_query_tokens)?;
-        let p = match self.config.doc_side {
-            DocSide::Model => {
-                encoder.sparse_activations(passages, self.config.max_passage_tokens)?
-            }
-            DocSide::Bag => {
-                // Exactly what the bag-of-tokens index scores against: 1 per
-                // distinct token of the whole passage.
-                let vocab = encoder.config().bert.vocab_size;
-                let mut dense = vec![0f32; passages.len() * vocab];
-                for (row, text) in passages.iter().enumerate() {
-                    for t in encoder.bag_of_tokens(text)? {
-                        if let Some(x) = dense.get_mut(row * vocab + t as usize) {
-                            *x = 1.0;
-                        }
-                    }
-                }
-                Tensor::<2>::from_data(TensorData::new(dense, [passages.len(), vocab]), &q.device())
-            }
-        };
-        Ok(q.matmul(p.transpose()).div_scalar(self.config.temperature))
+        batch_scores(&self.config, encoder, queries, passages)
     }
 
     /// One optimizer step on a given batch (`roles[i][j]`: passage `j` for
@@ -518,28 +522,101 @@ impl R3Trainer {
         teacher: &[Vec<Option<f32>>],
         weight: f32,
     ) -> Result<Option<f32>, TrainError> {
+        if !self.devices.is_empty() {
+            return self.update_sharded(queries, passages, roles, teacher, weight);
+        }
         let scores = self.scores(&self.encoder, queries, passages)?;
-        let contrastive = reinforced_infonce(scores.clone(), roles);
-        let distill = if weight > 0.0 {
-            listwise_kl(scores, teacher).map(|kl| kl.mul_scalar(weight))
-        } else {
-            None
-        };
-        let loss = match (contrastive, distill) {
-            (Some(c), Some(d)) => c + d,
-            (Some(l), None) | (None, Some(l)) => l,
-            (None, None) => return Ok(None),
+        let Some(loss) = batch_loss(scores, roles, teacher, weight, 1.0, 1.0) else {
+            return Ok(None);
         };
         let value = read_scalar(loss.clone())?;
         let grads = loss.backward();
         let model = self.encoder.model().clone();
         let grads = GradientsParams::from_grads(grads, &model);
         let model = self.optim.step(self.config.learning_rate, model, grads);
+        self.adopt(model)?;
+        Ok(Some(value))
+    }
+
+    /// Takes the stepped weights: the training encoder, its inference copy
+    /// and the bag-of-tokens index that follows every step.
+    fn adopt(&mut self, model: BertModel) -> Result<(), TrainError> {
         self.encoder = self.encoder.with_model(model);
         self.inference = Arc::new(self.encoder.valid());
         if let PolicyIndex::Bag(bot) = &mut self.index {
             bot.set_encoder(self.inference.clone())?;
         }
+        Ok(())
+    }
+
+    /// [`Self::update_distilled`] across [`Self::set_devices`]'s devices:
+    /// shard `s` takes a contiguous run of the questions against every
+    /// passage, its contrastive term scaled by its share of the batch's
+    /// (question, positive) pairs and its distillation term by its share of
+    /// the distilled questions, so the gathered gradients are the batch's.
+    fn update_sharded(
+        &mut self,
+        queries: &[&str],
+        passages: &[&str],
+        roles: &[Vec<Role>],
+        teacher: &[Vec<Option<f32>>],
+        weight: f32,
+    ) -> Result<Option<f32>, TrainError> {
+        let (b, m) = (queries.len(), passages.len());
+        let pairs = positive_pairs(roles, b, m);
+        let distilled = if weight > 0.0 {
+            distilled_questions(teacher, b, m)
+        } else {
+            0
+        };
+        if pairs == 0 && distilled == 0 {
+            return Ok(None);
+        }
+        let model = self.encoder.model().clone();
+        materialize(&model);
+        let shards = shard_ranges(b, self.devices.len());
+        let replicas: Vec<(Encoder, std::ops::Range<usize>)> = self
+            .devices
+            .iter()
+            .zip(shards)
+            .map(|(d, r)| (self.encoder.with_model(model.clone().fork(d)), r))
+            .collect();
+        let config = &self.config;
+        let primary = self.encoder.device().clone();
+        let gathered = gather_gradients(&primary, replicas, |_, (encoder, rows)| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let bounded = |n: usize| rows.start.min(n)..rows.end.min(n);
+            let (roles, teacher) = (
+                &roles[bounded(roles.len())],
+                &teacher[bounded(teacher.len())],
+            );
+            let scores = batch_scores(config, &encoder, &queries[rows.clone()], passages)?;
+            let share = |part: usize, whole: usize| part as f32 / whole.max(1) as f32;
+            let Some(loss) = batch_loss(
+                scores,
+                roles,
+                teacher,
+                weight,
+                share(positive_pairs(roles, rows.len(), m), pairs),
+                share(distilled_questions(teacher, rows.len(), m), distilled),
+            ) else {
+                return Ok(None);
+            };
+            let value = read_scalar(loss.clone())?;
+            let grads = GradientsParams::from_grads(loss.backward(), encoder.model());
+            Ok(Some((value, grads)))
+        })?;
+        let Some((value, grads)) = gathered else {
+            return Ok(None);
+        };
+        // Every gradient was gathered on the first device, so the stepped
+        // weights are there too.
+        let model = self
+            .optim
+            .step_multi(self.config.learning_rate, model, grads);
+        self.adopt(model)?;
         Ok(Some(value))
     }
 
@@ -595,4 +672,65 @@ fn build_index(encoder: &Encoder, corpus: &[Document]) -> Result<PolicyIndex, Tr
 fn read_scalar(t: burn::tensor::Tensor<1>) -> Result<f32, TrainError> {
     t.try_into_scalar::<f32>()
         .map_err(|e| TrainError::Encoder(rlrag_encoder::EncoderError::Backend(format!("{e:?}"))))
+}
+
+/// The loss of a step: the reinforced contrastive term times
+/// `contrastive_share` plus `weight` times the listwise distillation times
+/// `distill_share` (the shares are a data-parallel shard's part of the
+/// batch, 1 for the whole batch); `None` when neither term has anything to
+/// learn.
+fn batch_loss(
+    scores: Tensor<2>,
+    roles: &[Vec<Role>],
+    teacher: &[Vec<Option<f32>>],
+    weight: f32,
+    contrastive_share: f32,
+    distill_share: f32,
+) -> Option<Tensor<1>> {
+    let contrastive =
+        reinforced_infonce(scores.clone(), roles).map(|l| l.mul_scalar(contrastive_share));
+    let distill = if weight > 0.0 {
+        listwise_kl(scores, teacher).map(|kl| kl.mul_scalar(weight * distill_share))
+    } else {
+        None
+    };
+    match (contrastive, distill) {
+        (Some(c), Some(d)) => Some(c + d),
+        (Some(l), None) | (None, Some(l)) => Some(l),
+        (None, None) => None,
+    }
+}
+
+/// Scores `[queries, passages]` divided by the temperature, on `encoder`'s
+/// device (a free function, so that data-parallel workers can run it).
+fn batch_scores(
+    config: &R3Config,
+    encoder: &Encoder,
+    queries: &[&str],
+    passages: &[&str],
+) -> Result<Tensor<2>, TrainError> {
+    if encoder.sparse_settings().is_none() {
+        let q = encoder.dense_embeddings(queries, config.max_query_tokens)?;
+        let p = encoder.dense_embeddings(passages, config.max_passage_tokens)?;
+        return Ok(q.matmul(p.transpose()).div_scalar(config.temperature));
+    }
+    let q = encoder.sparse_activations(queries, config.max_query_tokens)?;
+    let p = match config.doc_side {
+        DocSide::Model => encoder.sparse_activations(passages, config.max_passage_tokens)?,
+        DocSide::Bag => {
+            // Exactly what the bag-of-tokens index scores against: 1 per
+            // distinct token of the whole passage.
+            let vocab = encoder.config().bert.vocab_size;
+            let mut dense = vec![0f32; passages.len() * vocab];
+            for (row, text) in passages.iter().enumerate() {
+                for t in encoder.bag_of_tokens(text)? {
+                    if let Some(x) = dense.get_mut(row * vocab + t as usize) {
+                        *x = 1.0;
+                    }
+                }
+            }
+            Tensor::<2>::from_data(TensorData::new(dense, [passages.len(), vocab]), &q.device())
+        }
+    };
+    Ok(q.matmul(p.transpose()).div_scalar(config.temperature))
 }

@@ -15,7 +15,7 @@ use rlrag_encoder::models::pretrained;
 use rlrag_eval::EvalError;
 use rlrag_eval::chart::{LineChart, Series};
 use rlrag_eval::datasets::{self, Fold, Role};
-use rlrag_eval::device::DeviceChoice;
+use rlrag_eval::device::{DeviceChoice, DeviceList};
 use rlrag_eval::models::{SparseOverrides, load_encoder, save_model};
 use rlrag_eval::progress::Progress;
 use rlrag_eval::retrieval::score_queries;
@@ -29,6 +29,7 @@ use rlrag_reward::retrieval::Metric;
 use rlrag_router::llm::{LlmClient, LlmConfig};
 use serde_json::json;
 
+use crate::parallel::training_devices;
 use crate::{
     ContainmentEnv, DocSide, LlmEnv, LlmScoring, PolicySearch, QrelsEnv, R3Config, R3Trainer,
     RewardEnv, TrainError,
@@ -133,6 +134,13 @@ pub struct RetrieverRunConfig {
     /// cuda[:N] (built with `--features cuda`).
     #[cfg_attr(feature = "clap", arg(long, default_value = "cpu"))]
     pub device: DeviceChoice,
+    /// Data-parallel training across devices, comma-separated (`cpu:0,cpu:1`
+    /// for two CPU workers, `cuda:0,cuda:1`): each step's questions are
+    /// split between them and the gradients summed on the first, which
+    /// holds the model (the step one device takes on the whole batch).
+    /// Replaces `--device`.
+    #[cfg_attr(feature = "clap", arg(long, conflicts_with = "device"))]
+    pub devices: Option<DeviceList>,
     /// Optimizer steps.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 100))]
     pub steps: usize,
@@ -568,12 +576,12 @@ pub fn run(
         activation: config.activation,
         top_k: config.top_k,
     };
-    let (encoder, tokenizer) = load_trainable(
-        config.model,
-        &init,
-        overrides,
-        &config.device.device()?.autodiff(),
-    )?;
+    let single = match &config.devices {
+        Some(_) => burn::tensor::Device::flex(),
+        None => config.device.device()?,
+    };
+    let devices = training_devices(config.devices.as_ref(), single)?;
+    let (encoder, tokenizer) = load_trainable(config.model, &init, overrides, &devices[0])?;
     let search = config.search.unwrap_or(config.model.default_search());
     let r3 = R3Config {
         k: config.k,
@@ -599,7 +607,12 @@ pub fn run(
         ds.corpus.len(),
         eval_q.len(),
         env.name(),
-        config.device
+        config
+            .devices
+            .as_ref()
+            .map_or(config.device.to_string(), |d| format!(
+                "{d} (data-parallel)"
+            ))
     ));
     if search == PolicySearch::Index {
         progress.note(&format!(
@@ -608,6 +621,7 @@ pub fn run(
         ));
     }
     let mut trainer = R3Trainer::new(encoder, &ds.corpus, r3.clone())?;
+    trainer.set_devices(devices.clone())?;
     let by_id: HashMap<&str, &Document> = ds.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
     // Held-out evaluation with the current weights: the model's own index is
     // re-embedded first (which also refreshes on-policy retrieval).

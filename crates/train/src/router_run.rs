@@ -10,6 +10,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use rlrag_eval::chart::{LineChart, Series};
 use rlrag_eval::datasets::Role;
+use rlrag_eval::device::DeviceList;
 use rlrag_eval::models::{CONFIG_FILE, WEIGHTS_FILE, write_dir};
 use rlrag_eval::progress::Progress;
 use rlrag_eval::router_setup::{NEVER, RouterSetup, RouterSetupConfig};
@@ -21,6 +22,7 @@ use rlrag_router::policy::{LearnedDecider, LearnedPolicy, ROUTER_FORMAT_VERSION,
 use rlrag_router::{FixedPolicy, Router};
 use serde::Serialize;
 
+use crate::parallel::training_devices;
 use crate::{Rollout, RouterTrainConfig, RouterTrainer, TrainError};
 
 /// The per-epoch log of the run (`training.jsonl`).
@@ -44,6 +46,12 @@ pub struct RouterRunConfig {
     /// Rollouts per question (a group; 1 uses the learned baseline alone).
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 8))]
     pub rollouts: usize,
+    /// Data-parallel updates across devices, comma-separated (`cpu:0,cpu:1`
+    /// for two CPU workers): each update's decisions are split between them
+    /// and the gradients summed on the first, which holds the policy (the
+    /// update one device makes on the whole batch). Default: the CPU alone.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub devices: Option<DeviceList>,
     /// Questions per update.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 8))]
     pub batch_size: usize,
@@ -227,7 +235,9 @@ pub fn run(
         seed: policy_seed,
         ..RouterTrainConfig::default()
     };
-    let mut trainer = RouterTrainer::new(train_config, &Device::flex().autodiff())?;
+    let devices = training_devices(config.devices.as_ref(), Device::flex())?;
+    let mut trainer = RouterTrainer::new(train_config, &devices[0])?;
+    trainer.set_devices(devices.clone())?;
     let mut logs = Vec::new();
     let n = setup.questions.len();
     let mut order: Vec<usize> = (0..n).collect();

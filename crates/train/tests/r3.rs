@@ -86,6 +86,95 @@ fn a_step_lowers_the_loss_of_its_batch_and_exports_loadable_weights() {
     assert_eq!(a, b);
 }
 
+/// Little-endian f32 values of a safetensors file's tensors, by name.
+fn floats(bytes: &[u8]) -> BTreeMap<String, Vec<f32>> {
+    tensors(bytes)
+        .into_iter()
+        .map(|(k, v)| {
+            let f = v
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (k, f)
+        })
+        .collect()
+}
+
+/// Data-parallel steps on CPU workers (issue 24): two and three workers
+/// (one shard then empty: the batch has two questions) take the step one
+/// device takes on the same batch, contrastive and distilled terms alike:
+/// the same loss, step after step, and the same weights, to float
+/// summation order.
+#[test]
+fn several_devices_take_the_step_of_one_on_the_same_batch() {
+    let ds = hotpot();
+    let (queries, passages, roles) = fixed_batch(&ds);
+    let q: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let p: Vec<&str> = passages.iter().map(String::as_str).collect();
+    // A teacher order over every candidate (a second distillation term).
+    let teacher: Vec<Vec<Option<f32>>> = roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (0..r.len())
+                .map(|j| Some(((i + 2 * j) % 5) as f32 * 0.4))
+                .collect()
+        })
+        .collect();
+    let device = Device::flex().autodiff();
+    let mut one = R3Trainer::new(sparse_encoder(), &ds.corpus[..20], config()).expect("trainer");
+    let mut two = R3Trainer::new(sparse_encoder(), &ds.corpus[..20], config()).expect("trainer");
+    let mut three = R3Trainer::new(sparse_encoder(), &ds.corpus[..20], config()).expect("trainer");
+    two.set_devices(vec![device.clone(); 2])
+        .expect("two workers");
+    three
+        .set_devices(vec![device.clone(); 3])
+        .expect("three workers");
+    for step in 0..3 {
+        let want = one
+            .update_distilled(&q, &p, &roles, &teacher, 0.5)
+            .expect("step")
+            .expect("loss");
+        for (name, t) in [("two", &mut two), ("three", &mut three)] {
+            let got = t
+                .update_distilled(&q, &p, &roles, &teacher, 0.5)
+                .expect("step")
+                .expect("loss");
+            assert!(
+                (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                "{name} workers, step {step}: {got} vs {want}"
+            );
+        }
+    }
+    let weights = |t: &R3Trainer| {
+        floats(
+            &t.inference_encoder()
+                .weights_safetensors()
+                .expect("exports"),
+        )
+    };
+    let (a, moved) = (
+        weights(&one),
+        floats(&sparse_encoder().weights_safetensors().expect("exports")),
+    );
+    assert_ne!(a, moved, "the steps moved the weights");
+    for other in [weights(&two), weights(&three)] {
+        assert_eq!(a.len(), other.len());
+        for (name, x) in &a {
+            let y = &other[name];
+            let worst = x
+                .iter()
+                .zip(y)
+                .map(|(u, v)| (u - v).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{name}: off by {worst}");
+        }
+    }
+    // Every device autodiff, the first the model's.
+    assert!(one.set_devices(Vec::new()).is_err());
+    assert!(one.set_devices(vec![Device::flex()]).is_err());
+}
+
 #[test]
 fn only_the_unfrozen_top_layer_and_head_move() {
     let ds = hotpot();

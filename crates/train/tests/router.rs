@@ -118,3 +118,70 @@ fn rewarded_choices_become_more_probable() {
         "needs autodiff"
     );
 }
+
+/// Data-parallel updates on CPU workers make the update one device makes on
+/// the same rollouts (issue 24): the same losses, update after update, and
+/// the same policy, to float summation order; with more workers than
+/// decisions, some shards are empty.
+#[test]
+fn several_devices_make_the_update_of_one_on_the_same_rollouts() {
+    let device = Device::flex().autodiff();
+    let groups = vec![
+        vec![
+            rollout(Action::Network, true, 1.0),
+            rollout(Action::Local, false, 0.0),
+            rollout(Action::Answer, false, -0.1),
+        ],
+        vec![rollout(Action::Local, true, 0.4)],
+    ];
+    let config = RouterTrainConfig {
+        learning_rate: 0.01,
+        ..RouterTrainConfig::default()
+    };
+    let mut one = RouterTrainer::new(config.clone(), &device).expect("trainer");
+    for workers in [2, 6] {
+        let mut many = RouterTrainer::new(config.clone(), &device).expect("trainer");
+        many.set_devices(vec![device.clone(); workers])
+            .expect("workers");
+        let mut fresh = RouterTrainer::new(config.clone(), &device).expect("trainer");
+        for update in 0..5 {
+            let (a, b) = (
+                fresh.update(&groups).expect("update"),
+                many.update(&groups).expect("update"),
+            );
+            assert_eq!(a.decisions, b.decisions);
+            for (x, y) in [
+                (a.policy_loss, b.policy_loss),
+                (a.value_loss, b.value_loss),
+                (a.entropy, b.entropy),
+            ] {
+                assert!(
+                    (x - y).abs() < 1e-5 * x.abs().max(1.0),
+                    "{workers} workers, update {update}: {a:?} vs {b:?}"
+                );
+            }
+        }
+        let (pa, pb) = (
+            fresh
+                .policy()
+                .scores(&features(0.5), &[true; 5])
+                .expect("scores"),
+            many.policy()
+                .scores(&features(0.5), &[true; 5])
+                .expect("scores"),
+        );
+        for (x, y) in pa.actions.iter().zip(&pb.actions) {
+            assert!((x - y).abs() < 1e-5, "{pa:?} vs {pb:?}");
+        }
+        assert!((pa.sense - pb.sense).abs() < 1e-5, "{pa:?} vs {pb:?}");
+    }
+    // The first device must be the policy's, and every device autodiff.
+    assert!(one.set_devices(Vec::new()).is_err());
+    assert!(one.set_devices(vec![Device::flex()]).is_err());
+    assert!(
+        one.set_devices(vec![device.clone(), Device::flex()])
+            .is_err()
+    );
+    one.set_devices(vec![device])
+        .expect("one device is the plain path");
+}

@@ -469,12 +469,20 @@ fn train_retriever_writes_a_model_that_eval_loads() {
         "3",
         "--eval-every",
         "2",
+        // Two CPU workers, data-parallel (the step of one device: tests/r3.rs).
+        "--devices",
+        "cpu:0,cpu:1",
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_ok(&o);
     assert!(
         stdout.contains("| ndcg@10") && stdout.contains("before"),
         "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("device cpu,cpu (data-parallel)"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
     for f in [
         "model.safetensors",
@@ -921,6 +929,21 @@ fn train_retriever_errors_are_clear() {
     assert_clean_failure(
         &with(&["--env", "containment", "--device", "gpu"]),
         "expected cpu, wgpu, cuda or cuda:N",
+    );
+    assert_clean_failure(
+        &with(&["--env", "containment", "--devices", "cpu:0,gpu"]),
+        "expected cpu, wgpu, cuda or cuda:N",
+    );
+    assert_clean_failure(
+        &with(&[
+            "--env",
+            "containment",
+            "--device",
+            "cpu",
+            "--devices",
+            "cpu:0,cpu:1",
+        ]),
+        "cannot be used with",
     );
     if !cfg!(feature = "cuda") {
         assert_clean_failure(
