@@ -32,13 +32,15 @@ stage "cargo fmt --check"
 cargo fmt --all -- --check
 (cd fuzz && cargo fmt -- --check)
 stage "cargo test --workspace, every target linted by clippy as it compiles (-D warnings)"
-# One native build: clippy-driver (rustc with clippy's lints) compiles the
-# workspace's own crates, so the lints run inside the test build instead of
-# a second pass over every dependency (`cargo clippy` is that pass: 9 of
-# CI's 60 minutes). The same flags for both commands, so the doc tests reuse
-# the build. The native wgpu backend's tests are scripts/check-wgpu.sh.
+# One native build: clippy-driver (rustc with clippy's lints, every warning
+# an error: scripts/clippy-rustc.sh) compiles the workspace's own crates, so
+# the lints run inside the test build instead of a second pass over every
+# dependency (`cargo clippy` is that pass: 9 minutes cold). Dependencies
+# build as usual, so the wasm32 build below reuses their build scripts and
+# proc macros (RUSTFLAGS would have changed them all: 5 more minutes). The
+# native wgpu backend's tests are scripts/check-wgpu.sh.
 (
-  export RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver" RUSTFLAGS="-D warnings"
+  export RUSTC_WORKSPACE_WRAPPER="$PWD/scripts/clippy-rustc.sh"
   cargo test --workspace --locked --all-targets
   cargo test --workspace --locked --doc
 )
