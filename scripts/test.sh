@@ -36,9 +36,8 @@ stage "cargo test --workspace, every target linted by clippy as it compiles (-D 
 # an error: scripts/clippy-rustc.sh) compiles the workspace's own crates, so
 # the lints run inside the test build instead of a second pass over every
 # dependency (`cargo clippy` is that pass: 9 minutes cold). Dependencies
-# build as usual, so the wasm32 build below reuses their build scripts and
-# proc macros (RUSTFLAGS would have changed them all: 5 more minutes). The
-# native wgpu backend's tests are scripts/check-wgpu.sh.
+# build exactly as without it (RUSTFLAGS would have changed every one of
+# them). The native wgpu backend's tests are scripts/check-wgpu.sh.
 (
   export RUSTC_WORKSPACE_WRAPPER="$PWD/scripts/clippy-rustc.sh"
   cargo test --workspace --locked --all-targets
