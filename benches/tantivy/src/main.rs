@@ -28,7 +28,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use rlrag_retriever::{Analyzer, AnalyzerConfig, Bm25Index, Bm25Params, Dataset, Document};
-use rlrag_reward::latency::Latency;
+use rlrag_reward::latency::{Latency, mib, resident_bytes};
 use rlrag_reward::retrieval::ndcg_at_k;
 use serde::Serialize;
 use tantivy::collector::TopDocs;
@@ -94,17 +94,6 @@ struct Report {
     b: f32,
     tantivy: &'static str,
     sizes: Vec<SizeRow>,
-}
-
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// tantivy's side: the index, its searcher, each segment's ordinal column
@@ -188,8 +177,7 @@ impl Tantivy {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if args.sizes.is_empty() || args.sizes.contains(&0) || args.repeats == 0 || args.queries == 0
-    {
+    if args.sizes.is_empty() || args.sizes.contains(&0) || args.repeats == 0 || args.queries == 0 {
         bail!("--sizes, --queries and --repeats must be at least 1");
     }
     let ds = Dataset::load(&args.data, None, None)
@@ -254,7 +242,9 @@ fn main() -> Result<()> {
         };
         let run_tantivy = |i: usize| tantivy.search(&queries[i].text);
         // One warm-up pass each, whose hits are the ones compared.
-        let hits_rlrag = (0..queries.len()).map(run_rlrag).collect::<Result<Vec<_>>>()?;
+        let hits_rlrag = (0..queries.len())
+            .map(run_rlrag)
+            .collect::<Result<Vec<_>>>()?;
         let hits_tantivy = (0..queries.len())
             .map(run_tantivy)
             .collect::<Result<Vec<_>>>()?;
@@ -262,7 +252,10 @@ fn main() -> Result<()> {
         for pass in 0..args.repeats {
             eprintln!("{n} documents: pass {} of {}", pass + 1, args.repeats);
             for (run, lat) in [
-                (&run_rlrag as &dyn Fn(usize) -> Result<Vec<usize>>, &mut lat_rlrag),
+                (
+                    &run_rlrag as &dyn Fn(usize) -> Result<Vec<usize>>,
+                    &mut lat_rlrag,
+                ),
                 (&run_tantivy, &mut lat_tantivy),
             ] {
                 for i in 0..queries.len() {
@@ -324,7 +317,9 @@ fn main() -> Result<()> {
             same_first_hit: same_first,
         });
     }
-    println!("| documents | engine | build s | memory MiB | p50 ms | p95 ms | queries/s | nDCG@10 |");
+    println!(
+        "| documents | engine | build s | memory MiB | p50 ms | p95 ms | queries/s | nDCG@10 |"
+    );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for s in &report.sizes {
         for e in &s.engines {

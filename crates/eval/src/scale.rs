@@ -16,7 +16,7 @@ use rlrag_retriever::rng::SplitMix64;
 use rlrag_retriever::{
     Bm25Index, DatasetFormat, FlatIndex, Hit, HnswParams, LiveHnsw, SparseIndex, Weighting,
 };
-use rlrag_reward::latency::Latency;
+use rlrag_reward::latency::{Latency, mib, resident_bytes};
 use rlrag_reward::retrieval::ndcg_at_k;
 use serde::Serialize;
 
@@ -130,17 +130,6 @@ pub struct ScaleReport {
 }
 
 /// Resident memory of this process, bytes (0 where /proc is missing).
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
 /// Time `search` on every query; latencies and the hits.
 fn timed(
     n: usize,
