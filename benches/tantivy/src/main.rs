@@ -36,7 +36,7 @@ use tantivy::columnar::Column;
 use tantivy::query::BooleanQuery;
 use tantivy::schema::{FAST, Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{TextAnalyzer, WhitespaceTokenizer};
-use tantivy::{Index, IndexWriter, Searcher, TantivyDocument, Term, doc};
+use tantivy::{Index, IndexWriter, Searcher, Term, doc};
 
 /// tantivy's BM25 constants, used for rlrag too.
 const K1: f32 = 1.2;

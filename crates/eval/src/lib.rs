@@ -29,6 +29,7 @@ pub mod bench_encoder;
 pub mod cache;
 pub mod chart;
 pub mod datasets;
+pub mod dense_scale;
 pub mod device;
 mod error;
 pub mod gate_frontier;

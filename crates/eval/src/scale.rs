@@ -129,9 +129,8 @@ pub struct ScaleReport {
     pub dense: Option<DenseAddReport>,
 }
 
-/// Resident memory of this process, bytes (0 where /proc is missing).
-/// Time `search` on every query; latencies and the hits.
-fn timed(
+/// Time `search` on every query (by number); latencies in ms and the hits.
+pub(crate) fn timed(
     n: usize,
     mut search: impl FnMut(usize) -> Result<Vec<Hit>, EvalError>,
 ) -> Result<(Vec<f64>, Vec<Vec<Hit>>), EvalError> {

@@ -298,8 +298,6 @@ impl Bm25Index {
             return Ok(Vec::new());
         }
         let n = self.index.len() as f32;
-        let mut scores = vec![0f32; self.index.num_slots()];
-        let mut touched = Vec::new();
         // Each distinct term walks its posting list once, weighted by how
         // often the query repeats it (a term repeated 800 times costs one
         // walk, not 800); first-occurrence order keeps the sums' order.
@@ -319,20 +317,20 @@ impl Bm25Index {
                 }
             });
         }
-        for (t, qtf) in terms {
-            let df = self.index.document_frequency(t) as f32;
-            if df == 0.0 || qtf <= 0.0 {
-                continue;
-            }
-            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-            let weight = qtf * idf;
-            self.index
-                .accumulate(t, &mut scores, &mut touched, |s, tf| {
+        Ok(self.index.search_scores(k, |scores, touched| {
+            for (t, qtf) in terms {
+                let df = self.index.document_frequency(t) as f32;
+                if df == 0.0 || qtf <= 0.0 {
+                    continue;
+                }
+                let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+                let weight = qtf * idf;
+                self.index.accumulate(t, scores, touched, |s, tf| {
                     let tf = tf as f32;
                     weight * tf / (tf + self.norms[s as usize])
                 });
-        }
-        Ok(self.index.top_k(&scores, touched, k))
+            }
+        }))
     }
 }
 
@@ -374,6 +372,44 @@ mod tests {
         POSTING_WALKS.with(|w| w.set(0));
         index.search("paris france paris france paris", 10).unwrap();
         assert_eq!(POSTING_WALKS.with(std::cell::Cell::get), 2);
+    }
+
+    /// Searches share one score array per thread: one index's search
+    /// leaves nothing behind for the next, on a smaller or larger index,
+    /// nor after a search that touched every document.
+    #[test]
+    fn searches_on_one_thread_leave_no_scores_behind() {
+        let index_of = |n: usize, word: &str| {
+            let mut index =
+                Bm25Index::new(Bm25Params::default(), AnalyzerConfig::default()).unwrap();
+            let docs: Vec<Document> = (0..n)
+                .map(|i| {
+                    Document::new(
+                        format!("d{i}"),
+                        "",
+                        format!("{word} {}", "x ".repeat(i % 7)),
+                    )
+                })
+                .collect();
+            index.add_documents(&docs).unwrap();
+            index
+        };
+        let (big, small) = (index_of(300, "paris"), index_of(20, "berlin"));
+        let fresh = std::thread::scope(|s| {
+            s.spawn(|| {
+                (
+                    big.search("paris x", 300).unwrap(),
+                    small.search("berlin", 20).unwrap(),
+                )
+            })
+            .join()
+            .unwrap()
+        });
+        for _ in 0..3 {
+            assert_eq!(big.search("paris x", 300).unwrap(), fresh.0);
+            assert_eq!(small.search("berlin", 20).unwrap(), fresh.1);
+            assert!(small.search("paris", 10).unwrap().is_empty());
+        }
     }
 
     /// A mix of texts scores every document as the same mix of the texts'

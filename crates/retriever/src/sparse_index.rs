@@ -140,15 +140,13 @@ impl SparseIndex {
 
     /// The best `k` documents by dot product with `query`.
     pub fn search(&self, query: &SparseVector, k: usize) -> Vec<Hit> {
-        let mut scores = vec![0f32; self.index.num_slots()];
-        let mut touched = Vec::new();
-        for &(t, w) in &query.terms {
-            if w > 0.0 {
-                self.index
-                    .accumulate(t, &mut scores, &mut touched, |_, d| w * d);
+        self.index.search_scores(k, |scores, touched| {
+            for &(t, w) in &query.terms {
+                if w > 0.0 {
+                    self.index.accumulate(t, scores, touched, |_, d| w * d);
+                }
             }
-        }
-        self.index.top_k(&scores, touched, k)
+        })
     }
 
     /// Live documents in index order (the order ties break on), each with

@@ -63,6 +63,11 @@ enum Command {
     /// the bag-of-tokens index (exhaustive and block-max pruned) on prefixes
     /// of a large corpus (scripts/build-scale-corpus.sh, scripts/bench-scale.sh).
     BenchScale(BenchScaleArgs),
+    /// Dense search at scale: a corpus prefix encoded by a real dense model,
+    /// the exact flat index and HNSW at several ef_search, with recall@10
+    /// against exact; the vectors are kept for faiss and hnswlib
+    /// (scripts/bench-dense.sh).
+    BenchDense(BenchDenseArgs),
     /// Serve a corpus as a network search source (POST /search {queries, k}).
     Serve(serve::ServeArgs),
     /// Load a corpus into an OpenSearch / Elasticsearch index: title and text
@@ -188,6 +193,15 @@ struct BenchScaleArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct BenchDenseArgs {
+    #[command(flatten)]
+    config: rlrag_eval::dense_scale::DenseBenchConfig,
+    /// Write the report here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
 struct EvalRouterArgs {
     #[command(flatten)]
     config: RouterEvalConfig,
@@ -303,6 +317,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::BenchScale(args) => {
             let report = rlrag_eval::scale::run(&args.config, &Terminal)?;
+            print!("{}", report.table());
+            if let Some(path) = args.json {
+                write_json(&path, &report)?;
+            }
+        }
+        Command::BenchDense(args) => {
+            let report = rlrag_eval::dense_scale::run(&args.config, &Terminal)?;
             print!("{}", report.table());
             if let Some(path) = args.json {
                 write_json(&path, &report)?;

@@ -1522,3 +1522,75 @@ fn the_router_with_a_generator_scores_answers_judges_them_and_exports_rlag_pairs
     let o = trainer(&["eval-router", "--data", data, "--correctness", "bleu"]);
     assert_clean_failure(&o, "not one of containment, f1, exact_match");
 }
+
+/// `bench-dense` encodes a corpus prefix once, keeps the vectors for the
+/// other engines and resumes a file a stopped run cut short; its HNSW rows
+/// carry recall against the exact flat index.
+#[test]
+fn bench_dense_keeps_and_resumes_its_vectors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 4);
+    let data = dir.path().to_str().expect("utf-8");
+    let vectors = dir.path().join("vectors");
+    let json = dir.path().join("dense.json");
+    let run = |size: &str| -> serde_json::Value {
+        let o = trainer(&[
+            "bench-dense",
+            "--data",
+            data,
+            "--size",
+            size,
+            "--queries",
+            "3",
+            "--ef-search",
+            "10,16",
+            "--vectors",
+            vectors.to_str().expect("utf-8"),
+            "--json",
+            json.to_str().expect("utf-8"),
+        ]);
+        assert_ok(&o);
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid")
+    };
+    let row_bytes = 384 * 4;
+    let first = run("25");
+    assert_eq!(first["documents"], 25);
+    assert_eq!(first["dim"], 384);
+    assert_eq!(first["encoded"], 25);
+    let indexes = first["indexes"].as_array().expect("rows");
+    assert_eq!(indexes.len(), 3, "flat and two HNSW settings");
+    assert_eq!(indexes[0]["recall@10"], 1.0, "exact against itself");
+    for r in &indexes[1..] {
+        let recall = r["recall@10"].as_f64().expect("recall");
+        assert!((0.5..=1.0).contains(&recall), "{r}");
+    }
+    let exact = first["files"]["exact"].as_array().expect("exact");
+    assert_eq!(exact.len(), 3);
+    assert!(exact.iter().all(|e| e.as_array().is_some_and(
+        |rows| rows.len() == 10 && rows.iter().all(|r| r.as_u64().is_some_and(|r| r < 25))
+    )));
+    let passages = vectors.join("dense-passages.f32");
+    let written = std::fs::read(&passages).expect("vectors");
+    assert_eq!(written.len(), 25 * row_bytes);
+
+    // A run stopped in the middle of the last row: that row is encoded again.
+    std::fs::write(&passages, &written[..24 * row_bytes + 7]).expect("cut");
+    let resumed = run("25");
+    assert_eq!(resumed["encoded"], 1);
+    let again = std::fs::read(&passages).expect("vectors");
+    assert_eq!(again.len(), written.len());
+    let max_diff = again
+        .chunks_exact(4)
+        .zip(written.chunks_exact(4))
+        .map(|(a, b)| {
+            let f = |x: &[u8]| f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+            (f(a) - f(b)).abs()
+        })
+        .fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-5, "re-encoded row differs by {max_diff}");
+    // A longer prefix encodes only what it adds.
+    assert_eq!(run("30")["encoded"], 5);
+
+    let o = trainer(&["bench-dense", "--data", data, "--ef-search", "5"]);
+    assert_clean_failure(&o, "ef-search");
+}
