@@ -15,11 +15,11 @@
 // wasm functions have names when the package was built without wasm-opt.
 // --focus: count only samples with a function containing NAME on the stack
 // (e.g. `addDocuments`: indexing alone).
-import { createServer } from 'node:http';
 import { readFile, writeFile } from 'node:fs/promises';
-import { extname, join, normalize } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
+import { serve } from './server.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -47,7 +47,6 @@ for (const required of ['native', 'pkg', 'model', 'corpus']) {
 const web = new URL('../', import.meta.url).pathname;
 const native = JSON.parse(await readFile(opts.native, 'utf8'));
 const queries = Buffer.from(JSON.stringify(native.queries));
-const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm' };
 
 /** URL path → file: the page, the package's JS and wasm, the model, the data. */
 function resolve(path) {
@@ -62,27 +61,8 @@ function resolve(path) {
   return null;
 }
 
-const server = createServer(async (req, res) => {
-  const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-  try {
-    if (path === '/favicon.ico') {
-      res.writeHead(204).end();
-      return;
-    }
-    if (path === '/queries.json') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(queries);
-      return;
-    }
-    const file = resolve(path);
-    if (!file || path.includes('..')) throw new Error('not found');
-    const body = await readFile(file);
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(body);
-  } catch {
-    res.writeHead(404).end('not found');
-  }
-});
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const url = `http://127.0.0.1:${server.address().port}/`;
+const server = await serve(resolve, { bodies: { '/queries.json': queries } });
+const { url } = server;
 
 const args = ['--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update'];
 if (opts.device === 'webgpu') args.push('--enable-unsafe-webgpu');

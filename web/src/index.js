@@ -82,14 +82,22 @@ function unknownOption(options, allowed, what) {
   return unknown === undefined ? null : new TypeError(`${what}: unknown option \`${unknown}\` (${allowed.join(', ')})`);
 }
 let ready = null;
+/** The module's linear memory, once initialised. */
+let wasmMemory = null;
 
 /** Initialise the wasm module once (`wasm`: URL, Response, bytes or module). */
 function initWasm(wasm) {
   if (!ready) {
-    ready = init(wasm === undefined ? undefined : { module_or_path: wasm }).catch((e) => {
-      ready = null;
-      throw e;
-    });
+    ready = init(wasm === undefined ? undefined : { module_or_path: wasm }).then(
+      (exports) => {
+        wasmMemory = exports.memory;
+        return exports;
+      },
+      (e) => {
+        ready = null;
+        throw e;
+      },
+    );
   }
   return ready;
 }
@@ -335,6 +343,17 @@ export class Rlrag {
   /** @returns {number} documents held */
   get size() {
     return this.#engine.size;
+  }
+
+  /**
+   * Bytes of WebAssembly memory the module holds: every engine of this page
+   * (or worker) together, models and indexes included. It grows as
+   * documents arrive and never shrinks; a JS-side heap measurement
+   * (`performance.measureUserAgentSpecificMemory`) leaves it out.
+   * @returns {number}
+   */
+  get wasmMemoryBytes() {
+    return wasmMemory?.buffer.byteLength ?? 0;
   }
 
   /** @returns {SearchMode[]} the modes this engine answers */

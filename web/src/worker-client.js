@@ -1,6 +1,7 @@
 // `RlragWorker`: the `Rlrag` API with the engine in a Web Worker, so indexing
 // and encoding never block the page. Same methods, all returning Promises;
-// `backend`, `size` and `modes` reflect the worker's engine after each call.
+// `backend`, `size`, `modes` and `wasmMemoryBytes` reflect the worker's
+// engine after each call.
 import { Rlrag } from './index.js';
 
 /**
@@ -38,6 +39,8 @@ export class RlragWorker {
   backend = null;
   size = 0;
   modes = [];
+  /** Bytes of WebAssembly memory in the worker (see `Rlrag.wasmMemoryBytes`). */
+  wasmMemoryBytes = 0;
 
   constructor(worker) {
     this.#worker = worker;
@@ -121,12 +124,15 @@ export class RlragWorker {
   }
 
   #receive({ id, result, state, error, progress }) {
-    const pending = this.#pending.get(id);
-    if (!pending) return;
+    // The worker's engine reports progress under the id of the call that
+    // created it (long answered by the time documents are added), so
+    // progress is passed on whatever its id.
     if (progress !== undefined) {
       this.#onProgress?.(progress);
       return;
     }
+    const pending = this.#pending.get(id);
+    if (!pending) return;
     this.#pending.delete(id);
     if (error !== undefined) {
       pending.reject(new Error(error));

@@ -15,7 +15,7 @@ function networkSource(network) {
 }
 
 function info() {
-  return { backend: engine.backend, size: engine.size, modes: engine.modes };
+  return { backend: engine.backend, size: engine.size, modes: engine.modes, wasmMemoryBytes: engine.wasmMemoryBytes };
 }
 
 async function call(id, method, args) {

@@ -64,6 +64,8 @@ test('size answers while documents are being added (as of the last finished call
   assert.equal(await e.addDocuments(docs.slice(5)), docs.length);
   assert.deepEqual(seen, [['tokens', 64, 5], ['tokens', 115, 5]]);
   assert.equal(e.size, docs.length);
+  // The module's memory: whole wasm pages, at least the model's weights.
+  assert.ok(e.wasmMemoryBytes > 4 * 2 ** 20 && e.wasmMemoryBytes % 65536 === 0, String(e.wasmMemoryBytes));
 });
 
 test('same top 10 as the native engine in every mode, with explanations', async () => {
