@@ -4,6 +4,7 @@
 // Parameters come in the query string; the result lands in
 // `window.benchResult` (or `window.benchError`).
 import { Rlrag } from './src/index.js';
+import { json, percentiles, report, runtime } from './page.js';
 
 const params = new URLSearchParams(location.search);
 const device = params.get('device') ?? 'cpu';
@@ -14,18 +15,6 @@ const timeQueries = params.get('queries') !== '0';
 // > 0: also time BM25 with its top `rerank` re-scored by the reranker
 // served under reranker/ (as `trainer bench-engine --reranker`).
 const rerank = Number(params.get('rerank') ?? 0);
-
-async function json(url) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`cannot load ${url}: HTTP ${response.status}`);
-  return response.json();
-}
-
-function percentiles(times) {
-  const sorted = [...times].sort((a, b) => a - b);
-  const at = (p) => sorted[Math.min(sorted.length, Math.max(1, Math.ceil(p * sorted.length))) - 1];
-  return { p50: at(0.5), p95: at(0.95) };
-}
 
 async function latencies(engine, queries, mode, rerankM = 0) {
   const times = [];
@@ -79,7 +68,7 @@ async function bench() {
     queryMs.sparse = await latencies(sparse, queries, 'sparse');
   }
   return {
-    runtime: `browser (${navigator.userAgent.match(/Chrom(e|ium)\/[\d.]+/)?.[0] ?? navigator.userAgent})`,
+    runtime: runtime(),
     backend: engine.backend,
     threads: 1,
     documents: corpus.length,
@@ -95,13 +84,4 @@ async function bench() {
   };
 }
 
-bench().then(
-  (result) => {
-    window.benchResult = result;
-    document.getElementById('status').textContent = 'done';
-  },
-  (e) => {
-    window.benchError = e instanceof Error ? e.message : String(e);
-    document.getElementById('status').textContent = `failed: ${window.benchError}`;
-  },
-);
+report(bench);

@@ -51,7 +51,7 @@ const queries = Buffer.from(JSON.stringify(native.queries));
 /** URL path → file: the page, the package's JS and wasm, the model, the data. */
 function resolve(path) {
   if (path === '/' || path === '/index.html') return join(web, 'bench/index.html');
-  if (path === '/bench.js') return join(web, 'bench/bench.js');
+  if (path === '/bench.js' || path === '/page.js') return join(web, `bench${path}`);
   if (path === '/corpus.json') return opts.corpus;
   const dirs = [['/src/', join(web, 'src')], ['/pkg/', opts.pkg], ['/model/', opts.model]];
   if (opts.reranker) dirs.push(['/reranker/', opts.reranker]);

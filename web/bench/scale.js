@@ -9,22 +9,11 @@
 // the time to bring it back (`RlragWorker.importIndex`). The result lands in
 // `window.benchResult` (or `window.benchError`).
 import { RlragWorker } from './src/worker-client.js';
+import { json, percentiles, report, runtime } from './page.js';
 
 const params = new URLSearchParams(location.search);
 const k = Number(params.get('k') ?? 10);
 const chunk = Number(params.get('chunk') ?? 100);
-
-async function json(url) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`cannot load ${url}: HTTP ${response.status}`);
-  return response.json();
-}
-
-function percentiles(times) {
-  const sorted = [...times].sort((a, b) => a - b);
-  const at = (p) => sorted[Math.min(sorted.length, Math.max(1, Math.ceil(p * sorted.length))) - 1];
-  return { p50: at(0.5), p95: at(0.95) };
-}
 
 /** The longest gap between ticks of this thread while `work` runs, ms. */
 async function longestStall(work) {
@@ -98,7 +87,7 @@ async function bench() {
   again.terminate();
   if (check.length === 0) throw new Error('the imported engine found nothing');
   return {
-    runtime: `browser (${navigator.userAgent.match(/Chrom(e|ium)\/[\d.]+/)?.[0] ?? navigator.userAgent})`,
+    runtime: runtime(),
     documents: corpus.length,
     chunk,
     queries: queries.length,
@@ -117,13 +106,4 @@ async function bench() {
   };
 }
 
-bench().then(
-  (result) => {
-    window.benchResult = result;
-    document.getElementById('status').textContent = 'done';
-  },
-  (e) => {
-    window.benchError = e instanceof Error ? e.message : String(e);
-    document.getElementById('status').textContent = `failed: ${window.benchError}`;
-  },
-);
+report(bench);

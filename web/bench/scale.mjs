@@ -30,7 +30,7 @@ const web = new URL('../', import.meta.url).pathname;
 /** URL path → file: the page, the package's JS and wasm, the model, the data. */
 function resolve(path) {
   if (path === '/' || path === '/index.html') return join(web, 'bench/scale.html');
-  if (path === '/scale.js') return join(web, 'bench/scale.js');
+  if (path === '/scale.js' || path === '/page.js') return join(web, `bench${path}`);
   if (path === '/corpus.json') return opts.corpus;
   if (path === '/queries.json') return opts.queries;
   for (const [prefix, dir] of [['/src/', join(web, 'src')], ['/pkg/', opts.pkg], ['/model/', opts.model]]) {
