@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f target/scale/corpus.jsonl ] || scripts/build-scale-corpus.sh target/scale
 scripts/fetch-models.sh >/dev/null
-cargo build --locked -p trainer  # the dev profile: every index and dependency at opt-level 2 (Cargo.toml)
-target/debug/trainer bench-dense --data target/scale --json target/scale/dense.json "$@"
+cargo build --release --locked -p trainer
+target/release/trainer bench-dense --data target/scale --json target/scale/dense.json "$@"
 python="$(scripts/pyenv.sh)"
 "$python" scripts/reference/bench_hnsw.py --report target/scale/dense.json
