@@ -18,8 +18,9 @@ thread_local! {
 
 #[cfg(test)]
 thread_local! {
-    /// Posting lists walked by [`Inverted::accumulate`] on this thread.
-    pub(crate) static POSTING_WALKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Posting lists walked whole by [`Inverted::search_max_score`] on
+    /// this thread.
+    pub(crate) static WALKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A document's terms: `(term id, payload)` sorted by term id, ids unique.
@@ -173,8 +174,6 @@ impl<P: Copy> Inverted<P> {
         touched: &mut Vec<u32>,
         mut f: impl FnMut(u32, P) -> f32,
     ) {
-        #[cfg(test)]
-        POSTING_WALKS.with(|w| w.set(w.get() + 1));
         for &(s, p) in self.postings(term) {
             let su = s as usize;
             if scores[su] == 0.0 {
@@ -213,6 +212,125 @@ impl<P: Copy> Inverted<P> {
         hits
     }
 
+    /// The query terms `terms[i] = (term, bound)` in the order
+    /// [`Self::search_max_score`] sums them: largest bound first (ties:
+    /// `terms`' order); terms no document holds are left out.
+    pub fn max_score_order(&self, terms: &[(u32, f32)]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..terms.len())
+            .filter(|&i| !self.postings(terms[i].0).is_empty())
+            .collect();
+        order.sort_by(|&a, &b| terms[b].1.total_cmp(&terms[a].1).then(a.cmp(&b)));
+        order
+    }
+
+    /// The best `k` documents by `Σ f(i, slot, payload)` over the query
+    /// terms `terms[i] = (term, bound)` that a document holds, summed in
+    /// [`Self::max_score_order`], where no posting of `terms[i]` scores
+    /// above `bound` and none below zero: the same hits, scores and tie
+    /// order (lower slot first) as scoring every posting of the terms in
+    /// that order with [`Self::search_scores`], without walking most of
+    /// the long posting lists (MaxScore, Turtle and Flood 1995, term at a
+    /// time). Rare terms (large bounds, short lists) are walked whole into
+    /// the accumulator until the k-th best partial score θ exceeds what
+    /// the remaining terms could add together: no document outside the
+    /// accumulator can then reach the top k. From there the remaining
+    /// terms are only looked up (galloping) for the documents that can
+    /// still pass θ, which shrink as θ grows. BM25 at a million passages
+    /// (`scripts/bench-tantivy.sh`).
+    pub fn search_max_score(
+        &self,
+        terms: &[(u32, f32)],
+        k: usize,
+        f: impl Fn(usize, u32, P) -> f32,
+    ) -> Vec<Hit> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let order = self.max_score_order(terms);
+        // rest[j]: what the terms order[j..] can add at most, together.
+        let mut rest = vec![0.0f64; order.len() + 1];
+        for j in (0..order.len()).rev() {
+            rest[j] = rest[j + 1] + f64::from(terms[order[j]].1);
+        }
+        // A document must score above `cut` to matter: a hair below θ, so
+        // that bounds summed in another order never drop one that ties.
+        let slack = 1.0 - 1e-5;
+        self.search_scores(k, |scores, touched| {
+            let mut kth = Vec::new();
+            let mut kth_best = |scores: &[f32], slots: &[u32]| -> f64 {
+                if slots.len() < k {
+                    return f64::NEG_INFINITY;
+                }
+                kth.clear();
+                kth.extend(slots.iter().map(|&s| scores[s as usize]));
+                let (_, at, _) = kth.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+                f64::from(*at) * slack
+            };
+            let mut j = 0;
+            let mut cut = f64::NEG_INFINITY;
+            while j < order.len() {
+                let i = order[j];
+                self.accumulate(terms[i].0, scores, touched, |s, p| f(i, s, p));
+                j += 1;
+                #[cfg(test)]
+                WALKED.with(|c| c.set(c.get() + 1));
+                // θ is at most what the walked terms add up to: no use
+                // selecting it before that passes what the rest can add.
+                if j < order.len() && (rest[0] - rest[j]) * slack > rest[j] {
+                    cut = kth_best(scores, touched);
+                    if rest[j] <= cut {
+                        break;
+                    }
+                }
+            }
+            if j == order.len() {
+                return;
+            }
+            // The documents that can still pass θ; the others drop out
+            // (their partial scores zeroed: they do not compete).
+            let mut alive: Vec<u32> = Vec::new();
+            for &s in touched.iter() {
+                if f64::from(scores[s as usize]) + rest[j] > cut {
+                    alive.push(s);
+                } else {
+                    scores[s as usize] = 0.0;
+                }
+            }
+            alive.sort_unstable();
+            for (jj, &i) in order.iter().enumerate().skip(j) {
+                let list = self.postings(terms[i].0);
+                if list.len() <= alive.len() {
+                    // A short list: walked (the alive documents are the
+                    // ones with a score).
+                    for &(s, p) in list {
+                        if scores[s as usize] != 0.0 {
+                            scores[s as usize] += f(i, s, p);
+                        }
+                    }
+                } else {
+                    let mut at = 0;
+                    for &s in &alive {
+                        at = gallop(list, at, s);
+                        match list.get(at) {
+                            Some(&(slot, p)) if slot == s => scores[s as usize] += f(i, s, p),
+                            Some(_) => {}
+                            None => break,
+                        }
+                    }
+                }
+                cut = cut.max(kth_best(scores, &alive));
+                alive.retain(|&s| {
+                    let keep = f64::from(scores[s as usize]) + rest[jj + 1] > cut;
+                    if !keep {
+                        scores[s as usize] = 0.0;
+                    }
+                    keep
+                });
+            }
+            touched.retain(|&s| scores[s as usize] != 0.0);
+        })
+    }
+
     /// The best `k` of the touched slots by score (ties: lower slot first);
     /// `touched` is reordered, never shortened.
     fn top_k(&self, scores: &[f32], touched: &mut [u32], k: usize) -> Vec<Hit> {
@@ -238,6 +356,21 @@ impl<P: Copy> Inverted<P> {
             })
             .collect()
     }
+}
+
+/// The first position at or after `from` whose slot is at least `slot`
+/// (galloping, then binary search).
+fn gallop<P>(list: &[(u32, P)], from: usize, slot: u32) -> usize {
+    let mut lo = from;
+    let mut step = 1;
+    let mut hi = from;
+    while hi < list.len() && list[hi].0 < slot {
+        lo = hi + 1;
+        hi += step;
+        step *= 2;
+    }
+    let hi = hi.min(list.len());
+    lo + list[lo..hi].partition_point(|&(s, _)| s < slot)
 }
 
 /// Sort terms by id and merge repeats with `merge`.
