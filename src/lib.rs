@@ -6,6 +6,7 @@
 //! - [`retriever`]: documents, dataset loaders, indexes.
 //! - [`encoder`]: the burn BERT encoders (dense and learned-sparse heads).
 //! - [`router`]: routing types and traces.
+//! - [`generator`]: the answering model's files (GGUF).
 //!
 //! An end-to-end run on a tiny corpus: index, search, score the ranking.
 //!
@@ -33,6 +34,7 @@
 //! ```
 
 pub use rlrag_encoder as encoder;
+pub use rlrag_generator as generator;
 pub use rlrag_retriever as retriever;
 pub use rlrag_reward as reward;
 pub use rlrag_router as router;

@@ -231,6 +231,13 @@ fn write_all() {
         Some(4),
         &serde_json::to_vec(&cluster).unwrap_or_default(),
     );
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/gguf/tiny.gguf");
+    write(
+        "gguf",
+        "tiny.gguf",
+        None,
+        &std::fs::read(&tiny).unwrap_or_else(|e| panic!("{}: {e}", tiny.display())),
+    );
     write("router_replies", "sub-queries", Some(0),
         b"Here are the queries:\n1. Who directed Jaws?\n2) \"Spielberg birthplace\"\n- Query: Jaws year\nyes");
 }
@@ -288,6 +295,15 @@ fn every_seed_decodes() {
         let config = RouterConfig::from_json(config).unwrap_or_else(|e| panic!("{name}: {e}"));
         LearnedPolicy::load(&config, weights, &Device::flex())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for (name, seed) in files("gguf") {
+        let file =
+            rlrag::generator::gguf::Gguf::parse(&seed).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!file.tensors.is_empty(), "{name}");
+        for t in &file.tensors {
+            file.tensor(&seed, &t.name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
     }
     for (name, seed) in files("safetensors") {
         rlrag_encoder::canonical_safetensors(&seed).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use rlrag_encoder::models::pretrained;
 use rlrag_retriever::dense_index::recall_against_exact;
-use rlrag_retriever::{DatasetFormat, FlatIndex, Hit, HnswIndex, HnswParams};
+use rlrag_retriever::{DatasetFormat, FlatIndex, Hit, HnswParams, LiveHnsw};
 use rlrag_reward::latency::{Latency, mib, resident_bytes};
 use serde::{Deserialize, Serialize};
 
@@ -81,7 +81,15 @@ pub struct DenseRow {
     /// Recall@10 against the exact top 10.
     #[serde(rename = "recall@10")]
     pub recall_at_10: f64,
+    /// HNSW only: adding one passage beside the graph (the last
+    /// [`HELD_BACK`] passages of the corpus, added one at a time after the
+    /// graph was built over the others).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub add_ms: Option<Latency>,
 }
+
+/// Passages added after the graph is built (at most a tenth of them).
+pub const HELD_BACK: usize = 200;
 
 /// Where the vectors are, for the other engines (`bench_hnsw.py`).
 #[derive(Debug, Serialize)]
@@ -291,13 +299,21 @@ pub fn run(config: &DenseBenchConfig, progress: &dyn Progress) -> Result<DenseRe
             queries_per_s: lat.len() as f64 / (total / 1e3).max(1e-9),
             latency_ms: Latency::of(lat),
             recall_at_10: recall_against_exact(&exact, hits, 10),
+            add_ms: None,
         }
     };
     let mut indexes = vec![row("rlrag flat (exact)".into(), build, memory, lat, &exact)];
+    // The graph is built over all but the last `held` passages; those are
+    // then added one at a time, as a live corpus grows, into the exact
+    // segment beside it (`LiveHnsw`), and the queries search both.
+    let held = (docs.len() / 10).min(HELD_BACK);
+    let mut graph_part = FlatIndex::new(dim);
+    graph_part.add(&flat.rows(0..docs.len() - held))?;
+    let added = flat.rows(docs.len() - held..docs.len());
     for &ef_search in &config.ef_search {
         progress.note(&format!(
-            "building HNSW over {} × {dim} (ef_construction {}, ef_search {ef_search})",
-            docs.len(),
+            "building HNSW over {} × {dim} (ef_construction {}, ef_search {ef_search}), then adding {held}",
+            docs.len() - held,
             config.ef_construction
         ));
         let params = HnswParams {
@@ -307,17 +323,25 @@ pub fn run(config: &DenseBenchConfig, progress: &dyn Progress) -> Result<DenseRe
         };
         let before = resident_bytes();
         let t = Instant::now();
-        let hnsw = HnswIndex::build(&flat, params);
+        let mut live = LiveHnsw::build(&graph_part, params, usize::MAX);
         let build = t.elapsed().as_secs_f64();
         let memory = resident_bytes().saturating_sub(before);
+        let mut adds = Vec::with_capacity(held);
+        for doc in &added {
+            let t = Instant::now();
+            live.add(std::slice::from_ref(doc))?;
+            adds.push(t.elapsed().as_secs_f64() * 1e3);
+        }
         let (lat, hits) = timed(query_vectors.len(), |i| {
-            Ok(hnsw.search(&query_vectors[i], 10)?)
+            Ok(live.search(&query_vectors[i], 10)?)
         })?;
         let label = format!(
             "rlrag hnsw (instant-distance, M 32, ef_construction {}, ef_search {ef_search})",
             config.ef_construction
         );
-        indexes.push(row(label, build, memory, lat, &hits));
+        let mut r = row(label, build, memory, lat, &hits);
+        r.add_ms = (!adds.is_empty()).then(|| Latency::of(adds));
+        indexes.push(r);
     }
     let exact_rows = exact
         .iter()
@@ -348,7 +372,7 @@ impl DenseReport {
     /// A Markdown table of every measurement.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{} × {} vectors ({}), {} queries, one thread\n\n| index | build s | memory MiB | p50 ms | p95 ms | q/s | recall@10 |\n|---|---|---|---|---|---|---|\n",
+            "{} × {} vectors ({}), {} queries, one thread\n\n| index | build s | memory MiB | p50 ms | p95 ms | q/s | recall@10 | add p50 ms |\n|---|---|---|---|---|---|---|---|\n",
             self.documents,
             self.dim,
             self.model.display(),
@@ -356,14 +380,17 @@ impl DenseReport {
         );
         for r in &self.indexes {
             out += &format!(
-                "| {} | {:.1} | {:.0} | {:.3} | {:.3} | {:.0} | {:.4} |\n",
+                "| {} | {:.1} | {:.0} | {:.3} | {:.3} | {:.0} | {:.4} | {} |\n",
                 r.index,
                 r.build_s,
                 r.memory_mib,
                 r.latency_ms.p50,
                 r.latency_ms.p95,
                 r.queries_per_s,
-                r.recall_at_10
+                r.recall_at_10,
+                r.add_ms
+                    .as_ref()
+                    .map_or(String::new(), |a| format!("{:.4}", a.p50))
             );
         }
         out

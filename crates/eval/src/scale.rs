@@ -6,7 +6,7 @@
 //! vectors, what adding one document to the HNSW side costs with the exact
 //! segment beside the graph against the rebuild it replaced.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rlrag_encoder::SparseVector;
@@ -21,6 +21,7 @@ use rlrag_reward::retrieval::ndcg_at_k;
 use serde::Serialize;
 
 use crate::EvalError;
+use crate::cache::JsonlCache;
 use crate::error::setting;
 use crate::models::{SparseOverrides, load_encoder};
 use crate::progress::Progress;
@@ -62,6 +63,19 @@ pub struct ScaleBenchConfig {
     /// Random unit vectors (384 dimensions) for the HNSW add latency (0: skip).
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 0))]
     pub dense: usize,
+    /// Also the learned-sparse index (the model's own document weights,
+    /// exhaustive and block-max) at every size up to this many passages,
+    /// encoded once and kept in `--data` (resumable: encoding is the slow
+    /// part; 0: skip).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0))]
+    pub learned: usize,
+}
+
+/// A passage's learned-sparse vector, as the cache keeps it.
+#[derive(Serialize, serde::Deserialize)]
+struct EncodedPassage {
+    id: String,
+    terms: Vec<(u32, f32)>,
 }
 
 /// One index at one size.
@@ -201,6 +215,24 @@ pub fn run(config: &ScaleBenchConfig, progress: &dyn Progress) -> Result<ScaleRe
             recall_at_10: None,
         }
     };
+    let learned = if config.learned > 0 {
+        let want = config
+            .sizes
+            .iter()
+            .map(|&n| n.min(ds.corpus.len()))
+            .filter(|&n| n <= config.learned)
+            .max()
+            .unwrap_or(0);
+        encode_passages(
+            &encoder,
+            loaded.fingerprint,
+            &ds.corpus[..want],
+            &config.data,
+            progress,
+        )?
+    } else {
+        Vec::new()
+    };
     let mut sizes = Vec::new();
     let mut done = std::collections::HashSet::new();
     for &size in &config.sizes {
@@ -222,71 +254,41 @@ pub fn run(config: &ScaleBenchConfig, progress: &dyn Progress) -> Result<ScaleRe
         indexes.push(row("bm25".into(), build, memory, lat, &hits));
         drop(bm25);
 
-        let before = resident_bytes();
-        let t = Instant::now();
-        let mut bags = SparseIndex::new(Weighting::Binary, vocab)?;
-        for chunk in docs.chunks(4096) {
-            let batch = chunk
-                .iter()
-                .map(|d| {
-                    let terms = encoder
-                        .bag_of_tokens(&d.full_text())?
-                        .into_iter()
-                        .map(|t| (t, 1.0))
-                        .collect();
-                    Ok((d.id.clone(), SparseVector { terms }))
-                })
-                .collect::<Result<Vec<_>, EvalError>>()?;
-            bags.add(&batch)?;
-        }
-        let build = t.elapsed().as_secs_f64();
-        let memory = resident_bytes().saturating_sub(before);
-        let (lat, exact) = timed(queries.len(), |i| Ok(bags.search(&vectors[i], 10)))?;
-        indexes.push(row(
-            "bag of tokens, exhaustive".into(),
-            build,
-            memory,
-            lat,
-            &exact,
-        ));
-
-        for ordering in [Ordering::Original, Ordering::HeaviestTerm] {
-            let before = resident_bytes();
-            let t = Instant::now();
-            let bmp = BlockMaxIndex::build(bags.documents(), vocab, config.block_size, ordering)?;
-            let build = t.elapsed().as_secs_f64();
-            let memory = resident_bytes().saturating_sub(before);
-            let name = match ordering {
-                Ordering::Original => "corpus order",
-                Ordering::HeaviestTerm => "heaviest-term order",
-            };
-            for alpha in std::iter::once(1.0).chain(config.alphas.iter().copied()) {
-                let mut visited = (0.0, 0.0);
-                let (lat, hits) = timed(queries.len(), |i| {
-                    let (h, s) = bmp.search_with_stats(&vectors[i], 10, alpha)?;
-                    visited.0 += s.visited_blocks as f64;
-                    visited.1 += s.candidate_blocks as f64;
-                    Ok(h)
-                })?;
-                let q = queries.len() as f64;
-                let label = if alpha == 1.0 {
-                    format!("bag of tokens, block-max exact ({name})")
-                } else {
-                    format!("bag of tokens, block-max alpha {alpha} ({name})")
-                };
-                let mut r = row(label, build, memory, lat, &hits);
-                r.blocks = Some((visited.0 / q, visited.1 / q));
-                if alpha < 1.0 {
-                    r.recall_at_10 = Some(rlrag_retriever::dense_index::recall_against_exact(
-                        &exact, &hits, 10,
-                    ));
-                } else if hits != exact {
-                    return Err(EvalError::Bench {
-                        reason: "exact block-max pruning differs from the exhaustive search".into(),
-                    });
-                }
-                indexes.push(r);
+        let bags = || {
+            let mut bags = SparseIndex::new(Weighting::Binary, vocab)?;
+            for chunk in docs.chunks(4096) {
+                let batch = chunk
+                    .iter()
+                    .map(|d| {
+                        let terms = encoder
+                            .bag_of_tokens(&d.full_text())?
+                            .into_iter()
+                            .map(|t| (t, 1.0))
+                            .collect();
+                        Ok((d.id.clone(), SparseVector { terms }))
+                    })
+                    .collect::<Result<Vec<_>, EvalError>>()?;
+                bags.add(&batch)?;
             }
+            Ok(bags)
+        };
+        sparse_rows("bag of tokens", bags, config, &vectors, &mut indexes, &row)?;
+        if n <= learned.len() {
+            let build = || {
+                let mut index = SparseIndex::new(Weighting::Learned, vocab)?;
+                for chunk in learned[..n].chunks(4096) {
+                    index.add(chunk)?;
+                }
+                Ok(index)
+            };
+            sparse_rows(
+                "learned sparse",
+                build,
+                config,
+                &vectors,
+                &mut indexes,
+                &row,
+            )?;
         }
         sizes.push(SizeReport {
             documents: n,
@@ -303,6 +305,131 @@ pub fn run(config: &ScaleBenchConfig, progress: &dyn Progress) -> Result<ScaleRe
         sizes,
         dense,
     })
+}
+
+/// A table row from an index's name, build seconds, memory growth, query
+/// latencies (ms) and hits.
+type MakeRow<'a> = dyn Fn(String, f64, u64, Vec<f64>, &[Vec<Hit>]) -> IndexRow + 'a;
+
+/// A sparse index built by `build` (timed, with the memory it grew),
+/// searched exhaustively, then by block-max pruning (exact, and at each
+/// alpha) in corpus order and heaviest-term order; exact pruning must
+/// return the exhaustive hits.
+fn sparse_rows(
+    what: &str,
+    build: impl FnOnce() -> Result<SparseIndex, EvalError>,
+    config: &ScaleBenchConfig,
+    vectors: &[SparseVector],
+    indexes: &mut Vec<IndexRow>,
+    row: &MakeRow,
+) -> Result<(), EvalError> {
+    let before = resident_bytes();
+    let t = Instant::now();
+    let index = build()?;
+    let (built, memory) = (
+        t.elapsed().as_secs_f64(),
+        resident_bytes().saturating_sub(before),
+    );
+    let (lat, exact) = timed(vectors.len(), |i| Ok(index.search(&vectors[i], 10)))?;
+    indexes.push(row(
+        format!("{what}, exhaustive"),
+        built,
+        memory,
+        lat,
+        &exact,
+    ));
+    for ordering in [Ordering::Original, Ordering::HeaviestTerm] {
+        let before = resident_bytes();
+        let t = Instant::now();
+        let bmp = BlockMaxIndex::build(
+            index.documents(),
+            index.vocab_size(),
+            config.block_size,
+            ordering,
+        )?;
+        let build = t.elapsed().as_secs_f64();
+        let memory = resident_bytes().saturating_sub(before);
+        let name = match ordering {
+            Ordering::Original => "corpus order",
+            Ordering::HeaviestTerm => "heaviest-term order",
+        };
+        for alpha in std::iter::once(1.0).chain(config.alphas.iter().copied()) {
+            let mut visited = (0.0, 0.0);
+            let (lat, hits) = timed(vectors.len(), |i| {
+                let (h, s) = bmp.search_with_stats(&vectors[i], 10, alpha)?;
+                visited.0 += s.visited_blocks as f64;
+                visited.1 += s.candidate_blocks as f64;
+                Ok(h)
+            })?;
+            let q = vectors.len() as f64;
+            let label = if alpha == 1.0 {
+                format!("{what}, block-max exact ({name})")
+            } else {
+                format!("{what}, block-max alpha {alpha} ({name})")
+            };
+            let mut r = row(label, build, memory, lat, &hits);
+            r.blocks = Some((visited.0 / q, visited.1 / q));
+            if alpha < 1.0 {
+                r.recall_at_10 = Some(rlrag_retriever::dense_index::recall_against_exact(
+                    &exact, &hits, 10,
+                ));
+            } else if hits != exact {
+                return Err(EvalError::Bench {
+                    reason: format!(
+                        "{what}: exact block-max pruning differs from the exhaustive search"
+                    ),
+                });
+            }
+            indexes.push(r);
+        }
+    }
+    Ok(())
+}
+
+/// The learned-sparse vectors of `docs`, from the cache in `dir` (one per
+/// model: `sparse-passages-<fingerprint>.jsonl`) and encoded for those it
+/// lacks, appended as they are made, so a stopped run resumes.
+fn encode_passages(
+    encoder: &rlrag_encoder::Encoder,
+    fingerprint: u64,
+    docs: &[rlrag_retriever::Document],
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<(String, SparseVector)>, EvalError> {
+    let path = dir.join(format!("sparse-passages-{fingerprint:016x}.jsonl"));
+    let mut cache: JsonlCache<String, Vec<(u32, f32)>> =
+        JsonlCache::open(path.clone(), |r: EncodedPassage| (r.id, r.terms))?;
+    let missing: Vec<&rlrag_retriever::Document> =
+        docs.iter().filter(|d| cache.get(&d.id).is_none()).collect();
+    if !missing.is_empty() {
+        progress.note(&format!(
+            "encoding {} passages ({} already in {})",
+            missing.len(),
+            docs.len() - missing.len(),
+            path.display()
+        ));
+        let mut bar = progress.bar(missing.len() as u64, "encoding");
+        for chunk in missing.chunks(256) {
+            let texts: Vec<String> = chunk.iter().map(|d| d.full_text()).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            for (d, v) in chunk.iter().zip(encoder.encode_sparse(&refs)?) {
+                let record = EncodedPassage {
+                    id: d.id.clone(),
+                    terms: v.terms,
+                };
+                cache.insert(d.id.clone(), record.terms.clone(), &record)?;
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish();
+    }
+    Ok(docs
+        .iter()
+        .map(|d| {
+            let terms = cache.get(&d.id).unwrap_or_default();
+            (d.id.clone(), SparseVector { terms })
+        })
+        .collect())
 }
 
 /// Adding documents one at a time beside a graph of `n` random unit vectors.

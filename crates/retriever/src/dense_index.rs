@@ -109,6 +109,18 @@ impl FlatIndex {
         self.by_id.contains_key(id)
     }
 
+    /// The documents at positions `range` (clamped to the index), with
+    /// their vectors, ready for another index's `add`.
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Vec<(String, Vec<f32>)> {
+        let end = range.end.min(self.len());
+        let start = range.start.min(end);
+        self.ids[start..end]
+            .iter()
+            .zip(self.data[start * self.dim..end * self.dim].chunks_exact(self.dim.max(1)))
+            .map(|(id, v)| (id.clone(), v.to_vec()))
+            .collect()
+    }
+
     /// The stored vector of a document.
     pub fn vector(&self, id: &str) -> Option<&[f32]> {
         self.by_id
@@ -528,6 +540,18 @@ mod tests {
 
     /// The lane-wise sum equals an f64 reference at every length around
     /// the lane count (blocks, tail, both, neither).
+    #[test]
+    fn rows_are_the_documents_in_order_clamped() {
+        let mut flat = FlatIndex::new(2);
+        let docs: Vec<(String, Vec<f32>)> = (0..5)
+            .map(|i| (format!("d{i}"), vec![i as f32, 1.0]))
+            .collect();
+        flat.add(&docs).unwrap();
+        assert_eq!(flat.rows(1..3), docs[1..3].to_vec());
+        assert_eq!(flat.rows(3..99), docs[3..].to_vec());
+        assert!(flat.rows(7..9).is_empty());
+    }
+
     #[test]
     fn dot_matches_a_wide_reference() {
         let mut rng = crate::rng::SplitMix64::new(7);

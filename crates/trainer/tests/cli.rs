@@ -1526,6 +1526,77 @@ fn the_router_with_a_generator_scores_answers_judges_them_and_exports_rlag_pairs
 /// `bench-dense` encodes a corpus prefix once, keeps the vectors for the
 /// other engines and resumes a file a stopped run cut short; its HNSW rows
 /// carry recall against the exact flat index.
+/// `bench-scale` times every index kind at each size; with `--learned` it
+/// encodes the passages once (kept in `--data`, reused by the next run)
+/// and adds the learned-sparse rows, whose exact block-max search must
+/// equal the exhaustive one (the run fails otherwise).
+#[test]
+fn bench_scale_times_every_index_and_keeps_learned_vectors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_qa_set(dir.path(), 4);
+    let data = dir.path().to_str().expect("utf-8");
+    let json = dir.path().join("scale.json");
+    let run = || -> (serde_json::Value, String) {
+        let o = trainer(&[
+            "bench-scale",
+            "--data",
+            data,
+            "--sizes",
+            "20,30",
+            "--queries",
+            "3",
+            "--block-size",
+            "4",
+            "--learned",
+            "25",
+            "--json",
+            json.to_str().expect("utf-8"),
+        ]);
+        assert_ok(&o);
+        let report =
+            serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid");
+        (report, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (report, log) = run();
+    assert!(log.contains("encoding 20 passages"), "{log}");
+    let sizes = report["sizes"].as_array().expect("sizes");
+    assert_eq!(sizes.len(), 2);
+    let names = |s: &serde_json::Value| -> Vec<String> {
+        s["indexes"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["index"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    // 20 passages: BM25, the bags, and the learned index (at most 25 are
+    // encoded), each exhaustive and block-max (two orders, three alphas).
+    let small = names(&sizes[0]);
+    assert_eq!(small.len(), 15, "{small:?}");
+    assert!(small.contains(&"learned sparse, block-max exact (corpus order)".to_owned()));
+    // 30 passages: past --learned, no learned rows.
+    assert_eq!(names(&sizes[1]).len(), 8);
+    for r in sizes[0]["indexes"].as_array().expect("rows") {
+        let p50 = r["latency_ms"]["p50"].as_f64().expect("p50");
+        assert!(p50 >= 0.0 && r["ndcg@10"].as_f64().is_some(), "{r}");
+    }
+    let cache: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("sparse-passages-"))
+        .collect();
+    assert_eq!(cache.len(), 1, "{cache:?}");
+    let lines = std::fs::read_to_string(dir.path().join(&cache[0])).expect("cache");
+    assert_eq!(lines.lines().count(), 20);
+    // Again: nothing encoded, the same learned rows.
+    let (again, log) = run();
+    assert!(!log.contains("encoding 20 passages"), "{log}");
+    assert_eq!(names(&again["sizes"][0]), small);
+
+    let o = trainer(&["bench-scale", "--data", data, "--sizes", "0"]);
+    assert_clean_failure(&o, "sizes");
+}
+
 #[test]
 fn bench_dense_keeps_and_resumes_its_vectors() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1560,9 +1631,18 @@ fn bench_dense_keeps_and_resumes_its_vectors() {
     let indexes = first["indexes"].as_array().expect("rows");
     assert_eq!(indexes.len(), 3, "flat and two HNSW settings");
     assert_eq!(indexes[0]["recall@10"], 1.0, "exact against itself");
+    assert!(
+        indexes[0].get("add_ms").is_none(),
+        "the flat index adds nothing"
+    );
     for r in &indexes[1..] {
         let recall = r["recall@10"].as_f64().expect("recall");
         assert!((0.5..=1.0).contains(&recall), "{r}");
+        // The last 2 of 25 passages were added beside the graph.
+        assert!(
+            r["add_ms"]["p50"].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{r}"
+        );
     }
     let exact = first["files"]["exact"].as_array().expect("exact");
     assert_eq!(exact.len(), 3);
