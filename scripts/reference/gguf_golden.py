@@ -8,8 +8,16 @@ back with GGUFReader and writes tests/golden/gguf/tiny.json: the metadata,
 and per tensor its dims, type id, and every element as gguf.quants.dequantize
 gives it (f32 bit patterns, for a bit-exact comparison).
 
-Usage: "$(scripts/pyenv.sh)" scripts/reference/gguf_golden.py
+With --model NAME=PATH it also reads a real model file (the SmolLM2 GGUF
+that scripts/fetch-models.sh fetches) and writes tests/golden/gguf/NAME.json:
+per tensor its dims, type id and the sha256 of its dequantised values
+(float32, little-endian), so the Rust reader is checked on every tensor.
+
+Usage: "$(scripts/pyenv.sh)" scripts/reference/gguf_golden.py \
+         [--model smollm2=$HOME/.cache/rlrag/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf]
 """
+import argparse
+import hashlib
 import json
 import os
 
@@ -47,8 +55,39 @@ def blocks(qtype, n_blocks):
     return b.reshape(-1)
 
 
+def model_digests(name, path):
+    r = GGUFReader(path)
+    tensors = {}
+    for t in r.tensors:
+        values = dequantize(t.data, t.tensor_type).astype("<f4").reshape(-1)
+        tensors[t.name] = {
+            "dims": [int(d) for d in t.shape],
+            "type": int(t.tensor_type),
+            "sha256": hashlib.sha256(values.tobytes()).hexdigest(),
+        }
+    out = os.path.join(OUT, f"{name}.json")
+    with open(out, "w") as f:
+        json.dump({"file_sha256": sha256_file(path), "tensors": tensors}, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"wrote {out}: {len(tensors)} tensors")
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", action="append", default=[], help="NAME=PATH of a GGUF file")
+    args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
+    for spec in args.model:
+        name, path = spec.split("=", 1)
+        model_digests(name, path)
     path = os.path.join(OUT, "tiny.gguf")
     w = GGUFWriter(path, "llama")
     w.add_uint8("test.u8", 200)
