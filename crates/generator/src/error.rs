@@ -22,6 +22,12 @@ pub enum GeneratorError {
         /// ggml's name for it, where known.
         name: &'static str,
     },
+    /// The file's model is not one this crate runs, or is inconsistent.
+    #[error("model: {reason}")]
+    Model {
+        /// What is wrong.
+        reason: String,
+    },
     /// A tensor the caller asked for is not in the file.
     #[error("GGUF: no tensor `{name}`")]
     MissingTensor {

@@ -1,10 +1,15 @@
-//! The generator: the model that answers. Today the reader of llama.cpp's
-//! GGUF files ([`gguf`]): the header, metadata and tensor table checked
-//! against the file's bytes, and every tensor dequantised to `f32` from the
-//! block formats the registry models use (F32, F16, BF16, Q4_0, Q4_1, Q5_0,
-//! Q5_1, Q8_0, Q2_K–Q6_K), bit for bit as the `gguf` Python package does.
+//! The generator: the model that answers.
+//!
+//! - [`gguf`]: llama.cpp's GGUF files: the header, metadata and tensor
+//!   table checked against the file's bytes, and every tensor dequantised
+//!   to `f32` from the block formats the registry models use (F32, F16,
+//!   BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K–Q6_K), bit for bit as the
+//!   `gguf` Python package does.
+//! - [`llama`]: the llama-family decoder in burn (SmolLM2, Llama, Qwen2)
+//!   loaded from such a file: next-token logits for a sequence.
 
 mod error;
 pub mod gguf;
+pub mod llama;
 
 pub use error::GeneratorError;

@@ -2,25 +2,32 @@
 //! blocks, F32 norms), fetched by `scripts/fetch-models.sh`. Every one of
 //! its 272 tensors dequantises to exactly what the `gguf` package gives
 //! (sha256 of the values, `tests/golden/gguf/smollm2.json`, written by
-//! `scripts/reference/gguf_golden.py --model smollm2=…`).
+//! `scripts/reference/gguf_golden.py --model smollm2=…`), and the decoder's
+//! logits match a float64 reference (`scripts/reference/golden_llama.py`).
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use rlrag_generator::gguf::{Gguf, Value};
 use sha2::{Digest, Sha256};
 
+/// The model file's bytes.
+fn model_bytes() -> Vec<u8> {
+    let path = rlrag_encoder::models::pretrained("smollm2").join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-models.sh", path.display()))
+}
+
+/// A golden file of `tests/golden/gguf/`.
+fn golden(name: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/golden/gguf")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("json")
+}
+
 #[test]
 fn every_tensor_of_smollm2_matches_gguf_py() {
-    let path = rlrag_encoder::models::pretrained("smollm2").join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-models.sh", path.display()));
-    let golden: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../tests/golden/gguf/smollm2.json"),
-        )
-        .expect("golden file"),
-    )
-    .expect("json");
+    let bytes = model_bytes();
+    let golden = golden("smollm2.json");
     let file_sha = format!("{:x}", Sha256::digest(&bytes));
     assert_eq!(
         file_sha,
@@ -72,4 +79,77 @@ fn every_tensor_of_smollm2_matches_gguf_py() {
             t.name
         );
     }
+}
+
+/// The decoder's logits on SmolLM2 equal an independent float64 numpy
+/// forward pass on the same dequantised weights, written the Hugging Face
+/// way (`scripts/reference/golden_llama.py`): at every position of three
+/// prompts, the same top token and every compared logit within 0.02.
+#[test]
+fn smollm2_logits_match_the_numpy_reference() {
+    let bytes = model_bytes();
+    let model = rlrag_generator::llama::Llama::from_gguf(&bytes, &burn::tensor::Device::flex())
+        .expect("loads");
+    assert_eq!(model.config.layers, 30);
+    assert_eq!(model.config.head_dim(), 64);
+    assert_eq!(model.config.kv_heads, 3);
+    for bad in [&[][..], &[49_152][..]] {
+        let e = model.logits(bad).expect_err("refused");
+        assert!(e.to_string().contains("token"), "{e}");
+    }
+    let golden = golden("smollm2-logits.json");
+    let fixed: Vec<usize> = golden["fixed_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_u64().expect("id") as usize)
+        .collect();
+    let mut worst = 0.0f64;
+    for prompt in golden["prompts"].as_array().expect("prompts") {
+        let ids: Vec<u32> = prompt["ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|v| v.as_u64().expect("id") as u32)
+            .collect();
+        let logits = model.logits(&ids).expect("runs");
+        let [n, vocab] = logits.dims();
+        assert_eq!((n, vocab), (ids.len(), 49_152));
+        let values: Vec<f32> = logits.into_data().try_to_vec::<f32>().expect("f32");
+        for (pos, want) in prompt["positions"]
+            .as_array()
+            .expect("positions")
+            .iter()
+            .enumerate()
+        {
+            let row = &values[pos * vocab..(pos + 1) * vocab];
+            let top = (0..vocab)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .expect("a top");
+            assert_eq!(
+                top as u64,
+                want["top"][0][0].as_u64().expect("id"),
+                "{ids:?} at {pos}"
+            );
+            let mut check = |id: usize, want: f64| {
+                let err = (f64::from(row[id]) - want).abs();
+                worst = worst.max(err);
+                assert!(
+                    err < 0.02,
+                    "{ids:?} at {pos}, token {id}: {} against {want}",
+                    row[id]
+                );
+            };
+            for t in want["top"].as_array().expect("top") {
+                check(
+                    t[0].as_u64().expect("id") as usize,
+                    t[1].as_f64().expect("logit"),
+                );
+            }
+            for (&id, w) in fixed.iter().zip(want["fixed"].as_array().expect("fixed")) {
+                check(id, w.as_f64().expect("logit"));
+            }
+        }
+    }
+    println!("largest logit error against the float64 reference: {worst:.5}");
 }
