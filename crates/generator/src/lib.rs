@@ -6,7 +6,8 @@
 //!   BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K–Q6_K), bit for bit as the
 //!   `gguf` Python package does.
 //! - [`llama`]: the llama-family decoder in burn (SmolLM2, Llama, Qwen2)
-//!   loaded from such a file: next-token logits for a sequence.
+//!   loaded from such a file: next-token logits, a key/value cache, greedy
+//!   decoding.
 
 mod error;
 pub mod gguf;

@@ -264,6 +264,14 @@ impl Llama {
     /// The next-token logits `[len, vocab]` at every position of `ids`
     /// (one sequence, causal attention from position 0).
     pub fn logits(&self, ids: &[u32]) -> Result<Tensor<2>, GeneratorError> {
+        self.extend(ids, &mut KvCache::default())
+    }
+
+    /// Run `ids` after the positions `cache` holds, keep their keys and
+    /// values in it, and return their next-token logits `[len, vocab]`:
+    /// the same as [`Llama::logits`] of the whole sequence, row for row,
+    /// without recomputing the earlier positions.
+    pub fn extend(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor<2>, GeneratorError> {
         let c = &self.config;
         if ids.is_empty() {
             return Err(GeneratorError::Model {
@@ -275,16 +283,26 @@ impl Llama {
                 reason: format!("token id {bad} is past the vocabulary ({})", c.vocab_size),
             });
         }
+        let (start, n) = (cache.len, ids.len());
+        if start + n > c.context {
+            return Err(GeneratorError::Model {
+                reason: format!(
+                    "{} tokens are past the model's context of {}",
+                    start + n,
+                    c.context
+                ),
+            });
+        }
         let device = self.weights.embed.val().device();
-        let n = ids.len();
         let (hd, nh, nkv) = (c.head_dim(), c.heads, c.kv_heads);
         let index = Tensor::<1, Int>::from_data(
             TensorData::new(ids.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), [n]),
             &device,
         );
         let mut x = self.weights.embed.val().select(0, index);
-        let (cos, sin) = rope_tables(n, hd, c.rope_base, &device);
-        let mask = causal_mask(n, &device);
+        let (cos, sin) = rope_tables(start, n, hd, c.rope_base, &device);
+        let mask = causal_mask(start, n, &device);
+        let total = start + n;
         let rms = |x: Tensor<2>, w: &Param<Tensor<1>>| {
             let scale = x
                 .clone()
@@ -302,7 +320,8 @@ impl Llama {
                 None => y,
             }
         };
-        for block in &self.weights.blocks {
+        cache.layers.resize_with(self.weights.blocks.len(), || None);
+        for (block, kv) in self.weights.blocks.iter().zip(cache.layers.iter_mut()) {
             let h = rms(x.clone(), &block.attn_norm);
             let heads = |t: Tensor<2>, k: usize| t.reshape([n, k, hd]).swap_dims(0, 1);
             let q = heads(project(h.clone(), &block.q, &block.q_bias), nh);
@@ -310,12 +329,20 @@ impl Llama {
             let v = heads(project(h, &block.v, &block.v_bias), nkv);
             let q = rotate(q, &cos, &sin, c.rope);
             let k = rotate(k, &cos, &sin, c.rope);
+            let (k, v) = match kv.take() {
+                Some((past_k, past_v)) => (
+                    Tensor::cat(vec![past_k, k], 1),
+                    Tensor::cat(vec![past_v, v], 1),
+                ),
+                None => (k, v),
+            };
+            *kv = Some((k.clone(), v.clone()));
             // Query head j reads key/value head j / (nh / nkv).
             let group = nh / nkv;
             let widen = |t: Tensor<3>| {
                 t.unsqueeze_dim::<4>(1)
-                    .expand([nkv, group, n, hd])
-                    .reshape([nh, n, hd])
+                    .expand([nkv, group, total, hd])
+                    .reshape([nh, total, hd])
             };
             let (k, v) = (widen(k), widen(v));
             let scores = q.matmul(k.swap_dims(1, 2)).div_scalar((hd as f64).sqrt())
@@ -329,21 +356,82 @@ impl Llama {
             let gate = activation::silu(h.clone().matmul(block.gate.val()));
             x = x + (gate * h.matmul(block.up.val())).matmul(block.down.val());
         }
+        cache.len = total;
         let x = rms(x, &self.weights.norm);
         Ok(match &self.weights.output {
             Some(out) => x.matmul(out.val()),
             None => x.matmul(self.weights.embed.val().transpose()),
         })
     }
+
+    /// Greedy decoding: `prompt`, then up to `max_tokens` tokens, each the
+    /// most likely next one, stopping after any token in `stop` (it is
+    /// kept). Returns the new tokens.
+    pub fn generate_greedy(
+        &self,
+        prompt: &[u32],
+        max_tokens: usize,
+        stop: &[u32],
+    ) -> Result<Vec<u32>, GeneratorError> {
+        let mut cache = KvCache::default();
+        let mut out = Vec::with_capacity(max_tokens);
+        let mut next = prompt.to_vec();
+        while out.len() < max_tokens {
+            let logits = self.extend(&next, &mut cache)?;
+            let [n, _] = logits.dims();
+            let last = logits.narrow(0, n - 1, 1).argmax(1);
+            let token = last
+                .into_data()
+                .iter::<i64>()
+                .next()
+                .and_then(|t| u32::try_from(t).ok())
+                .ok_or_else(|| GeneratorError::Model {
+                    reason: "no token came out".into(),
+                })?;
+            out.push(token);
+            if stop.contains(&token) {
+                break;
+            }
+            next = vec![token];
+        }
+        Ok(out)
+    }
 }
 
-/// `cos` and `sin` of every position's angles `[n, d/2]`: pair `i` turns
-/// by `pos · base^(-2i/d)`.
-fn rope_tables(n: usize, d: usize, base: f64, device: &Device) -> (Tensor<2>, Tensor<2>) {
+/// The keys and values of the positions run so far, per block
+/// (`[kv_heads, len, head_dim]` each): what [`Llama::extend`] attends to
+/// instead of recomputing.
+#[derive(Debug, Default, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<3>, Tensor<3>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no position is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// `cos` and `sin` of the angles `[n, d/2]` of positions `start..start + n`:
+/// pair `i` turns by `pos · base^(-2i/d)`.
+fn rope_tables(
+    start: usize,
+    n: usize,
+    d: usize,
+    base: f64,
+    device: &Device,
+) -> (Tensor<2>, Tensor<2>) {
     let half = d / 2;
     let mut cos = Vec::with_capacity(n * half);
     let mut sin = Vec::with_capacity(n * half);
-    for pos in 0..n {
+    for pos in start..start + n {
         for i in 0..half {
             let angle = pos as f64 * base.powf(-2.0 * i as f64 / d as f64);
             cos.push(angle.cos() as f32);
@@ -384,13 +472,20 @@ fn rotate(t: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, style: Rope) -> Tensor
     }
 }
 
-/// 0 where position `j` may be attended from `i` (`j ≤ i`), a large
-/// negative number elsewhere.
-fn causal_mask(n: usize, device: &Device) -> Tensor<2> {
-    let values: Vec<f32> = (0..n * n)
-        .map(|k| if k % n > k / n { -1.0e30 } else { 0.0 })
+/// `[n, start + n]`: 0 where new position `start + i` may attend to
+/// position `j` (`j ≤ start + i`), a large negative number elsewhere.
+fn causal_mask(start: usize, n: usize, device: &Device) -> Tensor<2> {
+    let total = start + n;
+    let values: Vec<f32> = (0..n * total)
+        .map(|k| {
+            if k % total > start + k / total {
+                -1.0e30
+            } else {
+                0.0
+            }
+        })
         .collect();
-    Tensor::from_data(TensorData::new(values, [n, n]), device)
+    Tensor::from_data(TensorData::new(values, [n, total]), device)
 }
 
 #[cfg(test)]
@@ -424,7 +519,7 @@ mod tests {
     fn rotary_styles_agree_on_their_layouts() {
         let device = Device::flex();
         let (n, d) = (5, 8);
-        let (cos, sin) = rope_tables(n, d, 10_000.0, &device);
+        let (cos, sin) = rope_tables(0, n, d, 10_000.0, &device);
         let values: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.37).sin()).collect();
         let halves = Tensor::<3>::from_data(TensorData::new(values.clone(), [1, n, d]), &device);
         // The same vectors with element i + j·d/2 at 2i + j.

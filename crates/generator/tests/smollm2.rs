@@ -153,3 +153,64 @@ fn smollm2_logits_match_the_numpy_reference() {
     }
     println!("largest logit error against the float64 reference: {worst:.5}");
 }
+
+/// Running a sequence in pieces through the key/value cache gives the
+/// whole sequence's logits row for row, and greedy decoding with the cache
+/// picks the same tokens as recomputing the whole sequence at each step;
+/// a stop token ends it (kept).
+#[test]
+fn the_cache_reproduces_the_full_forward_and_greedy_decoding() {
+    let bytes = model_bytes();
+    let model = rlrag_generator::llama::Llama::from_gguf(&bytes, &burn::tensor::Device::flex())
+        .expect("loads");
+    let prompt: Vec<u32> = vec![1, 9690, 198, 2683, 359, 253, 5356, 5646, 30, 2, 198];
+    let rows =
+        |t: burn::tensor::Tensor<2>| -> Vec<f32> { t.into_data().try_to_vec().expect("f32") };
+    let full = rows(model.logits(&prompt).expect("runs"));
+    let vocab = full.len() / prompt.len();
+    let mut cache = rlrag_generator::llama::KvCache::default();
+    let mut pieces = rows(model.extend(&prompt[..5], &mut cache).expect("runs"));
+    for t in &prompt[5..] {
+        pieces.extend(rows(
+            model
+                .extend(std::slice::from_ref(t), &mut cache)
+                .expect("runs"),
+        ));
+    }
+    assert_eq!(cache.len(), prompt.len());
+    let worst = full
+        .iter()
+        .zip(&pieces)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-3, "cached logits differ by {worst}");
+    assert_eq!(pieces.len(), prompt.len() * vocab);
+
+    let started = std::time::Instant::now();
+    let fast = model.generate_greedy(&prompt, 8, &[]).expect("generates");
+    let seconds = started.elapsed().as_secs_f64();
+    let mut seq = prompt.clone();
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let logits = rows(model.logits(&seq).expect("runs"));
+        let last = &logits[(seq.len() - 1) * vocab..];
+        let top = (0..vocab)
+            .max_by(|&a, &b| last[a].total_cmp(&last[b]))
+            .expect("a top") as u32;
+        slow.push(top);
+        seq.push(top);
+    }
+    assert_eq!(fast, slow);
+    println!(
+        "greedy with the cache: {:.1} tokens/s (debug test build)",
+        8.0 / seconds
+    );
+    let stop = slow[2];
+    let first = slow.iter().position(|&t| t == stop).expect("there");
+    assert_eq!(
+        model
+            .generate_greedy(&prompt, 8, &[stop])
+            .expect("generates"),
+        slow[..=first].to_vec()
+    );
+}
