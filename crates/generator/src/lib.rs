@@ -8,9 +8,12 @@
 //! - [`llama`]: the llama-family decoder in burn (SmolLM2, Llama, Qwen2)
 //!   loaded from such a file: next-token logits, a key/value cache, greedy
 //!   decoding.
+//! - [`tokenizer`]: byte-level BPE from the file's vocabulary and merges,
+//!   with llama.cpp's pre-tokenizer and special tokens (its ids, checked).
 
 mod error;
 pub mod gguf;
 pub mod llama;
+pub mod tokenizer;
 
 pub use error::GeneratorError;

@@ -214,3 +214,33 @@ fn the_cache_reproduces_the_full_forward_and_greedy_decoding() {
         slow[..=first].to_vec()
     );
 }
+
+/// The tokenizer built from the GGUF's vocabulary gives llama.cpp's token
+/// ids on 380 texts (`scripts/reference/golden_tokens.py`).
+#[test]
+fn tokens_equal_llama_cpp() {
+    let bytes = model_bytes();
+    let file = Gguf::parse(&bytes).expect("parses");
+    let tokenizer = rlrag_generator::tokenizer::GgufTokenizer::from_gguf(&file).expect("builds");
+    let golden = golden("smollm2-tokens.json");
+    let mut wrong = Vec::new();
+    for row in golden.as_array().expect("rows") {
+        let text = row["text"].as_str().expect("text");
+        let want: Vec<u32> = row["ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|v| v.as_u64().expect("id") as u32)
+            .collect();
+        let got = tokenizer.encode(text).expect("encodes");
+        if got != want {
+            wrong.push(format!("{text:?}: {got:?} against {want:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of 380 differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
