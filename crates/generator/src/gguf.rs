@@ -693,16 +693,23 @@ fn scale_min_k4(k: usize, s: &[u8]) -> (u8, u8) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
 
+    fn golden_dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/gguf")
+    }
+
+    /// The small GGUF file gguf-py wrote (`scripts/reference/gguf_golden.py`).
+    pub(crate) fn tiny_file() -> Vec<u8> {
+        std::fs::read(golden_dir().join("tiny.gguf")).unwrap()
+    }
+
     fn golden() -> (Vec<u8>, serde_json::Value) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/gguf");
-        let bytes = std::fs::read(dir.join("tiny.gguf")).unwrap();
-        let json = serde_json::from_slice(&std::fs::read(dir.join("tiny.json")).unwrap()).unwrap();
-        (bytes, json)
+        let json = std::fs::read(golden_dir().join("tiny.json")).unwrap();
+        (tiny_file(), serde_json::from_slice(&json).unwrap())
     }
 
     fn same(value: &Value, want: &serde_json::Value) -> bool {

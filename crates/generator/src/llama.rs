@@ -272,6 +272,20 @@ impl Llama {
     /// the same as [`Llama::logits`] of the whole sequence, row for row,
     /// without recomputing the earlier positions.
     pub fn extend(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor<2>, GeneratorError> {
+        Ok(self.project(self.states(ids, cache)?))
+    }
+
+    /// The output matrix applied to final states `[len, hidden]`.
+    fn project(&self, x: Tensor<2>) -> Tensor<2> {
+        match &self.weights.output {
+            Some(out) => x.matmul(out.val()),
+            None => x.matmul(self.weights.embed.val().transpose()),
+        }
+    }
+
+    /// [`Llama::extend`] up to the final norm: the states `[len, hidden]`
+    /// the output matrix turns into logits.
+    fn states(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor<2>, GeneratorError> {
         let c = &self.config;
         if ids.is_empty() {
             return Err(GeneratorError::Model {
@@ -357,11 +371,7 @@ impl Llama {
             x = x + (gate * h.matmul(block.up.val())).matmul(block.down.val());
         }
         cache.len = total;
-        let x = rms(x, &self.weights.norm);
-        Ok(match &self.weights.output {
-            Some(out) => x.matmul(out.val()),
-            None => x.matmul(self.weights.embed.val().transpose()),
-        })
+        Ok(rms(x, &self.weights.norm))
     }
 
     /// Greedy decoding: `prompt`, then up to `max_tokens` tokens, each the
@@ -377,9 +387,10 @@ impl Llama {
         let mut out = Vec::with_capacity(max_tokens);
         let mut next = prompt.to_vec();
         while out.len() < max_tokens {
-            let logits = self.extend(&next, &mut cache)?;
-            let [n, _] = logits.dims();
-            let last = logits.narrow(0, n - 1, 1).argmax(1);
+            // Only the last position's logits are needed.
+            let states = self.states(&next, &mut cache)?;
+            let [n, _] = states.dims();
+            let last = self.project(states.narrow(0, n - 1, 1)).argmax(1);
             let token = last
                 .into_data()
                 .iter::<i64>()
@@ -499,8 +510,7 @@ mod tests {
     /// too.
     #[test]
     fn a_file_without_a_model_shape_is_refused() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/gguf");
-        let bytes = std::fs::read(dir.join("tiny.gguf")).unwrap();
+        let bytes = crate::gguf::tests::tiny_file();
         let e = Llama::from_gguf(&bytes, &Device::flex()).unwrap_err();
         assert!(e.to_string().contains("llama.attention.head_count"), "{e}");
         let mut file = Gguf::parse(&bytes).unwrap();

@@ -176,46 +176,33 @@ mod tests {
     /// a pre-tokenizer this reader does not know.
     #[test]
     fn files_without_a_known_vocabulary_are_refused() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/gguf");
-        let bytes = std::fs::read(dir.join("tiny.gguf")).unwrap();
-        let mut file = Gguf::parse(&bytes).unwrap();
-        let e = GgufTokenizer::from_gguf(&file).unwrap_err();
-        assert!(e.to_string().contains("tokenizer model"), "{e}");
+        let mut file = Gguf::parse(&crate::gguf::tests::tiny_file()).unwrap();
+        let refused = |file: &Gguf, says: &str| {
+            let e = GgufTokenizer::from_gguf(file).unwrap_err();
+            assert!(e.to_string().contains(says), "{e} (wanted `{says}`)");
+        };
         let set = |file: &mut Gguf, k: &str, v: Value| file.metadata.insert(k.into(), v);
-        set(
-            &mut file,
-            "tokenizer.ggml.model",
-            Value::String("gpt2".into()),
-        );
-        let e = GgufTokenizer::from_gguf(&file).unwrap_err();
-        assert!(e.to_string().contains("tokenizer.ggml.tokens"), "{e}");
-        let tokens = ["a", "b", "ab"].map(|t| Value::String(t.into())).to_vec();
+        let text = |s: &str| Value::String(s.into());
+        refused(&file, "tokenizer model");
+        set(&mut file, "tokenizer.ggml.model", text("gpt2"));
+        refused(&file, "tokenizer.ggml.tokens");
+        let tokens = ["a", "b", "ab"].map(text).to_vec();
         set(&mut file, "tokenizer.ggml.tokens", Value::Array(tokens));
         set(
             &mut file,
             "tokenizer.ggml.merges",
-            Value::Array(vec![Value::String("a b".into())]),
+            Value::Array(vec![text("a b")]),
         );
         let ok = GgufTokenizer::from_gguf(&file).unwrap();
         assert_eq!(ok.encode("ab").unwrap(), vec![2]);
-        set(
-            &mut file,
-            "tokenizer.ggml.pre",
-            Value::String("qwen9".into()),
-        );
-        let e = GgufTokenizer::from_gguf(&file).unwrap_err();
-        assert!(e.to_string().contains("qwen9"), "{e}");
+        set(&mut file, "tokenizer.ggml.pre", text("qwen9"));
+        refused(&file, "qwen9");
         set(
             &mut file,
             "tokenizer.ggml.merges",
-            Value::Array(vec![Value::String("ab".into())]),
+            Value::Array(vec![text("ab")]),
         );
-        set(
-            &mut file,
-            "tokenizer.ggml.pre",
-            Value::String("gpt2".into()),
-        );
-        let e = GgufTokenizer::from_gguf(&file).unwrap_err();
-        assert!(e.to_string().contains("two tokens"), "{e}");
+        set(&mut file, "tokenizer.ggml.pre", text("gpt2"));
+        refused(&file, "two tokens");
     }
 }

@@ -16,6 +16,15 @@ fn model_bytes() -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-models.sh", path.display()))
 }
 
+/// A JSON array of token ids.
+fn token_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| u32::try_from(v.as_u64().expect("id")).expect("a u32"))
+        .collect()
+}
+
 /// A golden file of `tests/golden/gguf/`.
 fn golden(name: &str) -> serde_json::Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -98,20 +107,10 @@ fn smollm2_logits_match_the_numpy_reference() {
         assert!(e.to_string().contains("token"), "{e}");
     }
     let golden = golden("smollm2-logits.json");
-    let fixed: Vec<usize> = golden["fixed_ids"]
-        .as_array()
-        .expect("ids")
-        .iter()
-        .map(|v| v.as_u64().expect("id") as usize)
-        .collect();
+    let fixed = token_ids(&golden["fixed_ids"]);
     let mut worst = 0.0f64;
     for prompt in golden["prompts"].as_array().expect("prompts") {
-        let ids: Vec<u32> = prompt["ids"]
-            .as_array()
-            .expect("ids")
-            .iter()
-            .map(|v| v.as_u64().expect("id") as u32)
-            .collect();
+        let ids = token_ids(&prompt["ids"]);
         let logits = model.logits(&ids).expect("runs");
         let [n, vocab] = logits.dims();
         assert_eq!((n, vocab), (ids.len(), 49_152));
@@ -147,7 +146,7 @@ fn smollm2_logits_match_the_numpy_reference() {
                 );
             }
             for (&id, w) in fixed.iter().zip(want["fixed"].as_array().expect("fixed")) {
-                check(id, w.as_f64().expect("logit"));
+                check(id as usize, w.as_f64().expect("logit"));
             }
         }
     }
@@ -226,12 +225,7 @@ fn tokens_equal_llama_cpp() {
     let mut wrong = Vec::new();
     for row in golden.as_array().expect("rows") {
         let text = row["text"].as_str().expect("text");
-        let want: Vec<u32> = row["ids"]
-            .as_array()
-            .expect("ids")
-            .iter()
-            .map(|v| v.as_u64().expect("id") as u32)
-            .collect();
+        let want = token_ids(&row["ids"]);
         let got = tokenizer.encode(text).expect("encodes");
         if got != want {
             wrong.push(format!("{text:?}: {got:?} against {want:?}"));

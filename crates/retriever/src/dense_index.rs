@@ -35,7 +35,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
                 dot_lanes(self.0, self.1)
             }
         }
-        pulp::Arch::new().dispatch(Dot(a, b))
+        // Detected once: a distance is a few dozen nanoseconds, and HNSW
+        // computes millions of them.
+        static ARCH: std::sync::LazyLock<pulp::Arch> = std::sync::LazyLock::new(pulp::Arch::new);
+        ARCH.dispatch(Dot(a, b))
     }
     #[cfg(not(target_arch = "x86_64"))]
     dot_lanes(a, b)
