@@ -238,8 +238,83 @@ fn write_all() {
         None,
         &std::fs::read(&tiny).unwrap_or_else(|e| panic!("{}: {e}", tiny.display())),
     );
+    write("generator_dir", "tiny", None, &tiny_generator_dir());
     write("router_replies", "sub-queries", Some(0),
         b"Here are the queries:\n1. Who directed Jaws?\n2) \"Spielberg birthplace\"\n- Query: Jaws year\nyes");
+}
+
+/// A tiny generator's model directory as the `generator_dir` target reads
+/// it: a seeded random two-layer decoder over a byte-level vocabulary (the
+/// 256 bytes in GPT-2's alphabet, then the ChatML control tokens), no
+/// merges.
+fn tiny_generator_dir() -> Vec<u8> {
+    use rlrag::generator::generate::{ChatTemplate, Generator};
+    use rlrag::generator::llama::{Llama, LlamaConfig, Rope};
+    use rlrag::generator::tokenizer::GgufTokenizer;
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut next = 256u32;
+    let mut vocab = serde_json::Map::new();
+    for b in 0..=255u8 {
+        let c = if printable(b) {
+            char::from(b)
+        } else {
+            next += 1;
+            char::from_u32(next - 1).expect("a char")
+        };
+        vocab.insert(c.to_string(), json!(b));
+    }
+    let control = ["<|im_start|>", "<|im_end|>"];
+    let mut added = Vec::new();
+    for (i, name) in control.iter().enumerate() {
+        vocab.insert((*name).to_owned(), json!(256 + i));
+        added.push(
+            json!({"id": 256 + i, "content": name, "single_word": false, "lstrip": false,
+                          "rstrip": false, "normalized": false, "special": true}),
+        );
+    }
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true});
+    let tokenizer = json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": byte_level, "post_processor": null, "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                  "ignore_merges": false, "vocab": vocab, "merges": []},
+    });
+    let tokenizer = GgufTokenizer::from_json(&tokenizer.to_string()).expect("a tokenizer");
+    let config = LlamaConfig {
+        architecture: "llama".into(),
+        vocab_size: 258,
+        hidden: 8,
+        layers: 2,
+        heads: 2,
+        kv_heads: 1,
+        feed_forward: 12,
+        rms_eps: 1e-5,
+        rope_base: 10_000.0,
+        rope: Rope::Adjacent,
+        context: 32,
+        tied: true,
+        qkv_bias: false,
+    };
+    let model = Llama::random(config, 3, &Device::flex()).expect("a model");
+    let template = ChatTemplate {
+        default_system: Some("Be brief.".into()),
+    };
+    let generator = Generator::new(model, tokenizer, template, vec![257]).expect("a generator");
+    let files = generator.dir_files().expect("files");
+    let get = |name: &str| {
+        files
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| b.clone())
+            .expect("written")
+    };
+    let mut out = get("config.json");
+    out.push(0xff);
+    out.extend(get("tokenizer.json"));
+    out.push(0xff);
+    out.extend(get("model.safetensors"));
+    out
 }
 
 fn files(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -304,6 +379,25 @@ fn every_seed_decodes() {
             file.tensor(&seed, &t.name)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+    for (name, seed) in files("generator_dir") {
+        let mut parts = seed.splitn(3, |&b| b == 0xff);
+        let (config, tokenizer, weights) = (
+            parts.next().expect("config"),
+            parts.next().expect("tokenizer"),
+            parts.next().expect("weights"),
+        );
+        let generator = rlrag::generator::generate::Generator::from_dir_files(
+            config,
+            weights.to_vec(),
+            tokenizer,
+            &Device::flex(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = generator
+            .generate("Paris is", &Default::default(), &mut |_| true)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!out.tokens.is_empty(), "{name}");
     }
     for (name, seed) in files("safetensors") {
         rlrag_encoder::canonical_safetensors(&seed).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -18,6 +18,9 @@ pub enum EvalError {
     /// The reward configuration is invalid.
     #[error(transparent)]
     Reward(#[from] rlrag_reward::RewardError),
+    /// The generator failed.
+    #[error(transparent)]
+    Generator(#[from] rlrag_generator::GeneratorError),
     /// A dataset could not be loaded.
     #[error("cannot load dataset {}", data.display())]
     Dataset {

@@ -16,9 +16,10 @@
 //! - [`server`]: a corpus as a network search source;
 //! - [`device`]: where encoders and training run (CPU, wgpu, CUDA);
 //! - [`chart`]: the SVG line chart of training curves;
-//! - [`bench`], [`bench_encoder`]: the browser engine's work and the
-//!   encoder's throughput, timed natively (the benchmark scripts compare
-//!   them with a browser and ONNX Runtime);
+//! - [`bench`], [`bench_encoder`], [`bench_generator`]: the browser
+//!   engine's work, the encoder's and the generator's throughput, timed
+//!   natively (the benchmark scripts compare them with a browser, ONNX
+//!   Runtime and llama.cpp);
 //! - [`progress`]: how long runs report to whoever drives them.
 //!
 //! Native only. Errors are [`EvalError`]; nothing here prints.
@@ -26,6 +27,7 @@
 pub mod augment;
 pub mod bench;
 pub mod bench_encoder;
+pub mod bench_generator;
 pub mod cache;
 pub mod chart;
 pub mod datasets;

@@ -73,8 +73,10 @@ pub struct RetrievalEvalConfig {
     /// How queries are augmented with a generator's hypothetical document.
     #[cfg_attr(feature = "clap", command(flatten))]
     pub augment: AugmentSettings,
-    /// An OpenAI-compatible generator (`http://host:port/v1`, e.g.
-    /// scripts/llm-server.sh) that writes --augment's documents.
+    /// The generator that writes --augment's documents: an
+    /// OpenAI-compatible server (`http://host:port/v1`, e.g.
+    /// scripts/llm-server.sh) or a model in this process
+    /// (`local:<file.gguf>`).
     #[cfg_attr(feature = "clap", arg(long))]
     pub generator: Option<String>,
     /// The `model` field of generator requests.

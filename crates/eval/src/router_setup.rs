@@ -117,8 +117,9 @@ pub struct RouterSetupConfig {
     /// only align the query, the evidence leaves them out).
     #[cfg_attr(feature = "clap", arg(long, default_value_t = PipelineConfig::default().sensing_weight))]
     pub sensing_weight: f32,
-    /// An OpenAI-compatible generator (`http://host:port/v1`, e.g.
-    /// scripts/llm-server.sh): it answers every question from the top
+    /// The generator: an OpenAI-compatible server (`http://host:port/v1`,
+    /// e.g. scripts/llm-server.sh) or a model in this process
+    /// (`local:<file.gguf>`); it answers every question from the top
     /// evidence, and the answers are scored by EM and F1.
     #[cfg_attr(feature = "clap", arg(long))]
     pub generator: Option<String>,

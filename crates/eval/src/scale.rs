@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rlrag_encoder::SparseVector;
 use rlrag_encoder::models::pretrained;
-use rlrag_retriever::block_max::{BlockMaxIndex, DEFAULT_BLOCK_SIZE, Ordering};
+use rlrag_retriever::block_max::{BlockMaxIndex, Ordering};
 use rlrag_retriever::rng::SplitMix64;
 use rlrag_retriever::{
     Bm25Index, DatasetFormat, FlatIndex, Hit, HnswParams, LiveHnsw, SparseIndex, Weighting,
@@ -48,7 +48,10 @@ pub struct ScaleBenchConfig {
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 300))]
     pub queries: usize,
     /// Documents per block-max block.
-    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULT_BLOCK_SIZE))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value_t = rlrag_retriever::block_max::DEFAULT_BLOCK_SIZE)
+    )]
     pub block_size: usize,
     /// Approximate block-max pruning at these alphas (below 1).
     #[cfg_attr(

@@ -28,6 +28,13 @@ pub enum GeneratorError {
         /// What is wrong.
         reason: String,
     },
+    /// A request to the model is malformed or out of range (the
+    /// OpenAI-compatible API: a field's type or value).
+    #[error("request: {reason}")]
+    Request {
+        /// What is wrong.
+        reason: String,
+    },
     /// A tensor the caller asked for is not in the file.
     #[error("GGUF: no tensor `{name}`")]
     MissingTensor {

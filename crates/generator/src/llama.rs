@@ -12,13 +12,17 @@
 //! weights (`scripts/reference/golden_llama.py` checks it that way).
 
 use burn::module::{Module, Param};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use rlrag_reward::rng::SplitMix64;
+use serde::{Deserialize, Serialize};
 
 use crate::GeneratorError;
 use crate::gguf::Gguf;
 
 /// Which elements a rotary position embedding rotates together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Rope {
     /// Elements `2i` and `2i + 1` (llama.cpp's `NORM`: llama files).
     Adjacent,
@@ -27,7 +31,7 @@ pub enum Rope {
 }
 
 /// A model's shape, from the file's metadata.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
     /// `llama` or `qwen2`.
     pub architecture: String,
@@ -51,6 +55,10 @@ pub struct LlamaConfig {
     pub rope: Rope,
     /// Longest context the model was trained for.
     pub context: usize,
+    /// Whether the output matrix is the token embeddings (no `output.weight`).
+    pub tied: bool,
+    /// Whether the Q, K and V projections have biases (Qwen2).
+    pub qkv_bias: bool,
 }
 
 impl LlamaConfig {
@@ -110,19 +118,78 @@ impl LlamaConfig {
             rope_base: float("rope.freq_base", Some(10_000.0))?,
             rope,
             context: int("context_length")?,
+            tied: file.info("output.weight").is_err(),
+            qkv_bias: file.info("blk.0.attn_q.bias").is_ok(),
             architecture: arch,
         };
-        if hidden % heads != 0 || heads % kv_heads != 0 || (hidden / heads) % 2 != 0 {
-            return Err(bad(format!(
-                "{hidden} wide with {heads} heads and {kv_heads} key/value heads"
-            )));
-        }
+        config.check()?;
         Ok(config)
+    }
+
+    /// Whether the shape is one the decoder runs: heads divide the width
+    /// into even head widths, key/value heads divide the heads, and every
+    /// size is positive and at most 2^20 (2^24 for the vocabulary).
+    pub fn check(&self) -> Result<(), GeneratorError> {
+        let (hidden, heads, kv_heads) = (self.hidden, self.heads, self.kv_heads);
+        let sizes = [
+            self.hidden,
+            self.layers,
+            self.heads,
+            self.kv_heads,
+            self.feed_forward,
+            self.context,
+        ];
+        if sizes.iter().any(|&n| n == 0 || n > 1 << 20)
+            || self.vocab_size == 0
+            || self.vocab_size > 1 << 24
+            || !(self.rms_eps.is_finite() && self.rms_eps > 0.0)
+            || !(self.rope_base.is_finite() && self.rope_base > 0.0)
+        {
+            return Err(GeneratorError::Model {
+                reason: format!("sizes out of range: {self:?}"),
+            });
+        }
+        if hidden % heads != 0 || heads % kv_heads != 0 || (hidden / heads) % 2 != 0 {
+            return Err(GeneratorError::Model {
+                reason: format!("{hidden} wide with {heads} heads and {kv_heads} key/value heads"),
+            });
+        }
+        Ok(())
     }
 
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
+    }
+
+    /// How many weights a model of this shape has (`None`: more than a
+    /// `u64` counts).
+    pub fn parameters(&self) -> Option<u64> {
+        let n = |x: usize| x as u64;
+        let (h, v, ff) = (n(self.hidden), n(self.vocab_size), n(self.feed_forward));
+        let hd = n(self.head_dim());
+        let (qo, kvo) = (
+            n(self.heads).checked_mul(hd)?,
+            n(self.kv_heads).checked_mul(hd)?,
+        );
+        let biases = if self.qkv_bias { qo + 2 * kvo } else { 0 };
+        let block = [
+            2 * h,
+            h.checked_mul(qo)?,
+            h.checked_mul(kvo)?.checked_mul(2)?,
+            qo.checked_mul(h)?,
+            h.checked_mul(ff)?.checked_mul(3)?,
+            biases,
+        ]
+        .iter()
+        .try_fold(0u64, |a, &b| a.checked_add(b))?;
+        let embed = v.checked_mul(h)?;
+        let output = if self.tied { 0 } else { embed };
+        n(self.layers)
+            .checked_mul(block)?
+            .checked_add(embed)?
+            .checked_add(output)?
+            .checked_add(h)
     }
 }
 
@@ -184,7 +251,8 @@ fn load<const D: usize>(
 }
 
 /// A `[n_out, n_in]` weight of the file as the `[n_in, n_out]` matrix
-/// that multiplies row vectors.
+/// that multiplies row vectors, stored in that order (a transposed view
+/// would make every product read the weights against their layout).
 fn matrix(
     file: &Gguf,
     bytes: &[u8],
@@ -193,9 +261,23 @@ fn matrix(
     n_out: usize,
     device: &Device,
 ) -> Result<Param<Tensor<2>>, GeneratorError> {
-    Ok(Param::from_tensor(
-        load(file, bytes, name, [n_out, n_in], device)?.transpose(),
-    ))
+    let info = file.info(name)?;
+    if info.dims != [n_in as u64, n_out as u64] {
+        return Err(GeneratorError::Model {
+            reason: format!("{name} is {:?}, expected [{n_in}, {n_out}]", info.dims),
+        });
+    }
+    let rows = file.tensor(bytes, name)?;
+    let mut values = vec![0.0f32; rows.len()];
+    for (o, row) in rows.chunks_exact(n_in).enumerate() {
+        for (i, &x) in row.iter().enumerate() {
+            values[i * n_out + o] = x;
+        }
+    }
+    Ok(Param::from_tensor(Tensor::from_data(
+        TensorData::new(values, [n_in, n_out]),
+        device,
+    )))
 }
 
 fn vector(
@@ -215,9 +297,9 @@ impl Llama {
         let config = LlamaConfig::from_gguf(&file)?;
         let (h, hd, ff) = (config.hidden, config.head_dim(), config.feed_forward);
         let (qo, kvo) = (config.heads * hd, config.kv_heads * hd);
-        let has = |name: &str| file.tensors.iter().any(|t| t.name == name);
         let bias = |name: String, n: usize| -> Result<Option<Param<Tensor<1>>>, GeneratorError> {
-            has(&name)
+            config
+                .qkv_bias
                 .then(|| vector(&file, bytes, &name, n, device))
                 .transpose()
         };
@@ -246,7 +328,7 @@ impl Llama {
             [config.vocab_size, h],
             device,
         )?);
-        let output = has("output.weight")
+        let output = (!config.tied)
             .then(|| matrix(&file, bytes, "output.weight", h, config.vocab_size, device))
             .transpose()?;
         let norm = vector(&file, bytes, "output_norm.weight", h, device)?;
@@ -259,6 +341,133 @@ impl Llama {
                 output,
             },
         })
+    }
+
+    /// A model of `config`'s shape whose weights `fill` gives, tensor by
+    /// tensor (called with each tensor's element count).
+    fn filled(
+        config: LlamaConfig,
+        device: &Device,
+        fill: &mut dyn FnMut(usize) -> Vec<f32>,
+    ) -> Result<Self, GeneratorError> {
+        config.check()?;
+        let (h, hd, ff, v) = (
+            config.hidden,
+            config.head_dim(),
+            config.feed_forward,
+            config.vocab_size,
+        );
+        let (qo, kvo) = (config.heads * hd, config.kv_heads * hd);
+        let mut matrix = |rows: usize, cols: usize| {
+            Param::from_tensor(Tensor::<2>::from_data(
+                TensorData::new(fill(rows * cols), [rows, cols]),
+                device,
+            ))
+        };
+        let embed = matrix(v, h);
+        let output = (!config.tied).then(|| matrix(h, v));
+        let bias = config.qkv_bias;
+        let blocks = (0..config.layers)
+            .map(|_| Block {
+                attn_norm: ones(h, device),
+                q: matrix(h, qo),
+                k: matrix(h, kvo),
+                v: matrix(h, kvo),
+                q_bias: bias.then(|| zeros(qo, device)),
+                k_bias: bias.then(|| zeros(kvo, device)),
+                v_bias: bias.then(|| zeros(kvo, device)),
+                o: matrix(qo, h),
+                ffn_norm: ones(h, device),
+                gate: matrix(h, ff),
+                up: matrix(h, ff),
+                down: matrix(ff, h),
+            })
+            .collect();
+        Ok(Self {
+            weights: Weights {
+                embed,
+                blocks,
+                norm: ones(h, device),
+                output,
+            },
+            config,
+        })
+    }
+
+    /// A model of `config`'s shape with seeded random weights (uniform in
+    /// ±0.5/√width, norms 1, biases 0): small models for tests.
+    pub fn random(config: LlamaConfig, seed: u64, device: &Device) -> Result<Self, GeneratorError> {
+        let mut rng = SplitMix64::new(seed);
+        let scale = 1.0 / (config.hidden.max(1) as f32).sqrt();
+        Self::filled(config, device, &mut |n| {
+            (0..n).map(|_| (rng.next_f32() - 0.5) * scale).collect()
+        })
+    }
+
+    /// The weights as `model.safetensors` bytes (f32, burn's parameter
+    /// names), loadable by [`Llama::from_safetensors`].
+    pub fn weights_safetensors(&self) -> Result<Vec<u8>, GeneratorError> {
+        let mut store = SafetensorsStore::from_bytes(None);
+        self.weights
+            .valid()
+            .save_into(&mut store)
+            .map_err(|e| weights_error(e.to_string()))?;
+        let bytes = store
+            .get_bytes()
+            .map_err(|e| weights_error(e.to_string()))?;
+        canonical_header(bytes)
+    }
+
+    /// The model of `config`'s shape with the weights of `model.safetensors`
+    /// bytes ([`Llama::weights_safetensors`]): every tensor must be there
+    /// with its shape, and nothing else.
+    pub fn from_safetensors(
+        config: LlamaConfig,
+        bytes: Vec<u8>,
+        device: &Device,
+    ) -> Result<Self, GeneratorError> {
+        config.check()?;
+        // Nothing is allocated for a shape the file cannot hold.
+        let need = config.parameters().and_then(|p| p.checked_mul(4));
+        if need.is_none_or(|need| need > bytes.len() as u64) {
+            return Err(weights_error(format!(
+                "config.json describes {} parameters, more than the file's {} bytes hold",
+                config
+                    .parameters()
+                    .map_or_else(|| "over 2^64".into(), |p| p.to_string()),
+                bytes.len()
+            )));
+        }
+        let mut model = Self::filled(config, device, &mut |n| vec![0.0; n])?;
+        let mut store = SafetensorsStore::from_bytes(Some(bytes)).allow_partial(true);
+        let result = model
+            .weights
+            .load_from(&mut store)
+            .map_err(|e| weights_error(e.to_string()))?;
+        if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+            return Err(weights_error(format!(
+                "errors {:?}, missing {:?}, unexpected {:?}",
+                result.errors, result.missing, result.unused
+            )));
+        }
+        Ok(model)
+    }
+
+    /// A copy of the model on `device` (autodiff) whose weights train:
+    /// its own graph, every weight requiring gradients.
+    pub fn trainable(&self, device: &Device) -> Self {
+        Self {
+            config: self.config.clone(),
+            weights: self.weights.clone().fork(device).train(),
+        }
+    }
+
+    /// The model without autodiff (the same weights, no gradients kept).
+    pub fn valid(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            weights: self.weights.valid(),
+        }
     }
 
     /// The next-token logits `[len, vocab]` at every position of `ids`
@@ -275,11 +484,48 @@ impl Llama {
         Ok(self.project(self.states(ids, cache)?))
     }
 
+    /// `log p(continuation | prompt)`: the sum of each continuation token's
+    /// log-probability given everything before it, as a one-element tensor
+    /// (differentiable on an autodiff device: DPO's sequence score). Only
+    /// the continuation's positions are projected onto the vocabulary.
+    pub fn continuation_logprob(
+        &self,
+        prompt: &[u32],
+        continuation: &[u32],
+    ) -> Result<Tensor<1>, GeneratorError> {
+        if prompt.is_empty() || continuation.is_empty() {
+            return Err(GeneratorError::Model {
+                reason: "a continuation needs a prompt and at least one token".into(),
+            });
+        }
+        let ids: Vec<u32> = prompt.iter().chain(continuation).copied().collect();
+        let states = self.states(&ids, &mut KvCache::default())?;
+        let n = continuation.len();
+        let logits = self.project(states.narrow(0, prompt.len() - 1, n));
+        let device = logits.device();
+        let targets = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                continuation
+                    .iter()
+                    .map(|&t| i64::from(t))
+                    .collect::<Vec<_>>(),
+                [n, 1],
+            ),
+            &device,
+        );
+        Ok(activation::log_softmax(logits, 1)
+            .gather(1, targets)
+            .sum()
+            .reshape([1]))
+    }
+
     /// The output matrix applied to final states `[len, hidden]`.
     fn project(&self, x: Tensor<2>) -> Tensor<2> {
         match &self.weights.output {
             Some(out) => x.matmul(out.val()),
-            None => x.matmul(self.weights.embed.val().transpose()),
+            // The embeddings `[vocab, hidden]` times the states' transpose:
+            // the large matrix read in its own layout.
+            None => self.weights.embed.val().matmul(x.transpose()).transpose(),
         }
     }
 
@@ -374,38 +620,23 @@ impl Llama {
         Ok(rms(x, &self.weights.norm))
     }
 
-    /// Greedy decoding: `prompt`, then up to `max_tokens` tokens, each the
-    /// most likely next one, stopping after any token in `stop` (it is
-    /// kept). Returns the new tokens.
-    pub fn generate_greedy(
+    /// Run `ids` after the positions `cache` holds (as
+    /// [`Llama::extend`]) and return only the last position's next-token
+    /// logits: the one row decoding needs, without projecting the others
+    /// onto the vocabulary.
+    pub fn next_logits(
         &self,
-        prompt: &[u32],
-        max_tokens: usize,
-        stop: &[u32],
-    ) -> Result<Vec<u32>, GeneratorError> {
-        let mut cache = KvCache::default();
-        let mut out = Vec::with_capacity(max_tokens);
-        let mut next = prompt.to_vec();
-        while out.len() < max_tokens {
-            // Only the last position's logits are needed.
-            let states = self.states(&next, &mut cache)?;
-            let [n, _] = states.dims();
-            let last = self.project(states.narrow(0, n - 1, 1)).argmax(1);
-            let token = last
-                .into_data()
-                .iter::<i64>()
-                .next()
-                .and_then(|t| u32::try_from(t).ok())
-                .ok_or_else(|| GeneratorError::Model {
-                    reason: "no token came out".into(),
-                })?;
-            out.push(token);
-            if stop.contains(&token) {
-                break;
-            }
-            next = vec![token];
-        }
-        Ok(out)
+        ids: &[u32],
+        cache: &mut KvCache,
+    ) -> Result<Vec<f32>, GeneratorError> {
+        let states = self.states(ids, cache)?;
+        let [n, _] = states.dims();
+        self.project(states.narrow(0, n - 1, 1))
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| GeneratorError::Model {
+                reason: format!("logits: {e:?}"),
+            })
     }
 }
 
@@ -428,6 +659,56 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// A safetensors file with its JSON header's keys in sorted order (the
+/// writer's metadata map has no fixed order), padded with spaces to its
+/// old length: equal weights always give equal bytes.
+fn canonical_header(mut bytes: Vec<u8>) -> Result<Vec<u8>, GeneratorError> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let ordered: std::collections::BTreeMap<String, serde_json::Value> =
+                    map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::Value::Object(ordered.into_iter().collect())
+            }
+            other => other,
+        }
+    }
+    let len = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n <= bytes.len() - 8)
+        .ok_or_else(|| weights_error("no safetensors header".into()))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + len]).map_err(|e| weights_error(e.to_string()))?;
+    let mut text = serde_json::to_string(&sorted(header))
+        .map_err(|e| weights_error(e.to_string()))?
+        .into_bytes();
+    // Keys sorted by a serde_json that keeps insertion order: compact
+    // output of the same entries is never longer.
+    if text.len() > len {
+        return Err(weights_error("the sorted header grew".into()));
+    }
+    text.resize(len, b' ');
+    bytes[8..8 + len].copy_from_slice(&text);
+    Ok(bytes)
+}
+
+fn weights_error(reason: String) -> GeneratorError {
+    GeneratorError::Model {
+        reason: format!("model.safetensors: {reason}"),
+    }
+}
+
+fn ones(n: usize, device: &Device) -> Param<Tensor<1>> {
+    Param::from_tensor(Tensor::ones([n], device))
+}
+
+fn zeros(n: usize, device: &Device) -> Param<Tensor<1>> {
+    Param::from_tensor(Tensor::zeros([n], device))
 }
 
 /// `cos` and `sin` of the angles `[n, d/2]` of positions `start..start + n`:
@@ -520,6 +801,59 @@ mod tests {
         );
         let e = LlamaConfig::from_gguf(&file).unwrap_err();
         assert!(e.to_string().contains("mamba"), "{e}");
+    }
+
+    /// A random model written as `model.safetensors` and read back gives the
+    /// same bytes and logits; a file too small for the shape is refused
+    /// before anything is allocated, and so is a shape that does not fit.
+    #[test]
+    fn weights_round_trip_through_safetensors() {
+        let device = Device::flex();
+        let config = LlamaConfig {
+            architecture: "qwen2".into(),
+            vocab_size: 30,
+            hidden: 8,
+            layers: 2,
+            heads: 2,
+            kv_heads: 1,
+            feed_forward: 12,
+            rms_eps: 1e-6,
+            rope_base: 10_000.0,
+            rope: Rope::Halves,
+            context: 16,
+            tied: false,
+            qkv_bias: true,
+        };
+        let model = Llama::random(config.clone(), 9, &device).unwrap();
+        let bytes = model.weights_safetensors().unwrap();
+        assert_eq!(bytes, model.weights_safetensors().unwrap(), "one byte form");
+        let back = Llama::from_safetensors(config.clone(), bytes.clone(), &device).unwrap();
+        assert_eq!(back.weights_safetensors().unwrap(), bytes);
+        let ids = [1, 5, 7, 2];
+        let a: Vec<f32> = model
+            .logits(&ids)
+            .unwrap()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let b: Vec<f32> = back.logits(&ids).unwrap().into_data().try_to_vec().unwrap();
+        assert_eq!(a, b);
+        let e = Llama::from_safetensors(config.clone(), bytes[..bytes.len() / 2].to_vec(), &device)
+            .unwrap_err();
+        assert!(e.to_string().contains("parameters"), "{e}");
+        let wider = LlamaConfig {
+            feed_forward: 10,
+            ..config.clone()
+        };
+        let e = Llama::from_safetensors(wider, bytes.clone(), &device).unwrap_err();
+        assert!(e.to_string().contains("model.safetensors"), "{e}");
+        let huge = LlamaConfig {
+            vocab_size: 1 << 24,
+            hidden: 1 << 20,
+            ..config
+        };
+        let e = Llama::from_safetensors(huge, bytes, &device).unwrap_err();
+        assert!(e.to_string().contains("parameters"), "{e}");
     }
 
     /// Both rotary styles turn each pair by the same angle: rotating by

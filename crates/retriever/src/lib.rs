@@ -41,7 +41,9 @@ mod inverted;
 pub mod neural;
 pub mod persist;
 pub mod rerank;
-pub mod rng;
+/// The project's one seeded random stream (it lives in `rlrag-reward`, the
+/// crate every other one builds on).
+pub use rlrag_reward::rng;
 pub mod sparse_index;
 mod types;
 

@@ -1,7 +1,8 @@
 //! Metrics and rewards for rlrag: one implementation shared by the trainer, the
 //! evaluation command and the browser.
 //!
-//! Everything here is pure and deterministic: no I/O, no clocks, no randomness.
+//! Everything here is pure and deterministic: no I/O, no clocks, no OS
+//! entropy (the one random stream, [`rng`], is seeded).
 //!
 //! - [`answer`]: SQuAD answer normalisation, exact match, token F1 and answer
 //!   containment (R3's binary passage reward, Search-R1's retrieval check).
@@ -10,6 +11,7 @@
 //! - [`format`]: the format-reward hook (a trait) and a tag-structure checker.
 //! - [`cost`]: the cost of a retrieval episode (calls, rounds, latency).
 //! - [`composite`]: `correctness + format − λ·cost`, configured by a serde struct.
+//! - [`rng`]: the project's one seeded random stream (SplitMix64).
 //! - [`ranking`]: ROC AUC of scores against binary labels (teachers, gates).
 //!
 //! ```
@@ -33,5 +35,6 @@ pub mod format;
 pub mod latency;
 pub mod ranking;
 pub mod retrieval;
+pub mod rng;
 
 pub use error::RewardError;

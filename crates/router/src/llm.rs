@@ -1,5 +1,7 @@
 //! The generator adapter: a client for an OpenAI-compatible server
-//! (llama.cpp's server, vLLM, OpenAI) with a timeout and retries. It answers a
+//! (llama.cpp's server, vLLM, OpenAI) with a timeout and retries, or for
+//! the model in this process (`local:<path>`: rlrag's own decoder on a
+//! GGUF file, answering the same requests with the same JSON). It answers a
 //! question from passages (or from none: the plain generation of RLAG), scores
 //! the gold answer's probability in one forward pass where the server returns
 //! log-probabilities, judges an answer against the gold ones (LLM-as-judge),
@@ -9,8 +11,13 @@
 //! query for a passage, samples hypothetical documents for a query (HyDE),
 //! and scores a passage by the query's likelihood given it (UPR).
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
+
+use rlrag_generator::generate::Generator;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -21,7 +28,10 @@ use crate::{Fault, Hit, RouterError};
 /// Where and how to call the generator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LlmConfig {
-    /// Base URL up to and including `/v1`, e.g. `http://127.0.0.1:8080/v1`.
+    /// Base URL up to and including `/v1`, e.g. `http://127.0.0.1:8080/v1`;
+    /// or `local:<path>`: the model in this process, from a GGUF file, a
+    /// generator's model directory (`trainer train-generator`), or a
+    /// directory holding one GGUF file.
     pub base_url: String,
     /// The `model` field of requests.
     pub model: String,
@@ -121,16 +131,94 @@ pub fn parse_verdict(reply: &str) -> Option<bool> {
 #[derive(Debug, Clone)]
 pub struct LlmClient {
     config: LlmConfig,
-    agent: ureq::Agent,
+    backend: Backend,
+}
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// An OpenAI-compatible server.
+    Http(ureq::Agent),
+    /// The model in this process (one request at a time).
+    Local(Arc<Mutex<Generator>>),
+}
+
+/// The scheme of [`LlmConfig::base_url`] that names a model file.
+pub const LOCAL_SCHEME: &str = "local:";
+
+/// Models loaded in this process, by canonical path: clients of the same
+/// file share one copy while any of them lives.
+static LOADED: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Generator>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The GGUF file `path` names: the file itself, or the one `.gguf` file of
+/// a directory.
+fn gguf_path(path: &Path) -> Result<PathBuf, String> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| e.to_string())?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err("the directory holds no .gguf file".into()),
+        n => Err(format!("the directory holds {n} .gguf files: name one")),
+    }
+}
+
+/// The model at `path`, loaded once per process.
+fn load_local(path: &Path) -> Result<Arc<Mutex<Generator>>, String> {
+    let model_dir = path.join(rlrag_generator::generate::CONFIG_FILE).is_file();
+    let file = if model_dir {
+        path.to_path_buf()
+    } else {
+        gguf_path(path)?
+    };
+    let key = file.canonicalize().map_err(|e| e.to_string())?;
+    let mut loaded = LOADED.lock().map_err(|_| "the model cache was poisoned")?;
+    if let Some(model) = loaded.get(&key).and_then(Weak::upgrade) {
+        return Ok(model);
+    }
+    let device = burn::tensor::Device::flex();
+    let generator = if model_dir {
+        Generator::load_dir(&key, &device)
+    } else {
+        let bytes = std::fs::read(&key).map_err(|e| e.to_string())?;
+        Generator::from_gguf(&bytes, &device)
+    }
+    .map_err(|e| e.to_string())?;
+    let model = Arc::new(Mutex::new(generator));
+    loaded.retain(|_, m| m.strong_count() > 0);
+    loaded.insert(key, Arc::downgrade(&model));
+    Ok(model)
 }
 
 impl LlmClient {
-    /// A client for `config` (no request is made yet).
+    /// A client for `config` (no request is made yet; a `local:` model is
+    /// read and loaded now).
     pub fn new(config: LlmConfig) -> Result<Self, RouterError> {
+        if let Some(path) = config.base_url.strip_prefix(LOCAL_SCHEME) {
+            let model =
+                load_local(Path::new(path)).map_err(|reason| RouterError::InvalidConfig {
+                    field: "llm-url",
+                    reason: format!("`{}`: {reason}", config.base_url),
+                })?;
+            return Ok(Self {
+                config,
+                backend: Backend::Local(model),
+            });
+        }
         if !(config.base_url.starts_with("http://") || config.base_url.starts_with("https://")) {
             return Err(RouterError::InvalidConfig {
                 field: "llm-url",
-                reason: format!("`{}` is not an http(s) URL", config.base_url),
+                reason: format!(
+                    "`{}` is not an http(s) URL (nor {LOCAL_SCHEME}<model file>)",
+                    config.base_url
+                ),
             });
         }
         let agent = ureq::Agent::config_builder()
@@ -139,7 +227,10 @@ impl LlmClient {
             .max_redirects(0)
             .build()
             .into();
-        Ok(Self { config, agent })
+        Ok(Self {
+            config,
+            backend: Backend::Http(agent),
+        })
     }
 
     /// The settings.
@@ -149,13 +240,27 @@ impl LlmClient {
 
     fn post(&self, path: &str, body: &Value) -> Result<Value, RouterError> {
         let url = format!("{}{path}", self.config.base_url.trim_end_matches('/'));
+        let agent = match &self.backend {
+            Backend::Http(agent) => agent,
+            Backend::Local(model) => {
+                let endpoint = |reason: String| RouterError::Endpoint {
+                    url: url.clone(),
+                    reason,
+                };
+                let model = model
+                    .lock()
+                    .map_err(|_| endpoint("the model was poisoned by a failed request".into()))?;
+                return rlrag_generator::openai::respond(&model, path, body)
+                    .map_err(|e| endpoint(e.to_string()));
+            }
+        };
         let mut last = String::new();
         for attempt in 0..=self.config.retries {
             if attempt > 0 {
                 // Back off before asking again: 100 ms, 200 ms, 400 ms, …
                 std::thread::sleep(Duration::from_millis(100 << (attempt - 1).min(6)));
             }
-            let sent = self.agent.post(&url).send_json(body);
+            let sent = agent.post(&url).send_json(body);
             match sent {
                 Ok(mut response) => match response.body_mut().read_json::<Value>() {
                     Ok(v) => return Ok(v),
@@ -777,5 +882,30 @@ mod tests {
             LlmClient::new(bad),
             Err(RouterError::InvalidConfig { .. })
         ));
+    }
+
+    /// A `local:` model that is not there, a directory without one, and a
+    /// file that is not a model are refused when the client is made, by
+    /// path and reason.
+    #[test]
+    fn missing_or_malformed_local_models_are_refused() {
+        let refused = |url: String, says: &str| {
+            let e = LlmClient::new(LlmConfig {
+                base_url: url.clone(),
+                ..LlmConfig::default()
+            })
+            .expect_err("refused");
+            let text = e.to_string();
+            assert!(text.contains(&url) && text.contains(says), "{text}");
+        };
+        let dir = std::env::temp_dir().join(format!("rlrag-llm-local-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        refused(format!("local:{}/none.gguf", dir.display()), "");
+        refused(format!("local:{}", dir.display()), "no .gguf file");
+        std::fs::write(dir.join("model.gguf"), b"GGUF not really").expect("write");
+        refused(format!("local:{}", dir.display()), "GGUF");
+        std::fs::write(dir.join("other.gguf"), b"").expect("write");
+        refused(format!("local:{}", dir.display()), "2 .gguf files");
+        std::fs::remove_dir_all(&dir).expect("clean");
     }
 }

@@ -34,6 +34,9 @@ pub enum TrainError {
     /// An evaluation, a dataset, a model directory or a device failed.
     #[error(transparent)]
     Eval(#[from] rlrag_eval::EvalError),
+    /// The generator failed (a forward pass, its model directory).
+    #[error(transparent)]
+    Generator(#[from] rlrag_generator::GeneratorError),
     /// JSON could not be written.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -21,6 +21,9 @@
 //! - [`self_boost`]: Reinforced-IR self-boosting on an unlabeled corpus
 //!   (synthetic queries, RLGF distillation into the retrievers, RLRF
 //!   preference pairs for the generator), in rounds;
+//! - [`dpo`], [`generator_run`]: the generator trained by preference
+//!   (DPO against its frozen start) and a whole run of it (pairs, held-out
+//!   share, log, curve, the generator's model directory);
 //! - [`cv`]: K-fold cross-validation of the router, pooled;
 //! - [`parallel`]: data-parallel steps across devices (shards of the batch,
 //!   gradients gathered on the first device).
@@ -29,8 +32,10 @@
 //! the CPU); the same code serves GPUs ([`DeviceChoice`]: wgpu, CUDA).
 
 pub mod cv;
+pub mod dpo;
 pub mod env;
 mod error;
+pub mod generator_run;
 pub mod loss;
 pub mod parallel;
 pub mod r3;

@@ -120,8 +120,9 @@ pub struct RerankerRunConfig {
     /// Seed of the question order, the negatives, the holdout and the classifier.
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 42))]
     pub seed: u64,
-    /// A generator (OpenAI-compatible base URL, `scripts/llm-server.sh`)
-    /// whose P("yes") judges the training pairs beside the labels.
+    /// A generator (OpenAI-compatible base URL, `scripts/llm-server.sh`,
+    /// or `local:<file.gguf>`) whose P("yes") judges the training pairs
+    /// beside the labels.
     #[cfg_attr(feature = "clap", arg(long))]
     pub teacher: Option<String>,
     /// The teacher's model name, sent with requests.

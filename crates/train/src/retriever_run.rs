@@ -195,7 +195,8 @@ pub struct RetrieverRunConfig {
     /// Top-k sparse terms per vector at inference.
     #[cfg_attr(feature = "clap", arg(long))]
     pub top_k: Option<usize>,
-    /// `llm` environment: base URL of an OpenAI-compatible API.
+    /// `llm` environment: base URL of an OpenAI-compatible API, or
+    /// `local:<file.gguf>` for a model in this process.
     #[cfg_attr(
         feature = "clap",
         arg(long, default_value = "http://127.0.0.1:8080/v1")

@@ -147,7 +147,8 @@ pub struct SelfBoostConfig {
     #[cfg_attr(feature = "clap", arg(long))]
     pub out: PathBuf,
     /// The generator: base URL of an OpenAI-compatible API with
-    /// `/completions` (scripts/llm-server.sh serves one).
+    /// `/completions` (scripts/llm-server.sh serves one), or
+    /// `local:<file.gguf>` for a model in this process.
     #[cfg_attr(feature = "clap", arg(long))]
     pub generator: String,
     /// The generator's model name, sent with requests.

@@ -50,6 +50,10 @@ enum Command {
     /// retriever, labels and an optional generator teacher) and write the
     /// model directory.
     TrainReranker(RerankerRunConfig),
+    /// Train the generator by preference (DPO against its frozen start) on
+    /// `prompt`/`chosen`/`rejected` pairs (RLAG's `eval-router --rlag-out`,
+    /// RLRF's `self-boost` pairs) and write its model directory.
+    TrainGenerator(rlrag_train::generator_run::GeneratorRunConfig),
     /// Write a dataset's corpus as a JSON array of `{id, title, text}` (what
     /// the browser package's `addDocuments` takes; the demo page loads it).
     ExportCorpus(ExportCorpusArgs),
@@ -59,6 +63,9 @@ enum Command {
     BenchEngine(BenchEngineArgs),
     /// Encoder throughput on real passages (the burn side of scripts/bench-encoder.sh).
     BenchEncoder(EncoderBenchConfig),
+    /// Generator throughput: prefill and decoding tokens/s on a QA set's
+    /// answer prompts (the burn side of scripts/bench-generator.sh).
+    BenchGenerator(BenchGeneratorArgs),
     /// The indexes at scale: build time, memory and query latency of BM25 and
     /// the bag-of-tokens index (exhaustive and block-max pruned) on prefixes
     /// of a large corpus (scripts/build-scale-corpus.sh, scripts/bench-scale.sh).
@@ -103,7 +110,7 @@ struct TeacherTableArgs {
     #[arg(long)]
     format: Option<DatasetFormat>,
     /// The generator: an OpenAI-compatible base URL (`http://127.0.0.1:8080/v1`,
-    /// scripts/llm-server.sh --model qwen-0.5b).
+    /// scripts/llm-server.sh --model qwen-0.5b), or `local:<file.gguf>`.
     #[arg(long)]
     generator: String,
     /// The model name sent to the generator.
@@ -193,6 +200,15 @@ struct BenchScaleArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct BenchGeneratorArgs {
+    #[command(flatten)]
+    config: rlrag_eval::bench_generator::GeneratorBenchConfig,
+    /// Write the report here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
 struct BenchDenseArgs {
     #[command(flatten)]
     config: rlrag_eval::dense_scale::DenseBenchConfig,
@@ -238,6 +254,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = rlrag_train::retriever_run::run(&config, &Terminal)?;
             print!("{}", report.table());
             println!("wrote {}", report.out.display());
+        }
+        Command::TrainGenerator(config) => {
+            let report = rlrag_train::generator_run::run(&config, &Terminal)?;
+            print!("{}", report.table());
+            println!("wrote {}", report.model.display());
         }
         Command::TrainReranker(config) => {
             let report = rlrag_train::reranker_run::run(&config, &Terminal)?;
@@ -327,6 +348,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", report.table());
             if let Some(path) = args.json {
                 write_json(&path, &report)?;
+            }
+        }
+        Command::BenchGenerator(args) => {
+            let report = rlrag_eval::bench_generator::run(&args.config)?;
+            match &args.json {
+                Some(path) => write_json(path, &report)?,
+                None => println!("{}", serde_json::to_string_pretty(&report)?),
             }
         }
         Command::BenchEncoder(config) => {

@@ -1674,3 +1674,105 @@ fn bench_dense_keeps_and_resumes_its_vectors() {
     let o = trainer(&["bench-dense", "--data", data, "--ef-search", "5"]);
     assert_clean_failure(&o, "ef-search");
 }
+
+/// `train-generator`: DPO of SmolLM2 on a few RLAG-style pairs from the
+/// command line writes a generator model directory that loads and
+/// differs from the start, a log per step with held-out stats, a curve
+/// and a report; a malformed pairs line is refused with its number.
+#[test]
+fn train_generator_writes_a_model_directory_that_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gguf = rlrag_encoder::models::pretrained("smollm2").join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let pairs = dir.path().join("pairs.jsonl");
+    let rows = [
+        ("What is the capital of France?", "Paris", "London"),
+        (
+            "Who wrote Hamlet?",
+            "William Shakespeare",
+            "Charles Dickens",
+        ),
+        ("What colour is the sky on a clear day?", "Blue", "Green"),
+    ];
+    let text: String = rows
+        .iter()
+        .map(|(p, c, r)| {
+            format!(
+                "{}\n",
+                serde_json::json!({"prompt": p, "chosen": c, "rejected": r})
+            )
+        })
+        .collect();
+    std::fs::write(&pairs, &text).expect("write");
+    let out = dir.path().join("dpo");
+    let run = |pairs: &Path| {
+        trainer(&[
+            "train-generator",
+            "--pairs",
+            pairs.to_str().expect("utf-8"),
+            "--init",
+            gguf.to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "1",
+            "--holdout",
+            "0.34",
+            "--eval-every",
+            "1",
+            "--learning-rate",
+            "1e-4",
+        ])
+    };
+    let o = run(&pairs);
+    assert_ok(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("3 read, 0 skipped, 2 trained on, 1 held out"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report"))
+            .expect("json");
+    let before = report["before"]["loss"].as_f64().expect("before");
+    assert!((before - std::f64::consts::LN_2).abs() < 1e-3, "{report}");
+    assert!(report["after"]["loss"].as_f64().expect("after").is_finite());
+    let log = std::fs::read_to_string(out.join("log.jsonl")).expect("log");
+    assert_eq!(log.lines().count(), 2);
+    assert!(log.lines().all(|l| l.contains("\"held_out\"")), "{log}");
+    assert!(out.join("curve.svg").is_file());
+
+    let device = burn::tensor::Device::flex();
+    let trained = rlrag_generator::generate::Generator::load_dir(&out.join("model"), &device)
+        .expect("the model directory loads");
+    let start = rlrag_generator::generate::Generator::from_gguf(
+        &std::fs::read(&gguf).expect("gguf"),
+        &device,
+    )
+    .expect("loads");
+    assert_eq!(trained.model().config, start.model().config);
+    assert_eq!(trained.template(), start.template());
+    let prompt = trained.template().prompt(&[("user", rows[0].0)]);
+    let ids = trained.tokenizer().encode(&prompt).expect("encodes");
+    assert_eq!(ids, start.tokenizer().encode(&prompt).expect("encodes"));
+    let a = trained
+        .model()
+        .next_logits(&ids, &mut Default::default())
+        .expect("runs");
+    let b = start
+        .model()
+        .next_logits(&ids, &mut Default::default())
+        .expect("runs");
+    assert!(
+        a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-4),
+        "training moved nothing"
+    );
+
+    std::fs::write(
+        &pairs,
+        format!("{text}{{\"prompt\": \"q\", \"chosen\": 3}}\n"),
+    )
+    .expect("write");
+    assert_clean_failure(&run(&pairs), "line 4: no string `chosen`");
+}

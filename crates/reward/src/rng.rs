@@ -1,7 +1,7 @@
 //! The project's one seeded random stream: SplitMix64. Every draw a run
 //! makes (question orders, held-out questions, policy rollouts) comes from
-//! it, seeded from the run's seed (through [`crate::hash::seed_from`] where
-//! one seed feeds several streams), so a seed gives the same run on every
+//! it, seeded from the run's seed (through `rlrag_retriever::hash::seed_from`
+//! where one seed feeds several streams), so a seed gives the same run on every
 //! platform, browsers included, with no OS entropy.
 
 /// A SplitMix64 stream.
