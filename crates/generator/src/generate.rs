@@ -51,20 +51,27 @@ impl ChatTemplate {
                 "the chat template is not ChatML (<|im_start|>…<|im_end|>), the only one read",
             ));
         }
-        let marker = "<|im_start|>system\n";
-        let default_system = template
-            .match_indices(marker)
-            .filter_map(|(at, _)| {
-                let rest = &template[at + marker.len()..];
+        // The newline after the role is a real one in some templates
+        // (SmolLM2's) and a Jinja escape, backslash and n, in others (Qwen's).
+        let default_system = ["<|im_start|>system\n", "<|im_start|>system\\n"]
+            .iter()
+            .flat_map(|marker| {
+                template
+                    .match_indices(marker)
+                    .map(move |(at, _)| at + marker.len())
+            })
+            .filter_map(|start| {
+                let rest = &template[start..];
                 let end = rest.find("<|im_end|>")?;
                 let text = &rest[..end];
                 // A literal, not Jinja that splices the caller's message in.
                 let literal = !text.is_empty()
                     && !text.contains(['\'', '"', '{', '}', '+'])
                     && !text.contains("\\n");
-                literal.then(|| text.to_owned())
+                literal.then_some((start, text.to_owned()))
             })
-            .next();
+            .min_by_key(|(start, _)| *start)
+            .map(|(_, text)| text);
         Ok(Self { default_system })
     }
 
@@ -754,6 +761,16 @@ mod tests {
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
         let spliced = "{{ '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}";
+        // Qwen's: escaped newlines, the caller's system message spliced in
+        // first, the default after.
+        let qwen = r"{{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}{%- else %}{{- '<|im_start|>system\nYou are Qwen.<|im_end|>\n' }}";
+        assert_eq!(
+            ChatTemplate::from_jinja(qwen)
+                .unwrap()
+                .default_system
+                .as_deref(),
+            Some("You are Qwen.")
+        );
         assert_eq!(
             ChatTemplate::from_jinja(spliced).unwrap().default_system,
             None

@@ -36,6 +36,9 @@ impl std::fmt::Debug for GgufTokenizer {
     }
 }
 
+/// Qwen2's pre-tokenizer pattern.
+const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 fn bad(reason: impl Into<String>) -> GeneratorError {
     GeneratorError::Model {
         reason: reason.into(),
@@ -94,8 +97,19 @@ impl GgufTokenizer {
                 {"type": "Split", "pattern": {"Regex": "\\p{N}"}, "behavior": "Isolated", "invert": false},
                 byte_level,
             ]}),
+            // Qwen2's pattern (llama.cpp's `qwen2`, Hugging Face's Split):
+            // single digits, letters with one leading non-letter, and the
+            // byte-level step without GPT-2's pattern.
+            Some("qwen2") => json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": QWEN2_PATTERN}, "behavior": "Isolated", "invert": false},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+            ]}),
             Some("gpt2") | None => byte_level.clone(),
-            Some(other) => return Err(bad(format!("pre-tokenizer `{other}` (smollm or gpt2)"))),
+            Some(other) => {
+                return Err(bad(format!(
+                    "pre-tokenizer `{other}` (smollm, qwen2 or gpt2)"
+                )));
+            }
         };
         let json = json!({
             "version": "1.0",

@@ -1,0 +1,124 @@
+//! The Qwen2 variant on Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, Q5_0, Q6_K and
+//! Q8_0 blocks; biases on Q/K/V; rotary halves; untied output), fetched by
+//! `scripts/fetch-teacher.sh qwen-0.5b` (469 MiB, so the test command does
+//! not: without the file these tests say so and pass). Token ids equal
+//! llama.cpp's on 380 texts (`scripts/reference/golden_tokens.py`), and the
+//! logits a float64 numpy forward pass on the same dequantised weights
+//! (`scripts/reference/golden_llama.py`).
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use rlrag_generator::generate::Generator;
+
+/// The model file's bytes, or `None` when it was not fetched.
+fn model_bytes() -> Option<Vec<u8>> {
+    let path = rlrag_encoder::models::models_dir()
+        .join("qwen-0.5b")
+        .join("model.gguf");
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(_) => {
+            println!(
+                "skipped: {} is absent (scripts/fetch-teacher.sh qwen-0.5b)",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+fn golden(name: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/golden/gguf")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("json")
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| u32::try_from(v.as_u64().expect("id")).expect("a u32"))
+        .collect()
+}
+
+#[test]
+fn qwen2_tokens_and_logits_match_the_references() {
+    let Some(bytes) = model_bytes() else {
+        return;
+    };
+    let generator = Generator::from_gguf(&bytes, &burn::tensor::Device::flex()).expect("loads");
+    let config = &generator.model().config;
+    assert_eq!(
+        (config.architecture.as_str(), config.layers, config.hidden),
+        ("qwen2", 24, 896)
+    );
+    assert!(config.qkv_bias && !config.tied);
+    assert_eq!(
+        generator.template().default_system.as_deref(),
+        Some("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
+    );
+
+    let mut wrong = Vec::new();
+    let rows = golden("qwen-0.5b-tokens.json");
+    for row in rows.as_array().expect("rows") {
+        let text = row["text"].as_str().expect("text");
+        let got = generator.tokenizer().encode(text).expect("encodes");
+        if got != ids(&row["ids"]) {
+            wrong.push(format!("{text:?}: {got:?}"));
+        }
+        assert_eq!(generator.tokenizer().decode(&got), text);
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+
+    let golden = golden("qwen-0.5b-logits.json");
+    let fixed = ids(&golden["fixed_ids"]);
+    let mut worst = 0.0f64;
+    for prompt in golden["prompts"].as_array().expect("prompts") {
+        let prompt_ids = ids(&prompt["ids"]);
+        let logits = generator.model().logits(&prompt_ids).expect("runs");
+        let [_, vocab] = logits.dims();
+        let values: Vec<f32> = logits.into_data().try_to_vec().expect("f32");
+        for (pos, want) in prompt["positions"]
+            .as_array()
+            .expect("positions")
+            .iter()
+            .enumerate()
+        {
+            let row = &values[pos * vocab..(pos + 1) * vocab];
+            let top = (0..vocab)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .expect("a top");
+            assert_eq!(
+                top as u64,
+                want["top"][0][0].as_u64().expect("id"),
+                "at {pos}"
+            );
+            let checks = want["top"]
+                .as_array()
+                .expect("top")
+                .iter()
+                .map(|t| {
+                    (
+                        t[0].as_u64().expect("id") as usize,
+                        t[1].as_f64().expect("logit"),
+                    )
+                })
+                .chain(
+                    fixed
+                        .iter()
+                        .zip(want["fixed"].as_array().expect("fixed"))
+                        .map(|(&id, w)| (id as usize, w.as_f64().expect("logit"))),
+                );
+            for (id, w) in checks {
+                worst = worst.max((f64::from(row[id]) - w).abs());
+            }
+        }
+    }
+    println!("Qwen2: largest logit error against the float64 reference {worst:.5}");
+    assert!(worst < 0.02, "{worst}");
+}
