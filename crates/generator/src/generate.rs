@@ -432,6 +432,31 @@ impl Generator {
         options: &GenerateOptions,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, GeneratorError> {
+        self.check_prompt(prompt)?;
+        self.decode(prompt, KvCache::default(), None, options, on_text)
+    }
+
+    /// `text`'s tokens with their log-probabilities (as
+    /// [`Generator::token_logprobs`]), then a generation after it (as
+    /// [`Generator::generate`]), from one forward pass over the text: what
+    /// an echoed completion with log-probabilities needs.
+    pub fn echo_generate(
+        &self,
+        text: &str,
+        options: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(Vec<TokenLogprob>, Generation), GeneratorError> {
+        let ids = self.tokenizer.encode(text)?;
+        self.check_prompt(&ids)?;
+        let mut cache = KvCache::default();
+        let (values, vocab) = rows(self.model.extend(&ids, &mut cache)?)?;
+        let scored = self.spans(text, &ids, &values, vocab)?;
+        let last = values[(ids.len() - 1) * vocab..].to_vec();
+        let generation = self.decode(&ids, cache, Some(last), options, on_text)?;
+        Ok((scored, generation))
+    }
+
+    fn check_prompt(&self, prompt: &[u32]) -> Result<(), GeneratorError> {
         if prompt.is_empty() {
             return Err(bad("an empty prompt"));
         }
@@ -442,10 +467,22 @@ impl Generator {
                 self.model.config.context
             )));
         }
+        Ok(())
+    }
+
+    /// Decode after `prompt`: `cache` holds what has run of it already and
+    /// `first` the logits after its last token when they were computed.
+    fn decode(
+        &self,
+        prompt: &[u32],
+        mut cache: KvCache,
+        mut first: Option<Vec<f32>>,
+        options: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, GeneratorError> {
         let room = self.model.config.context.saturating_sub(prompt.len());
         let max_tokens = options.max_tokens.min(room);
         let mut rng = SplitMix64::new(options.sampling.seed);
-        let mut cache = KvCache::default();
         let mut tokens = Vec::new();
         let mut steps = Vec::new();
         let mut stream = Stream::new(&options.stop);
@@ -454,7 +491,10 @@ impl Generator {
             if tokens.len() >= max_tokens {
                 break Finish::Length;
             }
-            let logits = self.model.next_logits(&next, &mut cache)?;
+            let logits = match first.take() {
+                Some(logits) => logits,
+                None => self.model.next_logits(&next, &mut cache)?,
+            };
             let token = options.sampling.pick(&logits, &mut rng);
             tokens.push(token);
             if options.top_logprobs > 0 {
@@ -497,13 +537,20 @@ impl Generator {
     /// it (one forward pass).
     pub fn token_logprobs(&self, text: &str) -> Result<Vec<TokenLogprob>, GeneratorError> {
         let ids = self.tokenizer.encode(text)?;
-        let logits = self.model.logits(&ids)?;
-        let [n, vocab] = logits.dims();
-        let values: Vec<f32> = logits
-            .into_data()
-            .try_into_vec()
-            .map_err(|e| bad(format!("logits: {e:?}")))?;
-        let mut out = Vec::with_capacity(n);
+        let (values, vocab) = rows(self.model.logits(&ids)?)?;
+        self.spans(text, &ids, &values, vocab)
+    }
+
+    /// The tokens `ids` of `text` with their bytes in it and their
+    /// log-probabilities from `values`, the next-token logits `[len, vocab]`.
+    fn spans(
+        &self,
+        text: &str,
+        ids: &[u32],
+        values: &[f32],
+        vocab: usize,
+    ) -> Result<Vec<TokenLogprob>, GeneratorError> {
+        let mut out = Vec::with_capacity(ids.len());
         let mut at = 0;
         for (i, &id) in ids.iter().enumerate() {
             let len = self.tokenizer.token_bytes(id).map_or(0, <[u8]>::len);
@@ -526,6 +573,16 @@ impl Generator {
         }
         Ok(out)
     }
+}
+
+/// Logits `[len, vocab]` as one row-major vector, and `vocab`.
+fn rows(logits: burn::tensor::Tensor<2>) -> Result<(Vec<f32>, usize), GeneratorError> {
+    let [_, vocab] = logits.dims();
+    let values = logits
+        .into_data()
+        .try_into_vec()
+        .map_err(|e| bad(format!("logits: {e:?}")))?;
+    Ok((values, vocab))
 }
 
 /// `log softmax(row)`.

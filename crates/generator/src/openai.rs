@@ -107,7 +107,18 @@ fn complete(generator: &Generator, body: &Value) -> Result<Value, GeneratorError
     let echo = body.get("echo").and_then(Value::as_bool).unwrap_or(false);
     // At least the chosen token's own log-probability is wanted.
     options.top_logprobs = top.map_or(0, |n| n.max(1));
-    let generation = generator.generate(prompt, &options, &mut |_| true)?;
+    // Echoed log-probabilities and the generation from one forward pass
+    // over the prompt.
+    let (echoed, generation) = match (echo, top) {
+        (true, Some(_)) => {
+            let (scored, generation) = generator.echo_generate(prompt, &options, &mut |_| true)?;
+            (scored, generation)
+        }
+        _ => (
+            Vec::new(),
+            generator.generate(prompt, &options, &mut |_| true)?,
+        ),
+    };
     let tokenizer = generator.tokenizer();
     let piece =
         |id: u32| String::from_utf8_lossy(tokenizer.token_bytes(id).unwrap_or(&[])).into_owned();
@@ -121,7 +132,7 @@ fn complete(generator: &Generator, body: &Value) -> Result<Value, GeneratorError
             let mut offsets = Vec::new();
             let mut at = 0;
             if echo {
-                for t in generator.token_logprobs(prompt)? {
+                for t in echoed {
                     tokens.push(Value::String(piece(t.id)));
                     token_logprobs.push(t.logprob.map_or(Value::Null, |l| json!(l)));
                     top_logprobs.push(Value::Null);

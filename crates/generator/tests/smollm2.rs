@@ -392,6 +392,22 @@ fn generation_streams_stops_and_samples_by_seed() {
         "every seed wrote {first:?}"
     );
 
+    // One forward pass gives the text's log-probabilities and the
+    // generation after it: the same as the two computed apart.
+    let text = "The capital of France is";
+    let three = GenerateOptions {
+        max_tokens: 3,
+        ..GenerateOptions::default()
+    };
+    let (scored, after) = generator
+        .echo_generate(text, &three, &mut |_| true)
+        .expect("runs");
+    assert_eq!(scored, generator.token_logprobs(text).expect("runs"));
+    let apart = generator
+        .generate(text, &three, &mut |_| true)
+        .expect("runs");
+    assert_eq!((after.tokens, after.text), (apart.tokens, apart.text));
+
     // The OpenAI API: a chat answer, and a completion whose echoed and
     // generated log-probabilities line up with the text.
     let reply = rlrag_generator::openai::respond(
