@@ -110,10 +110,7 @@ fn complete(generator: &Generator, body: &Value) -> Result<Value, GeneratorError
     // Echoed log-probabilities and the generation from one forward pass
     // over the prompt.
     let (echoed, generation) = match (echo, top) {
-        (true, Some(_)) => {
-            let (scored, generation) = generator.echo_generate(prompt, &options, &mut |_| true)?;
-            (scored, generation)
-        }
+        (true, Some(_)) => generator.echo_generate(prompt, &options, &mut |_| true)?,
         _ => (
             Vec::new(),
             generator.generate(prompt, &options, &mut |_| true)?,
