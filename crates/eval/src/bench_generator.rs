@@ -26,7 +26,7 @@ use crate::error::{io, setting};
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct GeneratorBenchConfig {
-    /// A GGUF model file.
+    /// A GGUF model file or a generator model directory.
     #[cfg_attr(feature = "clap", arg(long))]
     pub model: PathBuf,
     /// A QA set whose questions (with their first passage) make the prompts.
@@ -77,8 +77,7 @@ pub fn run(config: &GeneratorBenchConfig) -> Result<GeneratorBench, EvalError> {
         ));
     }
     let started = Instant::now();
-    let bytes = std::fs::read(&config.model).map_err(io("read", &config.model))?;
-    let generator = Generator::from_gguf(&bytes, &Device::flex())?;
+    let generator = Generator::open(&config.model, &Device::flex())?;
     let load_s = started.elapsed().as_secs_f64();
     let ds = crate::datasets::load(&config.data, None, None)?;
     let questions: Vec<_> = ds

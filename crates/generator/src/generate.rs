@@ -391,6 +391,38 @@ impl Generator {
         )
     }
 
+    /// The generator at `path`: a model directory (it holds
+    /// [`CONFIG_FILE`]), a GGUF file, or a directory holding exactly one
+    /// `.gguf` file.
+    pub fn open(path: &Path, device: &Device) -> Result<Self, GeneratorError> {
+        let read =
+            |file: &Path| std::fs::read(file).map_err(|e| bad(format!("{}: {e}", file.display())));
+        if path.join(CONFIG_FILE).is_file() {
+            return Self::load_dir(path, device);
+        }
+        if !path.is_dir() {
+            return Self::from_gguf(&read(path)?, device);
+        }
+        let mut found: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+            .collect();
+        found.sort();
+        match found.as_slice() {
+            [one] => Self::from_gguf(&read(one)?, device),
+            [] => Err(bad(format!(
+                "{}: the directory holds no .gguf file",
+                path.display()
+            ))),
+            many => Err(bad(format!(
+                "{}: the directory holds {} .gguf files: name one",
+                path.display(),
+                many.len()
+            ))),
+        }
+    }
+
     /// The decoder.
     pub fn model(&self) -> &Llama {
         &self.model

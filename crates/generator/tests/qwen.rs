@@ -9,6 +9,9 @@
 
 use rlrag_generator::generate::Generator;
 
+mod common;
+use common::{check_logits, golden, token_ids};
+
 /// The model file's bytes, or `None` when it was not fetched.
 fn model_bytes() -> Option<Vec<u8>> {
     let path = rlrag_encoder::models::models_dir()
@@ -24,21 +27,6 @@ fn model_bytes() -> Option<Vec<u8>> {
             None
         }
     }
-}
-
-fn golden(name: &str) -> serde_json::Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/golden/gguf")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("json")
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("ids")
-        .iter()
-        .map(|v| u32::try_from(v.as_u64().expect("id")).expect("a u32"))
-        .collect()
 }
 
 #[test]
@@ -63,7 +51,7 @@ fn qwen2_tokens_and_logits_match_the_references() {
     for row in rows.as_array().expect("rows") {
         let text = row["text"].as_str().expect("text");
         let got = generator.tokenizer().encode(text).expect("encodes");
-        if got != ids(&row["ids"]) {
+        if got != token_ids(&row["ids"]) {
             wrong.push(format!("{text:?}: {got:?}"));
         }
         assert_eq!(generator.tokenizer().decode(&got), text);
@@ -75,50 +63,6 @@ fn qwen2_tokens_and_logits_match_the_references() {
         wrong.join("\n")
     );
 
-    let golden = golden("qwen-0.5b-logits.json");
-    let fixed = ids(&golden["fixed_ids"]);
-    let mut worst = 0.0f64;
-    for prompt in golden["prompts"].as_array().expect("prompts") {
-        let prompt_ids = ids(&prompt["ids"]);
-        let logits = generator.model().logits(&prompt_ids).expect("runs");
-        let [_, vocab] = logits.dims();
-        let values: Vec<f32> = logits.into_data().try_to_vec().expect("f32");
-        for (pos, want) in prompt["positions"]
-            .as_array()
-            .expect("positions")
-            .iter()
-            .enumerate()
-        {
-            let row = &values[pos * vocab..(pos + 1) * vocab];
-            let top = (0..vocab)
-                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-                .expect("a top");
-            assert_eq!(
-                top as u64,
-                want["top"][0][0].as_u64().expect("id"),
-                "at {pos}"
-            );
-            let checks = want["top"]
-                .as_array()
-                .expect("top")
-                .iter()
-                .map(|t| {
-                    (
-                        t[0].as_u64().expect("id") as usize,
-                        t[1].as_f64().expect("logit"),
-                    )
-                })
-                .chain(
-                    fixed
-                        .iter()
-                        .zip(want["fixed"].as_array().expect("fixed"))
-                        .map(|(&id, w)| (id as usize, w.as_f64().expect("logit"))),
-                );
-            for (id, w) in checks {
-                worst = worst.max((f64::from(row[id]) - w).abs());
-            }
-        }
-    }
+    let worst = check_logits(generator.model(), &golden("qwen-0.5b-logits.json"));
     println!("Qwen2: largest logit error against the float64 reference {worst:.5}");
-    assert!(worst < 0.02, "{worst}");
 }

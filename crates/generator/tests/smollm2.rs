@@ -10,28 +10,14 @@ use rlrag_generator::generate::{Finish, GenerateOptions, Generator, Sampling};
 use rlrag_generator::gguf::{Gguf, Value};
 use sha2::{Digest, Sha256};
 
+mod common;
+use common::{check_logits, golden, token_ids};
+
 /// The model file's bytes.
 fn model_bytes() -> Vec<u8> {
     let path = rlrag_encoder::models::pretrained("smollm2").join("SmolLM2-135M-Instruct.Q4_1.gguf");
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-models.sh", path.display()))
-}
-
-/// A JSON array of token ids.
-fn token_ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("ids")
-        .iter()
-        .map(|v| u32::try_from(v.as_u64().expect("id")).expect("a u32"))
-        .collect()
-}
-
-/// A golden file of `tests/golden/gguf/`.
-fn golden(name: &str) -> serde_json::Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/golden/gguf")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("json")
 }
 
 #[test]
@@ -107,50 +93,7 @@ fn smollm2_logits_match_the_numpy_reference() {
         let e = model.logits(bad).expect_err("refused");
         assert!(e.to_string().contains("token"), "{e}");
     }
-    let golden = golden("smollm2-logits.json");
-    let fixed = token_ids(&golden["fixed_ids"]);
-    let mut worst = 0.0f64;
-    for prompt in golden["prompts"].as_array().expect("prompts") {
-        let ids = token_ids(&prompt["ids"]);
-        let logits = model.logits(&ids).expect("runs");
-        let [n, vocab] = logits.dims();
-        assert_eq!((n, vocab), (ids.len(), 49_152));
-        let values: Vec<f32> = logits.into_data().try_to_vec::<f32>().expect("f32");
-        for (pos, want) in prompt["positions"]
-            .as_array()
-            .expect("positions")
-            .iter()
-            .enumerate()
-        {
-            let row = &values[pos * vocab..(pos + 1) * vocab];
-            let top = (0..vocab)
-                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-                .expect("a top");
-            assert_eq!(
-                top as u64,
-                want["top"][0][0].as_u64().expect("id"),
-                "{ids:?} at {pos}"
-            );
-            let mut check = |id: usize, want: f64| {
-                let err = (f64::from(row[id]) - want).abs();
-                worst = worst.max(err);
-                assert!(
-                    err < 0.02,
-                    "{ids:?} at {pos}, token {id}: {} against {want}",
-                    row[id]
-                );
-            };
-            for t in want["top"].as_array().expect("top") {
-                check(
-                    t[0].as_u64().expect("id") as usize,
-                    t[1].as_f64().expect("logit"),
-                );
-            }
-            for (&id, w) in fixed.iter().zip(want["fixed"].as_array().expect("fixed")) {
-                check(id as usize, w.as_f64().expect("logit"));
-            }
-        }
-    }
+    let worst = check_logits(&model, &golden("smollm2-logits.json"));
     println!("largest logit error against the float64 reference: {worst:.5}");
 }
 

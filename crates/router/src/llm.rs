@@ -151,46 +151,15 @@ pub const LOCAL_SCHEME: &str = "local:";
 static LOADED: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Generator>>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// The GGUF file `path` names: the file itself, or the one `.gguf` file of
-/// a directory.
-fn gguf_path(path: &Path) -> Result<PathBuf, String> {
-    if !path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| e.to_string())?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
-        .collect();
-    found.sort();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err("the directory holds no .gguf file".into()),
-        n => Err(format!("the directory holds {n} .gguf files: name one")),
-    }
-}
-
-/// The model at `path`, loaded once per process.
+/// The model at `path` ([`Generator::open`]), loaded once per process.
 fn load_local(path: &Path) -> Result<Arc<Mutex<Generator>>, String> {
-    let model_dir = path.join(rlrag_generator::generate::CONFIG_FILE).is_file();
-    let file = if model_dir {
-        path.to_path_buf()
-    } else {
-        gguf_path(path)?
-    };
-    let key = file.canonicalize().map_err(|e| e.to_string())?;
+    let key = path.canonicalize().map_err(|e| e.to_string())?;
     let mut loaded = LOADED.lock().map_err(|_| "the model cache was poisoned")?;
     if let Some(model) = loaded.get(&key).and_then(Weak::upgrade) {
         return Ok(model);
     }
-    let device = burn::tensor::Device::flex();
-    let generator = if model_dir {
-        Generator::load_dir(&key, &device)
-    } else {
-        let bytes = std::fs::read(&key).map_err(|e| e.to_string())?;
-        Generator::from_gguf(&bytes, &device)
-    }
-    .map_err(|e| e.to_string())?;
+    let generator =
+        Generator::open(&key, &burn::tensor::Device::flex()).map_err(|e| e.to_string())?;
     let model = Arc::new(Mutex::new(generator));
     loaded.retain(|_, m| m.strong_count() > 0);
     loaded.insert(key, Arc::downgrade(&model));

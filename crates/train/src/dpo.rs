@@ -88,7 +88,9 @@ fn scalar(t: Tensor<1>) -> Result<f32, TrainError> {
         })
 }
 
-/// The sequence scores of `pairs` under `model` (no gradients kept).
+/// The sequence scores `(log π(chosen|x), log π(rejected|x))` of `pairs`
+/// under `model` (no gradients kept): the reference's at the start, the
+/// policy's when evaluating.
 pub fn reference_scores(
     model: &Llama,
     pairs: &[TokenPair],
@@ -270,11 +272,8 @@ pub fn evaluate(
     reference: &[ReferenceScores],
     beta: f64,
 ) -> Result<DpoStats, TrainError> {
-    let frozen = model.valid();
     let (mut loss, mut margin, mut right) = (0.0, 0.0, 0);
-    for (p, &(ref_w, ref_l)) in pairs.iter().zip(reference) {
-        let w = scalar(frozen.continuation_logprob(&p.prompt, &p.chosen)?)?;
-        let l = scalar(frozen.continuation_logprob(&p.prompt, &p.rejected)?)?;
+    for ((w, l), &(ref_w, ref_l)) in reference_scores(model, pairs)?.into_iter().zip(reference) {
         let m = beta * (f64::from(w - l) - (f64::from(ref_w) - f64::from(ref_l)));
         // −log σ(m), stable for large |m|.
         loss += if m >= 0.0 {

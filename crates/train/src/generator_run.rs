@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use rlrag_eval::chart::{LineChart, Series};
 use rlrag_eval::models::write_dir;
 use rlrag_eval::progress::Progress;
 use rlrag_generator::generate::Generator;
@@ -22,6 +21,7 @@ use serde_json::json;
 
 use crate::TrainError;
 use crate::dpo::{DpoConfig, DpoStats, DpoTrainer, TokenPair, evaluate, reference_scores};
+use crate::retriever_run::{step_curve, write_err};
 
 /// How a pair's prompt reaches the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,27 +127,11 @@ impl GeneratorRunReport {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError {
-    let path = path.to_path_buf();
-    move |source| TrainError::Io { path, source }
-}
-
 fn refused(name: &'static str, reason: impl Into<String>) -> TrainError {
     TrainError::Config {
         name,
         reason: reason.into(),
     }
-}
-
-/// The starting generator: a GGUF file or a model directory.
-pub fn load_generator(path: &Path, device: &Device) -> Result<Generator, TrainError> {
-    let generator = if path.is_dir() {
-        Generator::load_dir(path, device)
-    } else {
-        let bytes = std::fs::read(path).map_err(io_err(path))?;
-        Generator::from_gguf(&bytes, device)
-    };
-    generator.map_err(|e| refused("init", format!("{}: {e}", path.display())))
 }
 
 /// The pairs of a JSONL file, tokenized as `format` says; pairs past
@@ -158,7 +142,7 @@ pub fn read_pairs(
     format: PromptFormat,
     max_tokens: usize,
 ) -> Result<(Vec<TokenPair>, usize, usize), TrainError> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let text = std::fs::read_to_string(path).map_err(write_err(path))?;
     let end = generator.tokenizer().token_id("<|im_end|>");
     let (mut pairs, mut read, mut skipped) = (Vec::new(), 0, 0);
     for (n, line) in text.lines().enumerate() {
@@ -229,7 +213,8 @@ pub fn run(
         return Err(refused("eval-every", "must be at least 1"));
     }
     let device = Device::flex();
-    let init = load_generator(&config.init, &device)?;
+    let init = Generator::open(&config.init, &device)
+        .map_err(|e| refused("init", format!("{}: {e}", config.init.display())))?;
     let (mut pairs, read, skipped) =
         read_pairs(&config.pairs, &init, config.prompt, config.max_tokens)?;
     if pairs.is_empty() {
@@ -266,9 +251,9 @@ pub fn run(
         },
         &device.clone().autodiff(),
     )?;
-    std::fs::create_dir_all(&config.out).map_err(io_err(&config.out))?;
+    std::fs::create_dir_all(&config.out).map_err(write_err(&config.out))?;
     let log_path = config.out.join("log.jsonl");
-    let mut log = std::fs::File::create(&log_path).map_err(io_err(&log_path))?;
+    let mut log = std::fs::File::create(&log_path).map_err(write_err(&log_path))?;
     let held_stats =
         |model: &rlrag_generator::llama::Llama| -> Result<Option<DpoStats>, TrainError> {
             if held_out.is_empty() {
@@ -292,7 +277,7 @@ pub fn run(
                 line["held_out"] = json!(s);
             }
         }
-        writeln!(log, "{line}").map_err(io_err(&log_path))?;
+        writeln!(log, "{line}").map_err(write_err(&log_path))?;
         bar.set_message(format!("loss {:.4}", stats.loss));
         bar.inc(1);
         steps.push(stats);
@@ -315,28 +300,17 @@ pub fn run(
                 "beta": config.beta, "steps": config.steps, "seed": config.seed}),
     )?;
 
-    let per_step: Vec<(f64, f64)> = steps
+    let per_step: Vec<(usize, f64)> = steps
         .iter()
         .enumerate()
-        .map(|(i, s)| ((i + 1) as f64, s.accuracy))
+        .map(|(i, s)| (i + 1, s.accuracy))
         .collect();
-    let chart = LineChart {
-        x_label: "step",
-        series: vec![
-            Series {
-                name: "train accuracy (batch)".into(),
-                color: "#888",
-                points: per_step,
-            },
-            Series {
-                name: "held-out accuracy".into(),
-                color: "#c00",
-                points: held_curve.iter().map(|&(s, v)| (s as f64, v)).collect(),
-            },
-        ],
-    };
+    let chart = step_curve(
+        ("train accuracy (batch)", &per_step),
+        ("held-out accuracy", &held_curve),
+    );
     let curve = config.out.join("curve.svg");
-    std::fs::write(&curve, chart.to_svg()).map_err(io_err(&curve))?;
+    std::fs::write(&curve, chart.to_svg()).map_err(write_err(&curve))?;
     let report = GeneratorRunReport {
         pairs: read,
         skipped,
@@ -349,6 +323,6 @@ pub fn run(
         model: model_dir,
     };
     let path = config.out.join("report.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?).map_err(io_err(&path))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?).map_err(write_err(&path))?;
     Ok(report)
 }

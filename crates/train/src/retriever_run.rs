@@ -543,7 +543,7 @@ pub(crate) fn step_curve(
     }
 }
 
-fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError {
+pub(crate) fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError {
     let path = path.to_path_buf();
     move |source| TrainError::Io { path, source }
 }
