@@ -55,6 +55,21 @@ pub fn preference_pair(
     augmented: &str,
     plain: &str,
 ) -> Option<PreferencePair> {
+    preference_from_samples(question, answers, evidence, &[augmented], &[plain])
+}
+
+/// The pair for one question from several sampled answers with the evidence
+/// (`augmented`) and without (`plain`): the best-scoring answer of all is
+/// `chosen` (an augmented one on a tie), the worst `rejected` (a plain one
+/// on a tie); `None` when there are no gold answers or every answer scores
+/// the same.
+pub fn preference_from_samples(
+    question: &str,
+    answers: &[String],
+    evidence: &[(&str, &str)],
+    augmented: &[&str],
+    plain: &[&str],
+) -> Option<PreferencePair> {
     if answers.is_empty() {
         return None;
     }
@@ -64,29 +79,38 @@ pub fn preference_pair(
             f64::from(u8::from(exact_match_any(a, answers))),
         )
     };
-    let (fa, ea) = score(augmented);
-    let (fp, ep) = score(plain);
-    let winner = if (fa, ea) > (fp, ep) {
-        Winner::Augmented
-    } else if (fp, ep) > (fa, ea) {
-        Winner::Plain
-    } else {
+    let scored: Vec<(Winner, &str, (f64, f64))> = augmented
+        .iter()
+        .map(|a| (Winner::Augmented, *a, score(a)))
+        .chain(plain.iter().map(|p| (Winner::Plain, *p, score(p))))
+        .collect();
+    // The first of the best (augmented come first) and the last of the
+    // worst (plain come last).
+    let best = scored
+        .iter()
+        .fold(None::<&(Winner, &str, (f64, f64))>, |b, s| match b {
+            Some(b) if b.2 >= s.2 => Some(b),
+            _ => Some(s),
+        })?;
+    let worst = scored
+        .iter()
+        .fold(None::<&(Winner, &str, (f64, f64))>, |w, s| match w {
+            Some(w) if w.2 < s.2 => Some(w),
+            _ => Some(s),
+        })?;
+    if best.2 <= worst.2 {
         return None;
-    };
+    }
     let texts: Vec<&str> = evidence.iter().map(|(_, t)| *t).collect();
-    let (chosen, rejected, chosen_f1, rejected_f1) = match winner {
-        Winner::Augmented => (augmented, plain, fa, fp),
-        Winner::Plain => (plain, augmented, fp, fa),
-    };
     Some(PreferencePair {
         question: question.to_owned(),
         prompt: prompt(question, &[]),
         augmented_prompt: prompt(question, &texts),
-        chosen: chosen.to_owned(),
-        rejected: rejected.to_owned(),
-        chosen_from: winner,
-        chosen_f1,
-        rejected_f1,
+        chosen: best.1.to_owned(),
+        rejected: worst.1.to_owned(),
+        chosen_from: best.0,
+        chosen_f1: best.2.0,
+        rejected_f1: worst.2.0,
         answers: answers.to_vec(),
         evidence_ids: evidence.iter().map(|(id, _)| (*id).to_owned()).collect(),
     })
@@ -122,5 +146,40 @@ mod tests {
         assert_eq!(p.chosen_from, Winner::Plain, "retrieval can also hurt");
         assert!(preference_pair(q, &answers, &evidence, "no idea", "unknown").is_none());
         assert!(preference_pair(q, &[], &evidence, "Chief of Protocol", "x").is_none());
+    }
+
+    #[test]
+    fn among_samples_the_best_is_chosen_over_the_worst() {
+        let answers = vec!["Chief of Protocol".to_owned()];
+        let evidence = [("temple", "Shirley Temple served as Chief of Protocol.")];
+        let q = "What position did Shirley Temple hold?";
+        let p = preference_from_samples(
+            q,
+            &answers,
+            &evidence,
+            &["Protocol chief", "Chief of Protocol"],
+            &["an actress", "the Chief"],
+        )
+        .expect("a pair");
+        assert_eq!(
+            (p.chosen.as_str(), p.rejected.as_str(), p.chosen_from),
+            ("Chief of Protocol", "an actress", Winner::Augmented)
+        );
+        // A plain sample can win, and an augmented one lose.
+        let p = preference_from_samples(
+            q,
+            &answers,
+            &evidence,
+            &["a singer"],
+            &["Chief of Protocol", "Chief"],
+        )
+        .expect("a pair");
+        assert_eq!(
+            (p.chosen.as_str(), p.rejected.as_str(), p.chosen_from),
+            ("Chief of Protocol", "a singer", Winner::Plain)
+        );
+        // Equal scores everywhere: nothing to learn.
+        assert!(preference_from_samples(q, &answers, &evidence, &["x", "y"], &["z"]).is_none());
+        assert!(preference_from_samples(q, &answers, &evidence, &[], &[]).is_none());
     }
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use rlrag_eval::models::write_dir;
 use rlrag_eval::progress::Progress;
+use rlrag_generator::GeneratorError;
 use rlrag_generator::generate::Generator;
 use rlrag_reward::rng::SplitMix64;
 use serde::Serialize;
@@ -143,7 +144,6 @@ pub fn read_pairs(
     max_tokens: usize,
 ) -> Result<(Vec<TokenPair>, usize, usize), TrainError> {
     let text = std::fs::read_to_string(path).map_err(write_err(path))?;
-    let end = generator.tokenizer().token_id("<|im_end|>");
     let (mut pairs, mut read, mut skipped) = (Vec::new(), 0, 0);
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -163,42 +163,67 @@ pub fn read_pairs(
         };
         let (prompt, chosen, rejected) = (field("prompt")?, field("chosen")?, field("rejected")?);
         read += 1;
-        let encode = |t: &str| {
-            generator
-                .tokenizer()
-                .encode(t)
-                .map_err(|e| bad(e.to_string()))
-        };
-        let (prompt, mut chosen_ids, mut rejected_ids) = match format {
-            PromptFormat::Chat => (
-                encode(&generator.template().prompt(&[("user", prompt)]))?,
-                encode(chosen.trim())?,
-                encode(rejected.trim())?,
-            ),
-            PromptFormat::Raw => (encode(prompt)?, encode(chosen)?, encode(rejected)?),
-        };
-        if format == PromptFormat::Chat {
-            // A chat answer ends the turn: that is part of what is preferred.
-            chosen_ids.extend(end);
-            rejected_ids.extend(end);
-        }
-        let longest = prompt.len() + chosen_ids.len().max(rejected_ids.len());
-        if chosen_ids == rejected_ids
-            || chosen_ids.is_empty()
-            || rejected_ids.is_empty()
-            || prompt.is_empty()
-            || longest > max_tokens
+        match token_pair(generator, format, prompt, chosen, rejected, max_tokens)
+            .map_err(|e| bad(e.to_string()))?
         {
-            skipped += 1;
-            continue;
+            Some(pair) => pairs.push(pair),
+            None => skipped += 1,
         }
-        pairs.push(TokenPair {
-            prompt,
-            chosen: chosen_ids,
-            rejected: rejected_ids,
-        });
     }
     Ok((pairs, read, skipped))
+}
+
+/// One pair as the model sees it (`format`); `None` when the answers are
+/// equal or empty, the prompt empty, or prompt and the longer answer past
+/// `max_tokens`.
+pub fn token_pair(
+    generator: &Generator,
+    format: PromptFormat,
+    prompt: &str,
+    chosen: &str,
+    rejected: &str,
+    max_tokens: usize,
+) -> Result<Option<TokenPair>, GeneratorError> {
+    let encode = |t: &str| generator.tokenizer().encode(t);
+    let (prompt, mut chosen, mut rejected) = match format {
+        PromptFormat::Chat => (
+            encode(&generator.template().prompt(&[("user", prompt)]))?,
+            encode(chosen.trim())?,
+            encode(rejected.trim())?,
+        ),
+        PromptFormat::Raw => (encode(prompt)?, encode(chosen)?, encode(rejected)?),
+    };
+    if format == PromptFormat::Chat {
+        // A chat answer ends the turn: that is part of what is preferred.
+        let end = generator.tokenizer().token_id("<|im_end|>");
+        chosen.extend(end);
+        rejected.extend(end);
+    }
+    let longest = prompt.len() + chosen.len().max(rejected.len());
+    let usable = chosen != rejected
+        && !chosen.is_empty()
+        && !rejected.is_empty()
+        && !prompt.is_empty()
+        && longest <= max_tokens;
+    Ok(usable.then_some(TokenPair {
+        prompt,
+        chosen,
+        rejected,
+    }))
+}
+
+/// Write `generator` as a model directory with `manifest`.
+pub fn save_generator(
+    generator: &Generator,
+    dir: &Path,
+    manifest: &serde_json::Value,
+) -> Result<(), TrainError> {
+    let files = generator
+        .dir_files()
+        .map_err(|e| refused("model", e.to_string()))?;
+    let borrowed: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    write_dir(dir, &borrowed, manifest)?;
+    Ok(())
 }
 
 /// Run DPO as the module documentation says.
@@ -285,17 +310,13 @@ pub fn run(
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();
 
+    let model_dir = config.out.join("model");
     let trained = init
         .with_model(trainer.policy().valid())
         .map_err(|e| refused("model", e.to_string()))?;
-    let files = trained
-        .dir_files()
-        .map_err(|e| refused("model", e.to_string()))?;
-    let model_dir = config.out.join("model");
-    let borrowed: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    write_dir(
+    save_generator(
+        &trained,
         &model_dir,
-        &borrowed,
         &json!({"kind": "rlrag-generator", "init": config.init, "pairs": config.pairs,
                 "beta": config.beta, "steps": config.steps, "seed": config.seed}),
     )?;

@@ -41,6 +41,7 @@ pub mod parallel;
 pub mod r3;
 pub mod reranker_run;
 pub mod retriever_run;
+pub mod rlag;
 pub mod router;
 pub mod router_run;
 pub mod self_boost;

@@ -54,6 +54,10 @@ enum Command {
     /// `prompt`/`chosen`/`rejected` pairs (RLAG's `eval-router --rlag-out`,
     /// RLRF's `self-boost` pairs) and write its model directory.
     TrainGenerator(rlrag_train::generator_run::GeneratorRunConfig),
+    /// RLAG in rounds: sample answers with and without BM25 passages, pair
+    /// the best against the worst by answer F1, DPO, repeat; held-out
+    /// EM/F1 with and without passages before and after each round.
+    Rlag(rlrag_train::rlag::RlagConfig),
     /// Write a dataset's corpus as a JSON array of `{id, title, text}` (what
     /// the browser package's `addDocuments` takes; the demo page loads it).
     ExportCorpus(ExportCorpusArgs),
@@ -257,6 +261,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::TrainGenerator(config) => {
             let report = rlrag_train::generator_run::run(&config, &Terminal)?;
+            print!("{}", report.table());
+            println!("wrote {}", report.model.display());
+        }
+        Command::Rlag(config) => {
+            let report = rlrag_train::rlag::run(&config, &Terminal)?;
             print!("{}", report.table());
             println!("wrote {}", report.model.display());
         }

@@ -1776,3 +1776,135 @@ fn train_generator_writes_a_model_directory_that_loads() {
     .expect("write");
     assert_clean_failure(&run(&pairs), "line 4: no string `chosen`");
 }
+
+/// Made-up facts the model cannot know: only the passage answers them.
+/// The last question's id, `q7`, falls in the hash split's `test` part,
+/// `q0`–`q4` in `train`.
+const INVENTED: [(&str, &str, &str); 6] = [
+    (
+        "Zorblat is the capital city of the planet Quendor.",
+        "What is the capital city of Quendor?",
+        "Zorblat",
+    ),
+    (
+        "The Vellmar river is 812 kilometres long.",
+        "How long is the Vellmar river?",
+        "812 kilometres",
+    ),
+    (
+        "Brindle Hoskett invented the glass harmonium in 1871.",
+        "Who invented the glass harmonium?",
+        "Brindle Hoskett",
+    ),
+    (
+        "The national animal of Tarvessa is the silver lynx.",
+        "What is the national animal of Tarvessa?",
+        "silver lynx",
+    ),
+    (
+        "Ormund Pell wrote the novel The Salt Orchard.",
+        "Who wrote The Salt Orchard?",
+        "Ormund Pell",
+    ),
+    (
+        "The Kestrel Tower in Dunmere is 240 metres tall.",
+        "How tall is the Kestrel Tower?",
+        "240 metres",
+    ),
+];
+
+/// `rlag`: a round of sampling with and without passages, DPO on the
+/// pairs, and the held-out scores before and after, on SmolLM2.
+#[test]
+fn rlag_runs_a_round_and_scores_it_before_and_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut corpus, mut qa) = (String::new(), String::new());
+    for (i, (passage, question, answer)) in INVENTED.iter().enumerate() {
+        let n = if i + 1 == INVENTED.len() { 7 } else { i };
+        corpus += &format!(
+            "{}\n",
+            serde_json::json!({"id": format!("p{n}"), "title": "", "text": passage})
+        );
+        qa += &format!(
+            "{}\n",
+            serde_json::json!({"id": format!("q{n}"), "question": question, "answers": [answer], "gold_ids": [format!("p{n}")]})
+        );
+    }
+    std::fs::write(dir.path().join("corpus.jsonl"), corpus).expect("write");
+    std::fs::write(dir.path().join("qa.jsonl"), qa).expect("write");
+    let gguf = rlrag_encoder::models::pretrained("smollm2").join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let out = dir.path().join("rlag");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "rlag",
+            "--data",
+            dir.path().to_str().expect("utf-8"),
+            "--init",
+            gguf.to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--passages",
+            "1",
+            "--limit",
+            "2",
+            "--samples",
+            "1",
+            "--max-answer-tokens",
+            "16",
+            "--batch-size",
+            "2",
+            "--epochs",
+            "1",
+            "--learning-rate",
+            "1e-4",
+        ];
+        args.extend_from_slice(extra);
+        trainer(&args)
+    };
+    let o = run(&[]);
+    assert_ok(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("2 training questions, 1 held out"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report"))
+            .expect("json");
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{report}");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["round"], i);
+        for part in ["held_out_augmented", "held_out_plain", "train_plain"] {
+            let f1 = row[part]["f1"].as_f64().expect("f1");
+            assert!((0.0..=1.0).contains(&f1), "{part}: {row}");
+        }
+        assert_eq!(row["train_plain"]["questions"], 2);
+    }
+    let pairs = rows[1]["pairs"].as_u64().expect("pairs");
+    let lines = std::fs::read_to_string(out.join("pairs-round-1.jsonl")).expect("pairs");
+    assert_eq!(lines.lines().count() as u64, pairs);
+    // With the passage the model names the invented answer; without it,
+    // it cannot.
+    assert!(pairs > 0, "{report}");
+    assert!(rows[1]["augmented_won"].as_u64() > Some(0), "{report}");
+    assert!(
+        rows[0]["held_out_augmented"]["f1"].as_f64() > rows[0]["held_out_plain"]["f1"].as_f64(),
+        "{report}"
+    );
+    assert!(rows[1]["dpo"].is_array(), "{report}");
+    assert!(rows[1]["steps"].as_u64() > Some(0), "{report}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("rounds.jsonl"))
+            .expect("log")
+            .lines()
+            .count(),
+        2
+    );
+    let device = burn::tensor::Device::flex();
+    rlrag_generator::generate::Generator::load_dir(&out.join("round-1"), &device)
+        .expect("the round's model loads");
+
+    assert_clean_failure(&run(&["--eval-split", "train"]), "another split");
+    assert_clean_failure(&run(&["--rounds", "0"]), "at least 1");
+}
