@@ -46,6 +46,16 @@ pub struct PreferencePair {
     pub evidence_ids: Vec<String>,
 }
 
+/// A passage as the generator's prompts show it: `title: text`, or the
+/// text alone when it has no title.
+pub fn passage_text(title: &str, text: &str) -> String {
+    if title.is_empty() {
+        text.to_owned()
+    } else {
+        format!("{title}: {text}")
+    }
+}
+
 /// The pair for one question, or `None` when there are no gold answers or
 /// both answers score the same.
 pub fn preference_pair(

@@ -33,7 +33,7 @@ use crate::error::setting;
 use crate::models::{ModelDir, read_file};
 use crate::opensearch::ClusterArgs;
 use crate::progress::Progress;
-use crate::rlag::preference_pair;
+use crate::rlag::{passage_text, preference_pair};
 use crate::server::{self, Background};
 
 /// The router's experiment: questions, sources, reward, generator.
@@ -561,14 +561,7 @@ fn evidence_texts(out: &Outcome) -> Vec<(String, String)> {
     out.evidence
         .iter()
         .take(ANSWER_PASSAGES)
-        .map(|h| {
-            let text = if h.title.is_empty() {
-                h.text.clone()
-            } else {
-                format!("{}: {}", h.title, h.text)
-            };
-            (h.id.clone(), text)
-        })
+        .map(|h| (h.id.clone(), passage_text(&h.title, &h.text)))
         .collect()
 }
 

@@ -74,6 +74,19 @@ pub struct DpoStats {
     pub pairs: usize,
 }
 
+impl DpoStats {
+    /// The stats of the reference itself on `pairs` pairs: every margin 0,
+    /// so the loss is log 2 and no pair is ranked right (no forward pass).
+    pub fn at_reference(pairs: usize) -> Self {
+        Self {
+            loss: std::f64::consts::LN_2,
+            margin: 0.0,
+            accuracy: 0.0,
+            pairs,
+        }
+    }
+}
+
 /// The reference model's `(log π_ref(chosen|x), log π_ref(rejected|x))`.
 pub type ReferenceScores = (f32, f32);
 
@@ -344,6 +357,10 @@ mod tests {
         let mut t =
             DpoTrainer::new(&init, pairs(), config(), &Device::flex().autodiff()).expect("trainer");
         let batch = [0, 2, 4];
+        let at_start = evaluate(&init, &pairs(), t.reference(), 0.1).expect("eval");
+        let derived = DpoStats::at_reference(pairs().len());
+        assert_eq!((at_start.margin, at_start.accuracy), (0.0, 0.0));
+        assert!((at_start.loss - derived.loss).abs() < 1e-12, "{at_start:?}");
         let before = t.stats_on(&batch).expect("stats");
         assert!(
             (before.loss - std::f64::consts::LN_2).abs() < 1e-4,

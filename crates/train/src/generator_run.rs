@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::TrainError;
 use crate::dpo::{DpoConfig, DpoStats, DpoTrainer, TokenPair, evaluate, reference_scores};
+use crate::reranker_run::setting as refused;
 use crate::retriever_run::{step_curve, write_err};
 
 /// How a pair's prompt reaches the model.
@@ -125,13 +126,6 @@ impl GeneratorRunReport {
             }
         }
         out
-    }
-}
-
-fn refused(name: &'static str, reason: impl Into<String>) -> TrainError {
-    TrainError::Config {
-        name,
-        reason: reason.into(),
     }
 }
 
@@ -286,7 +280,7 @@ pub fn run(
             }
             evaluate(model, &held_out, &held_reference, config.beta).map(Some)
         };
-    let before = held_stats(init.model())?;
+    let before = (!held_out.is_empty()).then(|| DpoStats::at_reference(held_out.len()));
     let mut held_curve: Vec<(usize, f64)> = before.iter().map(|s| (0, s.accuracy)).collect();
     let mut steps = Vec::with_capacity(config.steps);
     let started = Instant::now();

@@ -24,7 +24,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use rlrag_eval::datasets;
 use rlrag_eval::progress::Progress;
-use rlrag_eval::rlag::{PreferencePair, preference_from_samples};
+use rlrag_eval::rlag::{PreferencePair, passage_text, preference_from_samples};
 use rlrag_generator::generate::{GenerateOptions, Generator, Sampling};
 use rlrag_retriever::hash::seed_from;
 use rlrag_retriever::{Bm25Index, DatasetFormat, Document, Query, Split};
@@ -36,6 +36,7 @@ use serde_json::json;
 use crate::TrainError;
 use crate::dpo::{DpoConfig, DpoStats, DpoTrainer, evaluate};
 use crate::generator_run::{PromptFormat, save_generator, token_pair};
+use crate::reranker_run::setting as refused;
 use crate::retriever_run::write_err;
 
 /// An RLAG run.
@@ -180,13 +181,6 @@ impl RlagReport {
     }
 }
 
-fn refused(name: &'static str, reason: impl Into<String>) -> TrainError {
-    TrainError::Config {
-        name,
-        reason: reason.into(),
-    }
-}
-
 /// A question with its BM25 evidence as `(id, "title: text")`.
 struct Asked<'a> {
     query: &'a Query,
@@ -219,14 +213,7 @@ fn with_evidence<'a>(
             let evidence = hits
                 .iter()
                 .filter_map(|h| by_id.get(h.id.as_str()))
-                .map(|d| {
-                    let text = if d.title.is_empty() {
-                        d.text.clone()
-                    } else {
-                        format!("{}: {}", d.title, d.text)
-                    };
-                    (d.id.clone(), text)
-                })
+                .map(|d| (d.id.clone(), passage_text(&d.title, &d.text)))
                 .collect();
             Ok(Asked { query, evidence })
         })
